@@ -1,0 +1,87 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+
+/// The clocks a sample is stamped with.
+public enum Clock {
+    /// Seconds on CLOCK_MONOTONIC, as Python's `time.monotonic()`.
+    public static func monotonic() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// The wall clock in nanoseconds since the Unix epoch.
+    public static func wallNanoseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
+    /// UTC `YYYY-MM-DDTHH:MM:SS.ffffff` (ceilometer's sample timestamp); `separator` " " gives oslo's envelope form.
+    public static func utcTimestamp(nanoseconds: Int64, separator: Character = "T") -> String {
+        var seconds = time_t(nanoseconds / 1_000_000_000)
+        let micros = Int((nanoseconds % 1_000_000_000) / 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ value: Int, _ width: Int) -> String {
+            let digits = String(value)
+            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        }
+        return pad(Int(parts.tm_year) + 1900, 4) + "-" + pad(Int(parts.tm_mon) + 1, 2) + "-" + pad(Int(parts.tm_mday), 2)
+            + String(separator) + pad(Int(parts.tm_hour), 2) + ":" + pad(Int(parts.tm_min), 2) + ":"
+            + pad(Int(parts.tm_sec), 2) + "." + pad(micros, 6)
+    }
+}
+
+/// Time-based (version 1) UUIDs as Python's `uuid.uuid1()` makes them: 100 ns ticks since 1582-10-15, a random
+/// clock sequence and a random multicast node id, strictly increasing ticks so no two are equal.
+public final class UUIDv1Generator: Sendable {
+    private struct State {
+        var lastTicks: UInt64 = 0
+    }
+    private let state = Mutex(State())
+    private let clockSequence: UInt16
+    private let node: UInt64
+
+    public init() {
+        var rng = SystemRandomNumberGenerator()
+        clockSequence = UInt16.random(in: 0...0x3FFF, using: &rng)
+        node = (UInt64.random(in: 0...0xFFFF_FFFF_FFFF, using: &rng)) | 0x0100_0000_0000
+    }
+
+    /// The next UUID, given the wall clock in ns since the Unix epoch.
+    public func next(wallNanoseconds: Int64 = Clock.wallNanoseconds()) -> String {
+        let gregorianOffset: UInt64 = 0x01B2_1DD2_1381_4000
+        let now = UInt64(wallNanoseconds / 100) &+ gregorianOffset
+        let ticks = state.withLock { state in
+            state.lastTicks = max(now, state.lastTicks + 1)
+            return state.lastTicks
+        }
+        let timeLow = UInt32(truncatingIfNeeded: ticks)
+        let timeMid = UInt16(truncatingIfNeeded: ticks >> 32)
+        let timeHigh = UInt16(truncatingIfNeeded: ticks >> 48) & 0x0FFF | 0x1000
+        let sequence = clockSequence | 0x8000
+        return hex(UInt64(timeLow), 8) + "-" + hex(UInt64(timeMid), 4) + "-" + hex(UInt64(timeHigh), 4) + "-"
+            + hex(UInt64(sequence), 4) + "-" + hex(node, 12)
+    }
+
+    /// A random (version 4) UUID string.
+    public static func random() -> String {
+        var bytes = (0..<16).map { _ in UInt8.random(in: 0...255) }
+        bytes[6] = bytes[6] & 0x0F | 0x40
+        bytes[8] = bytes[8] & 0x3F | 0x80
+        let text = SampleSigner.hex(bytes)
+        let chars = Array(text)
+        return String(chars[0..<8]) + "-" + String(chars[8..<12]) + "-" + String(chars[12..<16]) + "-"
+            + String(chars[16..<20]) + "-" + String(chars[20..<32])
+    }
+
+    private func hex(_ value: UInt64, _ width: Int) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: width - digits.count) + digits
+    }
+}

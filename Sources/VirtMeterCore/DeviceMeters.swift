@@ -1,0 +1,93 @@
+/// A per-disk meter: one reading per disk, resource `<uuid>-<disk>`, with `disk_name` in the metadata.
+public struct DiskMeter: Meter {
+    public let name: String
+    public let type: SampleType
+    public let unit: String
+    public let summary: String
+    let counter: @Sendable (DiskStats) -> UInt64?
+
+    public func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
+        now.disks.compactMap { disk in
+            counter(disk).map {
+                Reading(.counter($0), resourceID: "\(now.uuid)-\(disk.name)", metadata: [("disk_name", .string(disk.name))])
+            }
+        }
+    }
+}
+
+/// The per-disk meters, with ceilometer's names.
+public enum DiskMeters {
+    public static let all: [any Meter] = [
+        DiskMeter(name: "disk.device.read.bytes", type: .cumulative, unit: "B", summary: "bytes read from the disk",
+                  counter: \.readBytes),
+        DiskMeter(name: "disk.device.read.requests", type: .cumulative, unit: "request",
+                  summary: "read requests to the disk", counter: \.readRequests),
+        DiskMeter(name: "disk.device.write.bytes", type: .cumulative, unit: "B", summary: "bytes written to the disk",
+                  counter: \.writeBytes),
+        DiskMeter(name: "disk.device.write.requests", type: .cumulative, unit: "request",
+                  summary: "write requests to the disk", counter: \.writeRequests),
+        DiskMeter(name: "disk.device.read.latency", type: .cumulative, unit: "ns",
+                  summary: "total time spent on reads from the disk", counter: \.readTimeNs),
+        DiskMeter(name: "disk.device.write.latency", type: .cumulative, unit: "ns",
+                  summary: "total time spent on writes to the disk", counter: \.writeTimeNs),
+        DiskMeter(name: "disk.device.capacity", type: .gauge, unit: "B", summary: "capacity of the disk",
+                  counter: \.capacity),
+        DiskMeter(name: "disk.device.allocation", type: .gauge, unit: "B",
+                  summary: "space allocated to the disk on the host", counter: \.allocation),
+        DiskMeter(name: "disk.device.usage", type: .gauge, unit: "B", summary: "physical size of the disk on the host",
+                  counter: \.physical),
+    ]
+}
+
+/// A per-interface meter: resource `<domain name>-<uuid>-<tap>`, with the vNIC's name and MAC in the metadata.
+/// A delta meter reports the change since the previous poll (none on the first poll or after a counter reset).
+public struct NetworkMeter: Meter {
+    public let name: String
+    public let type: SampleType
+    public let unit: String
+    public let summary: String
+    let counter: @Sendable (InterfaceStats) -> UInt64?
+
+    public func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
+        now.interfaces.compactMap { interface in
+            guard var value = counter(interface) else { return nil }
+            if type == .delta {
+                guard let before = previous?.interfaces.first(where: { $0.name == interface.name }).flatMap(counter),
+                      value >= before
+                else { return nil }
+                value -= before
+            }
+            let metadata: [(String, JSONValue)] = [
+                ("name", .string(interface.name)), ("mac", .string(interface.mac)), ("fref", .null),
+                ("vnic_name", .string(interface.name)),
+            ]
+            return Reading(.counter(value), resourceID: "\(now.name)-\(now.uuid)-\(interface.name)", metadata: metadata)
+        }
+    }
+}
+
+/// The per-interface meters, with ceilometer's names.
+public enum NetworkMeters {
+    public static let all: [any Meter] = [
+        NetworkMeter(name: "network.incoming.bytes", type: .cumulative, unit: "B",
+                     summary: "bytes received by the interface", counter: \.rxBytes),
+        NetworkMeter(name: "network.outgoing.bytes", type: .cumulative, unit: "B",
+                     summary: "bytes sent by the interface", counter: \.txBytes),
+        NetworkMeter(name: "network.incoming.packets", type: .cumulative, unit: "packet",
+                     summary: "packets received by the interface", counter: \.rxPackets),
+        NetworkMeter(name: "network.outgoing.packets", type: .cumulative, unit: "packet",
+                     summary: "packets sent by the interface", counter: \.txPackets),
+        NetworkMeter(name: "network.incoming.packets.drop", type: .cumulative, unit: "packet",
+                     summary: "received packets dropped", counter: \.rxDrop),
+        NetworkMeter(name: "network.outgoing.packets.drop", type: .cumulative, unit: "packet",
+                     summary: "sent packets dropped", counter: \.txDrop),
+        NetworkMeter(name: "network.incoming.packets.error", type: .cumulative, unit: "packet",
+                     summary: "receive errors", counter: \.rxErrors),
+        NetworkMeter(name: "network.outgoing.packets.error", type: .cumulative, unit: "packet",
+                     summary: "send errors", counter: \.txErrors),
+        NetworkMeter(name: "network.incoming.bytes.delta", type: .delta, unit: "B",
+                     summary: "bytes received since the previous poll", counter: \.rxBytes),
+        NetworkMeter(name: "network.outgoing.bytes.delta", type: .delta, unit: "B",
+                     summary: "bytes sent since the previous poll", counter: \.txBytes),
+    ]
+}

@@ -1,0 +1,118 @@
+import CLibvirt
+import VirtMeterCore
+
+/// One domain's record from `virConnectGetAllDomainStats`, decoded from its typed parameters. The `has…` flags say
+/// which groups the driver actually returned, so the inspector knows where to fall back to per-domain calls.
+struct BulkStats {
+    var state: DomainState?
+    var cpuTime: UInt64?
+    var vcpuCount: Int?
+    var vcpuTimes: [Int: VCPUTime] = [:]
+    var maxMemoryKiB: UInt64?
+    var memoryKiB: UInt64?
+    var balloon = BalloonStats()
+    var disks: [Int: DiskStats] = [:]
+    var interfaces: [Int: InterfaceStats] = [:]
+    var hasBlockGroup = false
+    var hasInterfaceGroup = false
+
+    init(_ params: UnsafeMutablePointer<virTypedParameter>?, count: Int32) {
+        guard let params else { return }
+        for index in 0..<Int(count) {
+            let param = params[index]
+            let field = withUnsafeBytes(of: param.field) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            apply(field, param)
+        }
+    }
+
+    /// The parameter's value as an unsigned integer (libvirt uses int, uint, long long and ull for counters).
+    private static func number(_ param: virTypedParameter) -> UInt64? {
+        switch Int32(param.type) {
+        case Int32(VIR_TYPED_PARAM_INT.rawValue): return UInt64(exactly: param.value.i)
+        case Int32(VIR_TYPED_PARAM_UINT.rawValue): return UInt64(param.value.ui)
+        case Int32(VIR_TYPED_PARAM_LLONG.rawValue): return UInt64(exactly: param.value.l)
+        case Int32(VIR_TYPED_PARAM_ULLONG.rawValue): return param.value.ul
+        default: return nil
+        }
+    }
+
+    private mutating func apply(_ field: String, _ param: virTypedParameter) {
+        let parts = field.split(separator: ".", maxSplits: 2).map(String.init)
+        guard parts.count >= 2 else { return }
+        let value = Self.number(param)
+        switch parts[0] {
+        case "state" where parts[1] == "state":
+            state = value.flatMap { DomainState(rawValue: Int($0)) }
+        case "cpu" where parts[1] == "time":
+            cpuTime = value
+        case "balloon":
+            applyBalloon(parts[1], value)
+        case "vcpu":
+            if parts[1] == "current" { vcpuCount = value.map(Int.init) }
+            guard parts.count == 3, let n = Int(parts[1]) else { return }
+            if parts[2] == "time" { vcpuTimes[n, default: VCPUTime(time: nil, wait: nil)].time = value }
+            if parts[2] == "wait" { vcpuTimes[n, default: VCPUTime(time: nil, wait: nil)].wait = value }
+        case "block":
+            hasBlockGroup = true
+            guard parts.count == 3, let n = Int(parts[1]) else { return }
+            applyBlock(&disks[n, default: DiskStats(name: "")], parts[2], param, value)
+        case "net":
+            hasInterfaceGroup = true
+            guard parts.count == 3, let n = Int(parts[1]) else { return }
+            applyInterface(&interfaces[n, default: InterfaceStats(name: "")], parts[2], param, value)
+        default:
+            break
+        }
+    }
+
+    private mutating func applyBalloon(_ key: String, _ value: UInt64?) {
+        switch key {
+        case "current": memoryKiB = value; balloon.actual = value
+        case "maximum": maxMemoryKiB = value
+        case "swap_in": balloon.swapIn = value
+        case "swap_out": balloon.swapOut = value
+        case "unused": balloon.unused = value
+        case "available": balloon.available = value
+        case "usable": balloon.usable = value
+        case "rss": balloon.rss = value
+        case "last-update": balloon.lastUpdate = value
+        default: break
+        }
+    }
+
+    private static func string(_ param: virTypedParameter) -> String? {
+        guard Int32(param.type) == Int32(VIR_TYPED_PARAM_STRING.rawValue), let s = param.value.s else { return nil }
+        return String(cString: s)
+    }
+
+    private func applyBlock(_ disk: inout DiskStats, _ key: String, _ param: virTypedParameter, _ value: UInt64?) {
+        switch key {
+        case "name": disk.name = Self.string(param) ?? ""
+        case "rd.bytes": disk.readBytes = value
+        case "rd.reqs": disk.readRequests = value
+        case "rd.times": disk.readTimeNs = value
+        case "wr.bytes": disk.writeBytes = value
+        case "wr.reqs": disk.writeRequests = value
+        case "wr.times": disk.writeTimeNs = value
+        case "capacity": disk.capacity = value
+        case "allocation": disk.allocation = value
+        case "physical": disk.physical = value
+        default: break
+        }
+    }
+
+    private func applyInterface(_ nic: inout InterfaceStats, _ key: String, _ param: virTypedParameter, _ value: UInt64?) {
+        switch key {
+        case "name": nic.name = Self.string(param) ?? ""
+        case "rx.bytes": nic.rxBytes = value
+        case "rx.pkts": nic.rxPackets = value
+        case "rx.errs": nic.rxErrors = value
+        case "rx.drop": nic.rxDrop = value
+        case "tx.bytes": nic.txBytes = value
+        case "tx.pkts": nic.txPackets = value
+        case "tx.errs": nic.txErrors = value
+        case "tx.drop": nic.txDrop = value
+        default: break
+        }
+    }
+}

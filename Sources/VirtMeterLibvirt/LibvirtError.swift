@@ -1,0 +1,32 @@
+import CLibvirt
+
+/// A failed libvirt call: the operation, libvirt's error code and its message.
+public struct LibvirtError: Error, CustomStringConvertible, Sendable {
+    /// What virtmeter was doing, e.g. `virConnectOpenReadOnly(qemu:///system)`.
+    public let operation: String
+    /// libvirt's `virErrorNumber` (0 when libvirt set none).
+    public let code: Int32
+    public let message: String
+
+    public var description: String { "libvirt: \(operation) failed: \(message) (code \(code))" }
+
+    /// Whether the domain is gone (it vanished between listing and reading).
+    public var isNoDomain: Bool { code == Int32(VIR_ERR_NO_DOMAIN.rawValue) }
+
+    /// Whether the driver does not implement the call.
+    public var isUnsupported: Bool { code == Int32(VIR_ERR_NO_SUPPORT.rawValue) }
+
+    /// The error libvirt recorded for the failed call; must run on the thread that made the call.
+    static func last(_ operation: String) -> LibvirtError {
+        guard let error = virGetLastError() else {
+            return LibvirtError(operation: operation, code: 0, message: "unknown error")
+        }
+        let message = error.pointee.message.map { String(cString: $0) } ?? "unknown error"
+        return LibvirtError(operation: operation, code: error.pointee.code, message: message)
+    }
+
+    /// Stops libvirt from printing every error to stderr; errors are reported as values instead. Idempotent.
+    static let silenceDefaultHandler: Void = {
+        virSetErrorFunc(nil) { _, _ in }
+    }()
+}

@@ -1,0 +1,59 @@
+import ArgumentParser
+import Foundation
+import Logging
+import VirtMeterCore
+import VirtMeterLibvirt
+
+/// `virtmeter poll`: poll libvirt once (or N times) and print the samples as JSON lines.
+struct PollCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "poll",
+        abstract: "Poll every running domain and print its samples as JSON lines on stdout."
+    )
+
+    @OptionGroup var sampling: SamplingOptions
+
+    @Option(help: "Number of poll cycles.")
+    var count = 1
+
+    @Option(help: "Seconds between the starts of two cycles.")
+    var interval: Double = 10
+
+    func validate() throws {
+        guard count >= 1 else { throw ValidationError("--count must be at least 1") }
+        guard interval > 0 else { throw ValidationError("--interval must be positive") }
+    }
+
+    func run() async throws {
+        bootstrapLogging(sampling.logLevel)
+        try await reportingErrors {
+            let meters = try sampling.selectedMeters(from: .builtIn)
+            let stamper = SampleStamper(host: sampling.hostName, signer: try sampling.signer())
+            let hypervisor = try LibvirtHypervisor(uri: sampling.uri, readOnly: !sampling.readWrite,
+                                                   logger: Logger(label: "virtmeter.libvirt"))
+            let poller = Poller(hypervisor: hypervisor, meters: meters, stamper: stamper,
+                                logger: Logger(label: "virtmeter.poll"))
+            let publisher = StdoutPublisher()
+            for cycle in 0..<count {
+                let started = ContinuousClock.now
+                let result = try await poller.cycle()
+                try await publisher.publish(result.samples)
+                if cycle + 1 < count {
+                    try await Task.sleep(until: started + .milliseconds(Int64(interval * 1000)))
+                }
+            }
+        }
+    }
+}
+
+/// Prints samples as JSON lines on stdout, one write per batch.
+struct StdoutPublisher: Publisher {
+    func publish(_ samples: [Sample]) async throws {
+        var text = ""
+        for sample in samples {
+            sample.json.write(to: &text)
+            text += "\n"
+        }
+        FileHandle.standardOutput.write(Data(text.utf8))
+    }
+}

@@ -1,0 +1,101 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+@main
+struct VirtMeter: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "virtmeter",
+        abstract: "Ceilometer-compatible telemetry for the virtual machines of a libvirt host.",
+        subcommands: [PollCommand.self, MetersCommand.self, BenchmarkCommand.self]
+    )
+}
+
+/// A failure worth one line on stderr and a non-zero exit, without a usage dump.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Runs `body`; any error becomes one line `virtmeter: …` on stderr and exit code 1.
+func reportingErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as ExitCode {
+        throw error
+    } catch {
+        let line = "\(error)".split(whereSeparator: \.isNewline).joined(separator: " ")
+        FileHandle.standardError.write(Data("virtmeter: \(line)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+/// Logging to stderr at `level`; only the executable bootstraps logging.
+func bootstrapLogging(_ level: Logger.Level) {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// Options shared by the commands that read libvirt and make samples.
+struct SamplingOptions: ParsableArguments {
+    @Option(name: .customLong("connect"), help: "libvirt connection URI.")
+    var uri = "qemu:///system"
+
+    @Option(help: "Meters to poll, comma-separated, with polling.yaml's '*' wildcards and '!' exclusions.")
+    var meters = "*"
+
+    @Option(help: ArgumentHelp("File holding the telemetry secret that signs samples (no signature without one).",
+                               valueName: "path"))
+    var secretFile: String?
+
+    @Option(help: "Host name put in the samples' metadata (default: this machine's).")
+    var host: String?
+
+    @Flag(help: "Open libvirt read-write (never needed to monitor; read-only is the default).")
+    var readWrite = false
+
+    @Option(help: "Log level on stderr (trace, debug, info, notice, warning, error, critical).")
+    var logLevel: Logger.Level = .warning
+
+    /// The meters selected by `--meters`; unknown plain names are an error that lists the valid ones.
+    func selectedMeters(from registry: MeterRegistry) throws -> [any Meter] {
+        let selector: MeterSelector
+        do {
+            selector = try MeterSelector(commaSeparated: meters)
+        } catch {
+            throw CLIError("--meters: \(error)")
+        }
+        let unknown = selector.unmatched(among: registry.names)
+        guard unknown.isEmpty else {
+            throw CLIError("--meters: unknown meter \(unknown.joined(separator: ", ")); valid meters: "
+                           + registry.names.joined(separator: ", "))
+        }
+        let chosen = registry.select(selector)
+        guard !chosen.isEmpty else { throw CLIError("--meters: '\(meters)' selects no meter") }
+        return chosen
+    }
+
+    /// The signer for `--secret-file`: the file's content without its trailing newline.
+    func signer() throws -> SampleSigner {
+        guard let secretFile else { return SampleSigner(secret: "") }
+        guard let data = try? FileHandle(forReadingAtPath: secretFile)?.readToEnd() ?? Data() as Data?,
+              FileManager.default.isReadableFile(atPath: secretFile)
+        else {
+            throw CLIError("--secret-file: cannot read \(secretFile)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw CLIError("--secret-file: \(secretFile) is not UTF-8 text")
+        }
+        let secret = text.hasSuffix("\n") ? String(text.dropLast()) : text
+        return SampleSigner(secret: secret.hasSuffix("\r") ? String(secret.dropLast()) : secret)
+    }
+
+    var hostName: String { host ?? ProcessInfo.processInfo.hostName }
+}
+
+import VirtMeterCore
