@@ -51,8 +51,7 @@ let package = Package(
         ),
         .testTarget(
             name: "VirtMeterLibvirtTests",
-            dependencies: ["VirtMeterCore", "VirtMeterLibvirt"],
-            resources: [.copy("Fixtures")]
+            dependencies: ["VirtMeterCore", "VirtMeterLibvirt", "virtmeter"]
         ),
     ]
 )

@@ -1,0 +1,94 @@
+import Foundation
+import Testing
+@testable import VirtMeterCore
+
+@Suite("samples on the wire")
+struct SampleTests {
+    static let nova = NovaMetadata(displayName: "web-01", flavor: Flavor(id: "2", name: "m1.small", vcpus: 2, ramMiB: 2048,
+                                                                        diskGiB: 20, ephemeralGiB: 0, swapMiB: 0),
+                                   userID: "u1", projectID: "5b1c7d3e4f5a4b6c8d9e0f1a2b3c4d5e", imageID: "img-1")
+
+    @Test("every key of ceilometer's sample dict, in its order, with nova's metadata")
+    func keys() async throws {
+        var domain = snapshot(nova: Self.nova)
+        domain.architecture = "x86_64"
+        domain.osType = "hvm"
+        let cycles = try await run([CPUMeter()], [[domain]], secret: "change this for valid signing")
+        let json = try #require(cycles[0].first).json
+        guard case .object(let pairs) = json else { Issue.record("not an object"); return }
+        #expect(pairs.map(\.0) == [
+            "source", "counter_name", "counter_type", "counter_unit", "counter_volume", "user_id", "user_name",
+            "project_id", "project_name", "resource_id", "timestamp", "resource_metadata", "message_id",
+            "monotonic_time", "message_signature",
+        ])
+        #expect(json["user_id"] == .string("u1") && json["user_name"] == .null && json["project_name"] == .null)
+        let metadata = try #require(json["resource_metadata"])
+        #expect(metadata["display_name"] == .string("web-01"))
+        #expect(metadata["instance_type"] == .string("m1.small"))
+        #expect(metadata["instance_host"] == .string("compute-1"))
+        #expect(metadata["host"] == .string(SHA224.hexDigest("5b1c7d3e4f5a4b6c8d9e0f1a2b3c4d5ecompute-1")))
+        #expect(metadata["flavor"]?["ram"] == .int(2048))
+        #expect(metadata["image"]?["id"] == .string("img-1") && metadata["image_ref"] == .string("img-1"))
+        #expect(metadata["root_gb"] == .int(20) && metadata["architecture"] == .string("x86_64"))
+        for key in ["display_name", "name", "instance_id", "instance_type", "host", "instance_host", "flavor", "status",
+                    "state", "image", "image_ref", "architecture", "os_type", "vcpus", "memory_mb", "disk_gb",
+                    "ephemeral_gb", "root_gb", "cpu_number"] {
+            #expect(metadata[key] != nil, "\(key)")
+        }
+        #expect(SampleSigner(secret: "change this for valid signing").verify(json))
+    }
+
+    @Test("timestamp format, v1 message ids, monotonic time")
+    func stamps() async throws {
+        let before = Clock.monotonic()
+        let cycles = try await run(InstanceMeters.all, [[snapshot(balloon: BalloonStats(available: 10, unused: 5))]])
+        let samples = cycles[0]
+        #expect(samples.count >= 5)
+        let timestamp = try Regex(#"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$"#)
+        let v1 = try Regex(#"^[0-9a-f]{8}-[0-9a-f]{4}-1[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"#)
+        for sample in samples {
+            #expect(sample.timestamp.wholeMatch(of: timestamp) != nil, "\(sample.timestamp)")
+            #expect(sample.messageID.wholeMatch(of: v1) != nil, "\(sample.messageID)")
+            #expect(sample.monotonicTime >= before && sample.monotonicTime <= Clock.monotonic())
+            #expect(sample.signature == "")   // no secret: no signature, as ceilometer does
+        }
+        #expect(Set(samples.map(\.messageID)).count == samples.count)
+    }
+
+    @Test("the UTC timestamp is computed correctly")
+    func utc() {
+        // 2024-05-01T12:00:00.123456Z
+        #expect(Clock.utcTimestamp(nanoseconds: 1_714_564_800_123_456_789) == "2024-05-01T12:00:00.123456")
+        #expect(Clock.utcTimestamp(nanoseconds: 1_714_564_800_123_456_789, separator: " ") == "2024-05-01 12:00:00.123456")
+    }
+
+    @Test("a v1 UUID encodes the wall clock")
+    func uuidTime() throws {
+        let id = UUIDv1Generator().next(wallNanoseconds: 1_714_564_800_000_000_000)
+        let parts = id.split(separator: "-")
+        let ticks = UInt64(parts[2].dropFirst(), radix: 16)! << 48 | UInt64(parts[1], radix: 16)! << 32
+            | UInt64(parts[0], radix: 16)!
+        #expect((ticks - 0x01B2_1DD2_1381_4000) * 100 == 1_714_564_800_000_000_000)
+    }
+
+    @Test("JSON text round-trips through the parser, numbers keep their kind")
+    func roundTrip() throws {
+        let value = JSONValue.object([
+            ("a", .int(123456789000)), ("b", .double(387.890625)), ("c", .double(512)), ("d", .string("caf\u{e9} \"q\"\n")),
+            ("e", .array([.null, .bool(true), .double(1e-5)])), ("f", .object([])),
+        ])
+        let text = value.jsonText
+        #expect(text.contains("\"c\": 512.0"))
+        #expect(try JSONValue.parse(text) == value)
+        #expect(throws: JSONParseError.self) { try JSONValue.parse("{\"a\": [1, 2}") }
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(String(repeating: "[", count: 100_000)) }
+    }
+
+    @Test("Sample(json:) reads back what Sample.json wrote")
+    func decode() async throws {
+        let cycles = try await run([CPUMeter()], [[snapshot(cpu: 77, nova: Self.nova)]], secret: "x")
+        let original = try #require(cycles[0].first)
+        let decoded = try #require(Sample(json: try JSONValue.parse(original.json.jsonText)))
+        #expect(decoded.json == original.json)
+    }
+}
