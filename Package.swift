@@ -51,7 +51,7 @@ let package = Package(
         ),
         .testTarget(
             name: "VirtMeterLibvirtTests",
-            dependencies: ["VirtMeterCore", "VirtMeterLibvirt", "virtmeter"]
+            dependencies: ["VirtMeterCore", "VirtMeterLibvirt", "CLibvirt", "virtmeter"]
         ),
     ]
 )

@@ -39,8 +39,9 @@ public struct DomainXML: Sendable, Equatable {
         parser.shouldProcessNamespaces = true
         parser.shouldResolveExternalEntities = false
         parser.delegate = reader
-        guard parser.parse() else {
-            throw DomainXMLError(reason: parser.parserError.map { "\($0.localizedDescription)" } ?? "unparseable")
+        let parsed = parser.parse()
+        guard parsed, reader.closedRoot, !reader.failed else {
+            throw DomainXMLError(reason: parser.parserError.map { "\($0.localizedDescription)" } ?? "not well-formed")
         }
         self = reader.result
     }
@@ -61,6 +62,11 @@ private final class Reader: NSObject, XMLParserDelegate {
     private var nova = NovaMetadata()
     private var interfaceDevice: String?
     private var interfaceMAC: String?
+    /// Whether the document's root element was closed: a truncated document never gets there.
+    private(set) var closedRoot = false
+    private(set) var failed = false
+
+    func parser(_ parser: XMLParser, parseErrorOccurred parseError: any Error) { failed = true }
 
     func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
                 attributes: [String: String] = [:]) {
@@ -131,5 +137,6 @@ private final class Reader: NSObject, XMLParserDelegate {
         }
         path.removeLast()
         text = ""
+        if path.isEmpty { closedRoot = true }
     }
 }

@@ -15,7 +15,12 @@ final class LibvirtConnection: @unchecked Sendable {
         }
         pointer = opened
         self.uri = uri
+        self.readOnly = readOnly
     }
+
+    /// Whether the connection was opened with `virConnectOpenReadOnly`.
+    var isReadOnly: Bool { readOnly }
+    private let readOnly: Bool
 
     /// Whether the connection still works (`virConnectIsAlive`).
     var isAlive: Bool { virConnectIsAlive(pointer) == 1 }

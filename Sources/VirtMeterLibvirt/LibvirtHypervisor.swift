@@ -52,6 +52,9 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         }
     }
 
+    /// Whether the connection is read-only (the default: monitoring needs no write access).
+    public var isReadOnly: Bool { connection.isReadOnly }
+
     /// Counters of the last poll.
     public var lastCounters: InspectionCounters { queue.sync { counters } }
 
