@@ -61,12 +61,23 @@ public final class UUIDv1Generator: Sendable {
             state.lastTicks = max(now, state.lastTicks + 1)
             return state.lastTicks
         }
-        let timeLow = UInt32(truncatingIfNeeded: ticks)
-        let timeMid = UInt16(truncatingIfNeeded: ticks >> 32)
-        let timeHigh = UInt16(truncatingIfNeeded: ticks >> 48) & 0x0FFF | 0x1000
-        let sequence = clockSequence | 0x8000
-        return hex(UInt64(timeLow), 8) + "-" + hex(UInt64(timeMid), 4) + "-" + hex(UInt64(timeHigh), 4) + "-"
-            + hex(UInt64(sequence), 4) + "-" + hex(node, 12)
+        let timeHigh = (ticks >> 48) & 0x0FFF | 0x1000
+        let fields: [(UInt64, Int)] = [
+            (ticks & 0xFFFF_FFFF, 8), ((ticks >> 32) & 0xFFFF, 4), (timeHigh, 4), (UInt64(clockSequence | 0x8000), 4),
+            (node, 12),
+        ]
+        return String(unsafeUninitializedCapacity: 36) { buffer in
+            let digits: StaticString = "0123456789abcdef"
+            var position = 0
+            for (index, (value, width)) in fields.enumerated() {
+                if index > 0 { buffer[position] = UInt8(ascii: "-"); position += 1 }
+                for shift in stride(from: (width - 1) * 4, through: 0, by: -4) {
+                    buffer[position] = digits.utf8Start[Int((value >> UInt64(shift)) & 0xF)]
+                    position += 1
+                }
+            }
+            return position
+        }
     }
 
     /// A random (version 4) UUID string.
@@ -78,10 +89,5 @@ public final class UUIDv1Generator: Sendable {
         let chars = Array(text)
         return String(chars[0..<8]) + "-" + String(chars[8..<12]) + "-" + String(chars[12..<16]) + "-"
             + String(chars[16..<20]) + "-" + String(chars[20..<32])
-    }
-
-    private func hex(_ value: UInt64, _ width: Int) -> String {
-        let digits = String(value, radix: 16)
-        return String(repeating: "0", count: width - digits.count) + digits
     }
 }

@@ -18,6 +18,8 @@ public actor Poller {
     private let stamper: SampleStamper
     private let logger: Logger
     private var previous: [String: DomainSnapshot] = [:]
+    /// Each domain's metadata, built and walked for signing once, until what it is built from changes.
+    private var prepared: [String: SampleStamper.PreparedDomain] = [:]
     /// "meter uuid" pairs already warned about, so each problem is logged once per domain.
     private var warned: Set<String> = []
 
@@ -36,12 +38,18 @@ public actor Poller {
         var samples: [Sample] = []
         var current: [String: DomainSnapshot] = [:]
         current.reserveCapacity(snapshots.count)
+        var currentPrepared: [String: SampleStamper.PreparedDomain] = [:]
+        currentPrepared.reserveCapacity(snapshots.count)
         for snapshot in snapshots {
             warnOnce(about: snapshot)
-            samples += stamper.samples(snapshot, previous: previous[snapshot.uuid], meters: meters)
+            var domain = prepared[snapshot.uuid]
+            if domain?.key != SampleStamper.MetadataKey(snapshot) { domain = stamper.prepare(snapshot) }
+            samples += stamper.samples(snapshot, previous: previous[snapshot.uuid], meters: meters, prepared: domain)
             current[snapshot.uuid] = snapshot
+            currentPrepared[snapshot.uuid] = domain
         }
         previous = current
+        prepared = currentPrepared
         warned = warned.filter { current[String($0.split(separator: " ").last ?? "")] != nil }
         return CycleResult(samples: samples, domains: snapshots.count, inspectSeconds: read - start,
                            buildSeconds: Clock.monotonic() - read)

@@ -6,6 +6,10 @@ public enum PythonRepr {
         if value.isNaN { return "nan" }
         if value.isInfinite { return value < 0 ? "-inf" : "inf" }
         if value == 0 { return value.sign == .minus ? "-0.0" : "0.0" }
+        // Swift's own shortest form is Python's wherever Swift writes it without an exponent and Python would too:
+        // Python switches to an exponent below 1e-4 and from 1e16; Swift's fixed notation lies inside that range.
+        let swift = value.description
+        if !swift.utf8.contains(UInt8(ascii: "e")) { return swift }
         let (negative, digits, pointPosition) = shortestDigits(value)
         var out = negative ? "-" : ""
         if pointPosition > 16 || pointPosition < -3 {
@@ -31,7 +35,7 @@ public enum PythonRepr {
     /// Sign, significant digits and decimal point position (value = 0.DIGITS × 10^position) of the shortest
     /// round-tripping representation, taken from Swift's own shortest formatting.
     static func shortestDigits(_ value: Double) -> (Bool, String, Int) {
-        var text = Substring(String(value.magnitude))   // "1234.5", "1e-05", "1.2345e+19"
+        var text = Substring(value.magnitude.description)   // "1234.5", "1e-05", "1.2345e+19"
         var exponent = 0
         if let e = text.firstIndex(where: { $0 == "e" || $0 == "E" }) {
             exponent = Int(text[text.index(after: e)...])!

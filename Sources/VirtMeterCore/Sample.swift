@@ -105,7 +105,11 @@ public struct Sample: Sendable {
 
     /// Signs the sample in place with `signer` (the empty string when the signer has no secret).
     public mutating func sign(with signer: SampleSigner) {
-        signature = signer.signature(of: .object(unsignedPairs))
+        guard case .object(let metadata) = resourceMetadata else {
+            signature = signer.signature(of: .object(unsignedPairs))
+            return
+        }
+        signature = signer.signature(of: self, metadata: SigningSegments(metadata))
     }
 
     /// Reads a sample back from its JSON dict (as `tail` receives it). Returns nil when a required key is missing

@@ -14,11 +14,44 @@ public struct SampleStamper: Sendable {
         self.signer = signer
     }
 
-    /// The samples of `meters` for one domain snapshot, all stamped with the same wall-clock time.
+    /// A domain's metadata, built and walked for signing once and reused for all its samples (and by the
+    /// `Poller` for later cycles while `key` stays the same).
+    public struct PreparedDomain: Sendable {
+        /// What the metadata was built from: when a snapshot has another key, prepare it again.
+        public let key: MetadataKey
+        let metadata: [(String, JSONValue)]
+        let segments: SigningSegments
+    }
+
+    /// The parts of a snapshot that resource_metadata depends on.
+    public struct MetadataKey: Sendable, Equatable {
+        let uuid: String, name: String, state: DomainState, vcpuCount: Int, maxMemoryKiB: UInt64
+        let nova: NovaMetadata?, architecture: String?, osType: String?
+
+        public init(_ domain: DomainSnapshot) {
+            uuid = domain.uuid
+            name = domain.name
+            state = domain.state
+            vcpuCount = domain.vcpuCount
+            maxMemoryKiB = domain.maxMemoryKiB
+            nova = domain.nova
+            architecture = domain.architecture
+            osType = domain.osType
+        }
+    }
+
+    /// Builds `domain`'s resource_metadata and walks it for signing.
+    public func prepare(_ domain: DomainSnapshot) -> PreparedDomain {
+        let metadata = baseMetadata(domain)
+        return PreparedDomain(key: MetadataKey(domain), metadata: metadata, segments: SigningSegments(metadata))
+    }
+
+    /// The samples of `meters` for one domain snapshot, all stamped with the same wall-clock time. `prepared` is
+    /// `prepare(now)`, possibly from an earlier cycle.
     public func samples(_ now: DomainSnapshot, previous: DomainSnapshot?, meters: [any Meter],
-                        wallNanoseconds: Int64 = Clock.wallNanoseconds()) -> [Sample] {
+                        prepared: PreparedDomain? = nil, wallNanoseconds: Int64 = Clock.wallNanoseconds()) -> [Sample] {
+        let domain = prepared ?? prepare(now)
         let timestamp = Clock.utcTimestamp(nanoseconds: wallNanoseconds)
-        let base = baseMetadata(now)
         var samples: [Sample] = []
         for meter in meters {
             for reading in meter.readings(now, previous: previous) {
@@ -26,9 +59,10 @@ public struct SampleStamper: Sendable {
                     source: source, name: meter.name, type: meter.type, unit: meter.unit, volume: reading.volume,
                     userID: now.nova?.userID, projectID: now.nova?.projectID,
                     resourceID: reading.resourceID ?? now.uuid, timestamp: timestamp,
-                    resourceMetadata: .object(Self.merge(base, reading.metadata)),
+                    resourceMetadata: .object(Self.merge(domain.metadata, reading.metadata)),
                     messageID: ids.next(wallNanoseconds: wallNanoseconds), monotonicTime: Clock.monotonic())
-                sample.sign(with: signer)
+                sample.signature = signer.signature(of: sample, metadata: domain.segments,
+                                                    extra: SigningSegments(reading.metadata))
                 samples.append(sample)
             }
         }

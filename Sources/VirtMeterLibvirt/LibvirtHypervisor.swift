@@ -91,7 +91,8 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
                 logger.log(level: level, "domain skipped this cycle", metadata: ["error": "\(error)"])
             }
         }
-        xmlCache = xmlCache.filter { seen.contains($0.key) }
+        // Every domain read this cycle is in the cache: equal counts mean nothing else is.
+        if xmlCache.count > seen.count { xmlCache = xmlCache.filter { seen.contains($0.key) } }
         return snapshots
     }
 

@@ -32,19 +32,27 @@ struct BenchmarkCommand: AsyncParsableCommand {
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-bench-\(getpid())")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: directory) }
-            print("cycle over N test-driver domains: median of \(cycles) cycles after a warm-up; CPU is user+system")
-            print("domains  floor-wall  floor-cpu  inspect-wall  inspect-cpu  cycle-wall  cycle-cpu  samples  cpu/domain  peak-rss")
+            print("poll cycle over N test-driver domains, each with nova metadata, 2 disks, 1 interface; median of \(cycles)"
+                  + " cycles after a warm-up; CPU = user+system of the whole process; samples signed (HMAC-SHA256)")
+            print("meters: 'core' = the 10 instance meters (cpu ... power.state), 'all' = every meter incl. disk/network")
+            print("domains  meters  floor-wall  floor-cpu  inspect-wall  inspect-cpu  cycle-wall  cycle-cpu  samples"
+                  + "  cpu/sample  peak-rss")
             for count in counts {
                 let file = directory.appendingPathComponent("node-\(count).xml")
                 try Self.nodeXML(domains: count).write(to: file, atomically: true, encoding: .utf8)
-                try await measure(count: count, uri: "test://" + file.path)
+                let floor = try floorTimes(uri: "test://" + file.path, expected: count)
+                for (label, meters) in [("core", InstanceMeters.all), ("all", MeterRegistry.builtIn.meters)] {
+                    try await measure(count: count, uri: "test://" + file.path, label: label, meters: meters,
+                                      floor: floor)
+                }
             }
         }
     }
 
-    private func measure(count: Int, uri: String) async throws {
+    private func measure(count: Int, uri: String, label: String, meters: [any Meter], floor: [(Double, Double)])
+        async throws {
         let hypervisor = try LibvirtHypervisor(uri: uri)
-        let poller = Poller(hypervisor: hypervisor, meters: MeterRegistry.builtIn.meters,
+        let poller = Poller(hypervisor: hypervisor, meters: meters,
                             stamper: SampleStamper(host: "bench-host", signer: SampleSigner(secret: "bench secret")),
                             logger: Logger(label: "virtmeter.bench"))
         _ = try await poller.cycle()
@@ -55,18 +63,17 @@ struct BenchmarkCommand: AsyncParsableCommand {
             let (cycleWall, cycleCPU) = try await Self.timed { samples = try await poller.cycle().samples.count }
             whole.append((cycleWall, cycleCPU))
         }
-        let floor = try floorTimes(uri: uri, expected: count)
         func ms(_ values: [(Double, Double)], _ pick: ((Double, Double)) -> Double) -> String {
             let sorted = values.map(pick).sorted()
             return String(format: "%.1f ms", sorted[sorted.count / 2] * 1000)
         }
-        let perDomain = (whole.map(\.1).sorted()[whole.count / 2]) / Double(count) * 1e6
+        let perSample = (whole.map(\.1).sorted()[whole.count / 2]) / Double(max(1, samples)) * 1e6
         let columns = [
-            String(count), ms(floor, \.0), ms(floor, \.1), ms(inspect, \.0), ms(inspect, \.1), ms(whole, \.0),
-            ms(whole, \.1), String(samples), String(format: "%.1f us", perDomain),
+            String(count), label, ms(floor, \.0), ms(floor, \.1), ms(inspect, \.0), ms(inspect, \.1), ms(whole, \.0),
+            ms(whole, \.1), String(samples), String(format: "%.2f us", perSample),
             String(format: "%.1f MiB", Self.peakRSSMiB()),
         ]
-        let widths = [7, 10, 9, 12, 11, 10, 9, 7, 10, 9]
+        let widths = [7, 6, 10, 9, 12, 11, 10, 9, 7, 10, 9]
         print(zip(columns, widths).map { String(repeating: " ", count: max(0, $1 - $0.count)) + $0 }
             .joined(separator: "  "))
     }
@@ -128,7 +135,7 @@ struct BenchmarkCommand: AsyncParsableCommand {
             <os><type arch='x86_64'>hvm</type></os><devices>
             <disk type='file' device='disk'><source file='/guest/\(i)-a.img'/><target dev='vda' bus='virtio'/></disk>
             <disk type='file' device='disk'><source file='/guest/\(i)-b.img'/><target dev='vdb' bus='virtio'/></disk>
-            <interface type='bridge'><mac address='fa:16:3e:00:\(String(format: "%02x:%02x", (i >> 8) & 0xff, i & 0xff)):01'/>
+            <interface type='bridge'><mac address='fa:16:3e:\(String(format: "%02x:%02x:%02x", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff))'/>
             <source bridge='br0'/><target dev='tap0'/><model type='virtio'/></interface>
             <memballoon model='virtio'><stats period='10'/></memballoon></devices></domain>
 

@@ -82,7 +82,8 @@ struct PythonReprTests {
         (512.0, "512.0"), (1e-05, "1e-05"), (1e16, "1e+16"), (1.2345678901234567e19, "1.2345678901234567e+19"),
         (0.0001, "0.0001"), (1234.5703125, "1234.5703125"), (12345.678901, "12345.678901"), (1e15, "1000000000000000.0"),
         (-2.5, "-2.5"), (0.1, "0.1"), (1.5e-7, "1.5e-07"), (123456789012345.6, "123456789012345.6"), (1e100, "1e+100"),
-        (0.0, "0.0"), (100.0, "100.0"), (49.91724881458818, "49.91724881458818"),
+        (0.0, "0.0"), (100.0, "100.0"), (49.91724881458818, "49.91724881458818"), (9.5e15, "9500000000000000.0"),
+        (9.9e-05, "9.9e-05"), (0.00012, "0.00012"), (123456789.0, "123456789.0"), (9007199254740993.0, "9007199254740992.0"),
     ])
     func floats(_ value: Double, _ expected: String) {
         #expect(PythonRepr.float(value) == expected)
@@ -111,5 +112,45 @@ struct SHA224Tests {
     func exampleHost() {
         #expect(SHA224.hexDigest("5b1c7d3e4f5a4b6c8d9e0f1a2b3c4d5e" + "compute-1.example.org")
                 == "37ebf4875c928253957886e438cfe6f71adcbda00c79cbac876216e3")
+    }
+}
+
+@Suite("the fast sample signature equals the generic walk")
+struct FastSignatureTests {
+    @Test("stamped samples, with meters that add and replace metadata keys, verify by the generic walk")
+    func stampedSamplesVerify() async throws {
+        var domain = snapshot(vcpus: 2, cpu: 5, balloon: BalloonStats(available: 10, unused: 5, rss: 7),
+                              nova: SampleTests.nova)
+        var disk = DiskStats(name: "vda")
+        disk.readBytes = 1
+        domain.disks = [disk]
+        var nic = InterfaceStats(name: "tap1", mac: "fa:16:3e:00:00:02")   // replaces metadata "name"
+        nic.rxBytes = 3
+        domain.interfaces = [nic]
+        let signer = SampleSigner(secret: "change this for valid signing")
+        let cycles = try await run(MeterRegistry.builtIn.meters, [[domain], [domain]],
+                                   secret: "change this for valid signing")
+        let samples = cycles.flatMap { $0 }
+        #expect(samples.count > 15)
+        for sample in samples {
+            #expect(sample.signature == signer.signature(of: .object(sample.json.objectPairsWithoutSignature)),
+                    "\(sample.name)")
+        }
+    }
+
+    @Test("a signer reused for many samples gives what a fresh signer gives")
+    func reusedSigner() throws {
+        let shared = SampleSigner(secret: "k")
+        for i in 0..<20 {
+            let message = JSONValue.object([("counter_volume", .int(Int64(i))), ("x", .string(String(i)))])
+            #expect(shared.signature(of: message) == SampleSigner(secret: "k").signature(of: message))
+        }
+    }
+}
+
+extension JSONValue {
+    var objectPairsWithoutSignature: [(String, JSONValue)] {
+        guard case .object(let pairs) = self else { return [] }
+        return pairs.filter { $0.0 != "message_signature" }
     }
 }
