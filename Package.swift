@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "virtmeter", targets: ["virtmeter"]),
         .library(name: "VirtMeterCore", targets: ["VirtMeterCore"]),
         .library(name: "VirtMeterLibvirt", targets: ["VirtMeterLibvirt"]),
+        .library(name: "VirtMeterAMQP", targets: ["VirtMeterAMQP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -19,6 +20,11 @@ let package = Package(
             name: "CLibvirt",
             pkgConfig: "libvirt",
             providers: [.apt(["libvirt-dev"])]
+        ),
+        .systemLibrary(
+            name: "CRabbitMQ",
+            pkgConfig: "librabbitmq",
+            providers: [.apt(["librabbitmq-dev"])]
         ),
         .target(
             name: "VirtMeterCore",
@@ -34,12 +40,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "VirtMeterAMQP",
+            dependencies: [
+                "VirtMeterCore", "CRabbitMQ",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The benchmark's floor: the inspector's libvirt calls made bare, in C.
         .target(name: "CLibvirtFloor", dependencies: ["CLibvirt"]),
         .executableTarget(
             name: "virtmeter",
             dependencies: [
-                "VirtMeterCore", "VirtMeterLibvirt", "CLibvirt", "CLibvirtFloor",
+                "VirtMeterCore", "VirtMeterLibvirt", "CLibvirt", "CLibvirtFloor", "VirtMeterAMQP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -52,6 +65,10 @@ let package = Package(
         .testTarget(
             name: "VirtMeterLibvirtTests",
             dependencies: ["VirtMeterCore", "VirtMeterLibvirt", "CLibvirt", "virtmeter"]
+        ),
+        .testTarget(
+            name: "VirtMeterAMQPTests",
+            dependencies: ["VirtMeterCore", "VirtMeterAMQP", "VirtMeterLibvirt", "virtmeter"]
         ),
     ]
 )

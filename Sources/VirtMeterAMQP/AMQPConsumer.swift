@@ -1,0 +1,148 @@
+import Dispatch
+import Logging
+import VirtMeterCore
+
+/// One message as a consumer received it.
+public struct AMQPDelivery: Sendable {
+    /// The message body (an oslo.messaging envelope for notifications).
+    public var body: [UInt8]
+    /// The exchange it was published to.
+    public var exchange: String
+    /// The routing key it was published with.
+    public var routingKey: String
+    /// The broker's delivery tag on the consumer's channel.
+    public var deliveryTag: UInt64
+    /// Whether the broker delivered it before.
+    public var redelivered: Bool
+    /// Its basic properties.
+    public var properties: AMQPProperties
+}
+
+/// What `AMQPConsumer` reads.
+public struct AMQPConsumerConfiguration: Sendable {
+    /// The broker and credentials.
+    public var url: AMQPURL
+    /// TLS settings, used when `url` is `amqps`.
+    public var tls: AMQPTLSOptions
+    /// The exchange to bind to (declared with `durableExchange` unless it exists).
+    public var exchange: String
+    /// Whether the exchange is declared durable; must match an existing exchange.
+    public var durableExchange: Bool
+    /// The routing key to bind with (`notifications.sample`).
+    public var routingKey: String
+    /// A queue to read instead of binding an exclusive auto-delete queue of its own (it must exist).
+    public var queue: String?
+    /// How long connecting may take, in seconds.
+    public var timeoutSeconds: Double
+    /// AMQP heartbeat in seconds (0: none); serviced while waiting for messages.
+    public var heartbeatSeconds: Int
+
+    /// A consumer of `routingKey` on `exchange` (by default ceilometer's samples), or of `queue`.
+    public init(url: AMQPURL, tls: AMQPTLSOptions = AMQPTLSOptions(), exchange: String = "ceilometer",
+                durableExchange: Bool = false, routingKey: String = "notifications.sample", queue: String? = nil,
+                timeoutSeconds: Double = 10, heartbeatSeconds: Int = 60) {
+        self.url = url
+        self.tls = tls
+        self.exchange = exchange
+        self.durableExchange = durableExchange
+        self.routingKey = routingKey
+        self.queue = queue
+        self.timeoutSeconds = timeoutSeconds
+        self.heartbeatSeconds = heartbeatSeconds
+    }
+}
+
+/// Reads messages from the broker: from an exclusive auto-delete queue of its own bound to the exchange, or from a
+/// named queue. Messages are taken without acks (a viewer, like `amqp-consume -A`).
+///
+/// The connection lives on a serial dispatch queue of its own; `next` suspends the caller while that queue blocks
+/// in librabbitmq, which services heartbeats as it waits.
+public final class AMQPConsumer: Sendable {
+    /// The settings in use.
+    public let configuration: AMQPConsumerConfiguration
+    private let queue = DispatchQueue(label: "virtmeter.amqp.consumer")
+    private let link: ConsumerLink
+
+    /// A consumer for `configuration`; call `connect()` before `next`.
+    public init(configuration: AMQPConsumerConfiguration, logger: Logger = Logger(label: "virtmeter.amqp")) {
+        self.configuration = configuration
+        link = ConsumerLink(configuration: configuration, logger: logger)
+    }
+
+    /// Connects, declares and binds, and starts consuming. Returns the name of the queue it reads.
+    /// Throws `AMQPError`.
+    public func connect() async throws -> String {
+        let link = self.link
+        return try await onQueue { () throws(AMQPError) in try link.connect() }
+    }
+
+    /// The next message, or nil when none came within `timeoutSeconds`. Throws `AMQPError` when the connection is
+    /// lost or the broker closes the channel.
+    public func next(timeoutSeconds: Double) async throws -> AMQPDelivery? {
+        let link = self.link
+        return try await onQueue { () throws(AMQPError) in try link.next(timeoutSeconds: timeoutSeconds) }
+    }
+
+    /// Closes the connection.
+    public func close() async {
+        let link = self.link
+        try? await onQueue { () throws(AMQPError) in link.close() }
+    }
+
+    private func onQueue<T: Sendable>(_ body: @escaping @Sendable () throws(AMQPError) -> T) async throws(AMQPError) -> T {
+        let result: Result<T, AMQPError> = await withCheckedContinuation { continuation in
+            queue.async {
+                do throws(AMQPError) {
+                    continuation.resume(returning: .success(try body()))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        return try result.get()
+    }
+}
+
+/// The consumer's connection.
+///
+/// `@unchecked Sendable` because it holds a non-Sendable C connection: `AMQPConsumer` calls it only from its own
+/// serial queue, so it is never used concurrently.
+final class ConsumerLink: @unchecked Sendable {
+    private let configuration: AMQPConsumerConfiguration
+    private let logger: Logger
+    private var connection: AMQPConnection?
+
+    init(configuration: AMQPConsumerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    func connect() throws(AMQPError) -> String {
+        let config = configuration
+        let connection = try AMQPConnection(url: config.url)
+        try connection.open(tls: config.tls, heartbeat: config.heartbeatSeconds, timeoutSeconds: config.timeoutSeconds)
+        let name: String
+        if let queue = config.queue {
+            name = try connection.declareQueue(queue, passive: true)
+        } else {
+            try connection.declareExchange(config.exchange, durable: config.durableExchange)
+            name = try connection.declareQueue("", exclusive: true, autoDelete: true)
+            try connection.bindQueue(name, exchange: config.exchange, routingKey: config.routingKey)
+        }
+        try connection.consume(name, noAck: true, exclusive: false)
+        self.connection = connection
+        logger.info("consuming from the AMQP broker", metadata: ["url": "\(config.url)", "queue": "\(name)"])
+        return name
+    }
+
+    func next(timeoutSeconds: Double) throws(AMQPError) -> AMQPDelivery? {
+        guard let connection, connection.isOpen else {
+            throw AMQPError(operation: "consume", message: "not connected")
+        }
+        guard let raw = try connection.nextDelivery(timeoutSeconds: timeoutSeconds) else { return nil }
+        return AMQPDelivery(body: raw.body, exchange: raw.exchange, routingKey: raw.routingKey,
+                            deliveryTag: raw.deliveryTag, redelivered: raw.redelivered, properties: raw.properties)
+    }
+
+    func close() { connection = nil }
+}

@@ -1,0 +1,315 @@
+import CRabbitMQ
+import Dispatch
+import Logging
+import VirtMeterCore
+
+/// How `AMQPPublisher` reaches the broker and routes samples; the defaults are ceilometer's.
+public struct AMQPPublisherConfiguration: Sendable {
+    /// The broker and credentials.
+    public var url: AMQPURL
+    /// TLS settings, used when `url` is `amqps`.
+    public var tls: AMQPTLSOptions
+    /// The exchange (`ceilometer`, type topic).
+    public var exchange: String
+    /// Whether the exchange is declared durable; must match an existing exchange (ceilometer's is not durable).
+    public var durableExchange: Bool
+    /// The notification topic; the routing key and the queue are `<topic>.sample`.
+    public var topic: String
+    /// Whether to declare and bind the `<topic>.sample` queue on every (re)connect, as oslo.messaging's notifier does.
+    public var declareQueue: Bool
+    /// At most this many samples per message (ceilometer's `batch_size`).
+    public var batchSize: Int
+    /// At most this many messages in flight before waiting for their confirms.
+    public var confirmWindow: Int
+    /// How long to wait for the confirms of a window, and for connecting, in seconds.
+    public var timeoutSeconds: Double
+    /// AMQP heartbeat in seconds (0: none); serviced between publishes by a timer on the connection's queue.
+    public var heartbeatSeconds: Int
+    /// `publisher_id` of the notifications.
+    public var publisherID: String
+
+    /// A configuration for `url` with ceilometer's defaults.
+    public init(url: AMQPURL, tls: AMQPTLSOptions = AMQPTLSOptions(), exchange: String = "ceilometer",
+                durableExchange: Bool = false, topic: String = "notifications", declareQueue: Bool = true,
+                batchSize: Int = 50, confirmWindow: Int = 256, timeoutSeconds: Double = 10, heartbeatSeconds: Int = 60,
+                publisherID: String = NotificationEnvelope.defaultPublisherID) {
+        self.url = url
+        self.tls = tls
+        self.exchange = exchange
+        self.durableExchange = durableExchange
+        self.topic = topic
+        self.declareQueue = declareQueue
+        self.batchSize = max(1, batchSize)
+        self.confirmWindow = max(1, confirmWindow)
+        self.timeoutSeconds = timeoutSeconds
+        self.heartbeatSeconds = heartbeatSeconds
+        self.publisherID = publisherID
+    }
+
+    /// `<topic>.sample`: the routing key, and the name of the queue the notification agent reads.
+    public var routingKey: String { topic + ".sample" }
+}
+
+/// Publishes samples to a RabbitMQ exchange as ceilometer's polling agent does: oslo.messaging 2.0 envelopes of at
+/// most `batchSize` samples, persistent, with publisher confirms waited for in windows.
+///
+/// The connection lives on a serial dispatch queue of its own and is only touched there; `publish` suspends the
+/// caller while that queue does the blocking work, so the cooperative pool never blocks. It connects on first use,
+/// and again after any failure. A timer on the same queue services heartbeats between publishes.
+public final class AMQPPublisher: Publisher {
+    /// The settings in use.
+    public let configuration: AMQPPublisherConfiguration
+    private let logger: Logger
+    private let queue: DispatchQueue
+    private let link: PublisherLink
+
+    /// A publisher for `configuration`; nothing connects until `connect()` or the first `publish`.
+    public init(configuration: AMQPPublisherConfiguration, logger: Logger = Logger(label: "virtmeter.amqp")) {
+        self.configuration = configuration
+        self.logger = logger
+        queue = DispatchQueue(label: "virtmeter.amqp.publisher")
+        link = PublisherLink(configuration: configuration, logger: logger, queue: queue)
+    }
+
+    /// Connects now (declaring the exchange and queue) instead of at the first publish. Throws `AMQPError`.
+    public func connect() async throws {
+        let link = self.link
+        try await onQueue { () throws(AMQPError) in _ = try link.connection() }
+    }
+
+    /// Publishes `samples` in messages of at most `batchSize` and returns once the broker confirmed all of them.
+    /// Throws `AMQPError` when nothing could be sent (connecting or declaring failed), and `AMQPUnconfirmedError`
+    /// naming the samples whose messages were nacked or lost with the connection.
+    public func publish(_ samples: [Sample]) async throws {
+        guard !samples.isEmpty else { return }
+        let size = configuration.batchSize
+        var bodies: [[UInt8]] = []
+        bodies.reserveCapacity((samples.count + size - 1) / size)
+        var ranges: [Range<Int>] = []
+        for start in stride(from: 0, to: samples.count, by: size) {
+            let range = start..<min(start + size, samples.count)
+            let envelope = NotificationEnvelope(samples: Array(samples[range]), publisherID: configuration.publisherID)
+            bodies.append(Array(envelope.body.utf8))
+            ranges.append(range)
+        }
+        let link = self.link, messages = bodies
+        let failure = try await onQueue { () throws(AMQPError) in try link.send(messages) }
+        if let (failed, reason) = failure {
+            let lost = failed.flatMap { samples[ranges[$0]] }
+            logger.warning("samples not confirmed by the broker",
+                           metadata: ["samples": "\(lost.count)", "total": "\(samples.count)", "reason": "\(reason)"])
+            throw AMQPUnconfirmedError(samples: lost, total: samples.count, reason: reason)
+        }
+    }
+
+    /// Closes the connection (it reopens on the next publish).
+    public func close() async {
+        let link = self.link
+        try? await onQueue { () throws(AMQPError) in link.disconnect() }
+    }
+
+    private func onQueue<T: Sendable>(_ body: @escaping @Sendable () throws(AMQPError) -> T) async throws(AMQPError) -> T {
+        let result: Result<T, AMQPError> = await withCheckedContinuation { continuation in
+            queue.async {
+                do throws(AMQPError) {
+                    continuation.resume(returning: .success(try body()))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        return try result.get()
+    }
+}
+
+/// The publisher's connection and heartbeat timer.
+///
+/// `@unchecked Sendable` because it holds a non-Sendable C connection: every method is called only on `queue`
+/// (the publisher's closures and the timer's handler run there, one at a time), so it is never used concurrently.
+final class PublisherLink: @unchecked Sendable {
+    private let configuration: AMQPPublisherConfiguration
+    private let logger: Logger
+    private let queue: DispatchQueue
+    private var current: AMQPConnection?
+    private var timer: DispatchSourceTimer?
+    private let exchange: OwnedBytes
+    private let routingKey: OwnedBytes
+    private let contentType = OwnedBytes("application/json")
+    private let contentEncoding = OwnedBytes("utf-8")
+
+    init(configuration: AMQPPublisherConfiguration, logger: Logger, queue: DispatchQueue) {
+        self.configuration = configuration
+        self.logger = logger
+        self.queue = queue
+        exchange = OwnedBytes(configuration.exchange)
+        routingKey = OwnedBytes(configuration.routingKey)
+    }
+
+    deinit {
+        timer?.cancel()
+    }
+
+    /// The open connection, connecting (and declaring) first when there is none.
+    func connection() throws(AMQPError) -> AMQPConnection {
+        if let current, current.isOpen { return current }
+        current = nil
+        let config = configuration
+        let connection = try AMQPConnection(url: config.url)
+        try connection.open(tls: config.tls, heartbeat: config.heartbeatSeconds, timeoutSeconds: config.timeoutSeconds)
+        try connection.selectConfirms()
+        try connection.declareExchange(config.exchange, durable: config.durableExchange)
+        if config.declareQueue {
+            _ = try connection.declareQueue(config.routingKey, durable: config.durableExchange)
+            try connection.bindQueue(config.routingKey, exchange: config.exchange, routingKey: config.routingKey)
+        }
+        current = connection
+        logger.info("connected to the AMQP broker",
+                    metadata: ["url": "\(config.url)", "exchange": "\(config.exchange)",
+                               "routing_key": "\(config.routingKey)"])
+        startHeartbeatTimer()
+        return connection
+    }
+
+    func disconnect() {
+        timer?.cancel()
+        timer = nil
+        current = nil
+    }
+
+    /// Publishes `bodies` and waits for their confirms in windows. Returns the indexes of the bodies that were not
+    /// confirmed and why, or nil when all were. Throws when it could not connect at all.
+    func send(_ bodies: [[UInt8]]) throws(AMQPError) -> (failed: [Int], reason: AMQPError)? {
+        let connection = try connection()
+        var properties = amqp_basic_properties_t()
+        properties._flags = amqp_flags_t(AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG
+                                         | AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_PRIORITY_FLAG)
+        properties.content_type = contentType.bytes
+        properties.content_encoding = contentEncoding.bytes
+        properties.delivery_mode = 2
+        properties.priority = 0
+        var window = ConfirmWindow(firstTag: connection.lastDeliveryTag + 1)
+        var failure: AMQPError?
+        for index in bodies.indices {
+            let status = bodies[index].withUnsafeBytes { raw in
+                connection.publish(exchange: exchange.bytes, routingKey: routingKey.bytes, properties: &properties,
+                                   body: amqp_bytes_t(len: raw.count, bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress)))
+            }
+            guard status == AMQP_STATUS_OK.rawValue else {
+                failure = AMQPError(operation: "publish to exchange '\(configuration.exchange)'", code: Int(status),
+                                    message: "connection lost: " + String(cString: amqp_error_string2(status)))
+                window.unsent(from: index, count: bodies.count)
+                break
+            }
+            window.sent(tag: connection.lastDeliveryTag)
+            if window.outstandingCount >= configuration.confirmWindow {
+                if let error = wait(for: &window, on: connection) {
+                    failure = error
+                    window.unsent(from: index + 1, count: bodies.count)
+                    break
+                }
+            }
+        }
+        if failure == nil, let error = wait(for: &window, on: connection) { failure = error }
+        if failure != nil {
+            current = nil
+            timer?.cancel()
+            timer = nil
+        }
+        if window.failed.isEmpty, window.outstandingCount == 0 { return nil }
+        let reason = failure ?? AMQPError(operation: "publish to exchange '\(configuration.exchange)'",
+                                          message: "the broker nacked the messages")
+        return (window.failed.sorted(), reason)
+    }
+
+    /// Waits until every message of `window` is acked or nacked. Returns the error that ended the wait early (then
+    /// every outstanding message counts as failed), or nil.
+    private func wait(for window: inout ConfirmWindow, on connection: AMQPConnection) -> AMQPError? {
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(configuration.timeoutSeconds * 1e9)
+        while window.outstandingCount > 0 {
+            let now = DispatchTime.now().uptimeNanoseconds
+            guard now < deadline else {
+                window.failAll()
+                return AMQPError(operation: "wait for publisher confirms",
+                                 message: "no confirm within \(configuration.timeoutSeconds) s")
+            }
+            do {
+                switch try connection.nextEvent(timeoutSeconds: Double(deadline - now) / 1e9) {
+                case .ack(let tag, let multiple): window.confirm(tag: tag, multiple: multiple, ok: true)
+                case .nack(let tag, let multiple): window.confirm(tag: tag, multiple: multiple, ok: false)
+                case .timeout, .other: continue
+                }
+            } catch {
+                window.failAll()
+                return error
+            }
+        }
+        return nil
+    }
+
+    /// Services heartbeats while idle: every half heartbeat interval, reads (and answers) whatever the broker sent.
+    private func startHeartbeatTimer() {
+        timer?.cancel()
+        timer = nil
+        guard configuration.heartbeatSeconds > 0 else { return }
+        let interval = DispatchTimeInterval.milliseconds(max(250, configuration.heartbeatSeconds * 500))
+        let source = DispatchSource.makeTimerSource(queue: queue)
+        source.schedule(deadline: .now() + interval, repeating: interval)
+        source.setEventHandler { [weak self] in self?.serviceHeartbeats() }
+        source.resume()
+        timer = source
+    }
+
+    private func serviceHeartbeats() {
+        guard let current, current.isOpen else { return }
+        do {
+            while true {
+                if case .timeout = try current.nextEvent(timeoutSeconds: 0) { return }
+            }
+        } catch {
+            logger.warning("AMQP connection lost while idle; reconnecting at the next publish",
+                           metadata: ["error": "\(error)"])
+            self.current = nil
+            timer?.cancel()
+            timer = nil
+        }
+    }
+}
+
+/// The delivery tags of one publish call and which of its messages were acked or nacked.
+struct ConfirmWindow {
+    /// The tag of the call's first message; message `i` has tag `firstTag + i`.
+    let firstTag: UInt64
+    /// Tags sent and not yet confirmed, ascending.
+    private var outstanding: [UInt64] = []
+    /// Indexes of the messages nacked, lost or never sent.
+    private(set) var failed: Set<Int> = []
+
+    init(firstTag: UInt64) { self.firstTag = firstTag }
+
+    var outstandingCount: Int { outstanding.count }
+
+    mutating func sent(tag: UInt64) { outstanding.append(tag) }
+
+    mutating func confirm(tag: UInt64, multiple: Bool, ok: Bool) {
+        if multiple {
+            let end = outstanding.firstIndex { $0 > tag } ?? outstanding.endIndex
+            if !ok { failed.formUnion(outstanding[..<end].map { Int($0 - firstTag) }) }
+            outstanding.removeSubrange(..<end)
+        } else if let index = outstanding.firstIndex(of: tag) {
+            if !ok { failed.insert(Int(tag - firstTag)) }
+            outstanding.remove(at: index)
+        }
+    }
+
+    /// Every outstanding message failed (the connection is gone).
+    mutating func failAll() {
+        failed.formUnion(outstanding.map { Int($0 - firstTag) })
+        outstanding.removeAll()
+    }
+
+    /// Messages `index..<count` were never sent.
+    mutating func unsent(from index: Int, count: Int) {
+        failAll()
+        if index < count { failed.formUnion(index..<count) }
+    }
+}

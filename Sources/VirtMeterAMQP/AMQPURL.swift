@@ -1,0 +1,153 @@
+/// Where a broker is and how to log in: `amqp://user:password@host:port/vhost` or `amqps://...` for TLS.
+/// Its `description` never shows the password.
+public struct AMQPURL: Sendable, Equatable, CustomStringConvertible {
+    /// Whether the connection uses TLS (`amqps`).
+    public var tls: Bool
+    /// The broker's host name or address, as the TLS certificate must name it.
+    public var host: String
+    /// The broker's port (5672, or 5671 for `amqps`, when the URL gives none).
+    public var port: Int
+    /// The virtual host (`/` when the URL has no path).
+    public var vhost: String
+    /// The user name (`guest` when the URL has none).
+    public var user: String
+    /// The password (`guest` when neither the URL nor a file or the environment gives one).
+    public var password: String
+
+    /// Parses `text`. The user, password and vhost are percent-decoded (`%2F` is `/`); an empty path is the vhost
+    /// `/`. Throws `AMQPError` for another scheme, a missing host or a bad port; the error never shows the password.
+    public init(_ text: String) throws(AMQPError) {
+        let scheme: String
+        var rest: Substring
+        if text.hasPrefix("amqps://") {
+            scheme = "amqps"
+            rest = text.dropFirst("amqps://".count)
+        } else if text.hasPrefix("amqp://") {
+            scheme = "amqp"
+            rest = text.dropFirst("amqp://".count)
+        } else {
+            throw AMQPError(operation: "parse URL", message: "\(Self.redacting(text)) must start with amqp:// or amqps://")
+        }
+        tls = scheme == "amqps"
+        var path: Substring = ""
+        if let slash = rest.firstIndex(of: "/") {
+            path = rest[rest.index(after: slash)...]
+            rest = rest[..<slash]
+        }
+        user = "guest"
+        password = "guest"
+        if let at = rest.lastIndex(of: "@") {
+            let userInfo = rest[..<at]
+            rest = rest[rest.index(after: at)...]
+            if let colon = userInfo.firstIndex(of: ":") {
+                user = try Self.percentDecoded(userInfo[..<colon], what: "user")
+                password = try Self.percentDecoded(userInfo[userInfo.index(after: colon)...], what: "password")
+            } else {
+                user = try Self.percentDecoded(userInfo, what: "user")
+            }
+        }
+        var hostPart = rest
+        var portText: Substring?
+        if hostPart.hasPrefix("["), let close = hostPart.firstIndex(of: "]") {
+            // [IPv6]:port
+            let after = hostPart[hostPart.index(after: close)...]
+            portText = after.hasPrefix(":") ? after.dropFirst() : nil
+            hostPart = hostPart[hostPart.index(after: hostPart.startIndex)..<close]
+        } else if let colon = hostPart.lastIndex(of: ":") {
+            portText = hostPart[hostPart.index(after: colon)...]
+            hostPart = hostPart[..<colon]
+        }
+        host = try Self.percentDecoded(hostPart, what: "host")
+        guard !host.isEmpty else {
+            throw AMQPError(operation: "parse URL", message: "\(Self.redacting(text)) has no host")
+        }
+        if let portText {
+            guard let value = Int(portText), (1...65535).contains(value) else {
+                throw AMQPError(operation: "parse URL", message: "\(Self.redacting(text)) has a bad port '\(portText)'")
+            }
+            port = value
+        } else {
+            port = tls ? 5671 : 5672
+        }
+        vhost = path.isEmpty ? "/" : try Self.percentDecoded(path, what: "vhost")
+    }
+
+    /// The URL with the password replaced by `***`: safe for logs and error messages.
+    public var description: String {
+        let hostText = host.contains(":") ? "[\(host)]" : host
+        let vhostText = vhost == "/" ? "" : Self.percentEncoded(vhost)
+        return "\(tls ? "amqps" : "amqp")://\(Self.percentEncoded(user)):***@\(hostText):\(port)/\(vhostText)"
+    }
+
+    /// `host:port`, for messages about the network.
+    public var endpoint: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// `text` with whatever stands between `://` and `@` after the first `:` replaced by `***`.
+    static func redacting(_ text: String) -> String {
+        guard let schemeEnd = text.range(of: "://") else { return text }
+        let afterScheme = text[schemeEnd.upperBound...]
+        let authorityEnd = afterScheme.firstIndex(of: "/") ?? afterScheme.endIndex
+        let authority = afterScheme[..<authorityEnd]
+        guard let at = authority.lastIndex(of: "@"), let colon = authority[..<at].firstIndex(of: ":") else {
+            return text
+        }
+        return String(text[..<colon]) + ":***" + String(text[at...])
+    }
+
+    static func percentDecoded(_ text: Substring, what: String) throws(AMQPError) -> String {
+        guard text.contains("%") else { return String(text) }
+        var bytes: [UInt8] = []
+        var utf8 = Array(text.utf8)[...]
+        while let byte = utf8.popFirst() {
+            if byte == UInt8(ascii: "%") {
+                guard utf8.count >= 2,
+                      let value = UInt8(String(decoding: utf8.prefix(2), as: UTF8.self), radix: 16)
+                else { throw AMQPError(operation: "parse URL", message: "bad percent escape in the \(what)") }
+                bytes.append(value)
+                utf8 = utf8.dropFirst(2)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func percentEncoded(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            let scalar = Unicode.Scalar(byte)
+            if byte < 0x80, scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || "-._~".unicodeScalars.contains(scalar) {
+                out.unicodeScalars.append(scalar)
+            } else {
+                let hex = String(byte, radix: 16, uppercase: true)
+                out += "%" + (hex.count == 1 ? "0" + hex : hex)
+            }
+        }
+        return out
+    }
+}
+
+/// TLS settings for an `amqps` connection. Peer and host name verification are on unless turned off.
+public struct AMQPTLSOptions: Sendable, Equatable {
+    /// PEM file of the CA that signed the broker's certificate (nil: only the URL scheme asks for TLS, and the
+    /// connection fails verification unless `verifyPeer` is off).
+    public var caFile: String?
+    /// PEM client certificate, for brokers that ask for one.
+    public var certFile: String?
+    /// PEM key of `certFile`.
+    public var keyFile: String?
+    /// Whether the broker's certificate must chain to `caFile`.
+    public var verifyPeer: Bool
+    /// Whether the broker's certificate must name the URL's host.
+    public var verifyHostname: Bool
+
+    /// TLS settings; verification is on by default.
+    public init(caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil, verifyPeer: Bool = true,
+                verifyHostname: Bool = true) {
+        self.caFile = caFile
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.verifyPeer = verifyPeer
+        self.verifyHostname = verifyHostname
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import Logging
+import Testing
+import VirtMeterAMQP
+import VirtMeterCore
+import VirtMeterLibvirt
+
+@Suite("AMQPPublisher against a real RabbitMQ")
+struct PublishTests {
+    static let secret = "a publish test secret"
+
+    /// N cycles from the test driver, published in batches, read back from the `<topic>.sample` queue.
+    @Test("publishes N cycles from the test driver and reads back exactly those samples", arguments: [50, 7])
+    func publishAndReadBack(batchSize: Int) async throws {
+        let url = try TestBroker.url()
+        let exchange = uniqueName("vmtest-ex"), topic = uniqueName("vmtest-topic")
+        let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(
+            url: url, exchange: exchange, topic: topic, batchSize: batchSize))
+        let poller = Poller(hypervisor: try LibvirtHypervisor(uri: amqpNodeURI), meters: MeterRegistry.builtIn.meters,
+                            stamper: SampleStamper(host: "compute-amqp", signer: SampleSigner(secret: Self.secret)),
+                            logger: Logger(label: "test"))
+        var published: [Sample] = []
+        var expectedMessages = 0
+        for _ in 0..<3 {
+            let samples = try await poller.cycle().samples
+            #expect(!samples.isEmpty)
+            try await publisher.publish(samples)
+            published += samples
+            expectedMessages += (samples.count + batchSize - 1) / batchSize
+        }
+        await publisher.close()
+
+        let deliveries = try await drain(url, queue: topic + ".sample")
+        #expect(deliveries.count == expectedMessages)
+        var received: [DecodedSample] = []
+        for delivery in deliveries {
+            #expect(delivery.exchange == exchange)
+            #expect(delivery.routingKey == topic + ".sample")
+            #expect(delivery.properties == AMQPProperties(contentType: "application/json", contentEncoding: "utf-8",
+                                                          deliveryMode: 2, priority: 0))
+            let envelope = try NotificationEnvelope.decode(delivery.body)
+            #expect(envelope.eventType == "telemetry.polling")
+            #expect(envelope.priority == "SAMPLE")
+            #expect(envelope.publisherID == "ceilometer.polling")
+            #expect(envelope.uniqueID.count == 32)
+            #expect(envelope.timestamp.count == 26 && Array(envelope.timestamp)[10] == " ")
+            let samples = try envelope.samples()
+            #expect(samples.count <= batchSize)
+            received += samples
+        }
+        #expect(received.count == published.count)
+        let signer = SampleSigner(secret: Self.secret)
+        #expect(received.allSatisfy { $0.verify(with: signer) })
+        for (got, sent) in zip(received, published) {
+            #expect(got.json == sent.json)
+            #expect(got.sample?.volume == sent.volume)
+        }
+        #expect(Set(received.compactMap { $0.sample?.messageID }).count == published.count)
+    }
+
+    @Test("an idle connection survives several heartbeat intervals")
+    func heartbeats() async throws {
+        let url = try TestBroker.url()
+        let topic = uniqueName("vmtest-hb")
+        let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(
+            url: url, exchange: uniqueName("vmtest-ex"), topic: topic, heartbeatSeconds: 1))
+        let sample = try testSample()
+        try await publisher.publish([sample])
+        // The broker drops a connection that misses two heartbeats (2 s here); stay idle for three times that.
+        try await Task.sleep(for: .seconds(6))
+        try await publisher.publish([sample])
+        await publisher.close()
+        let deliveries = try await drain(url, queue: topic + ".sample")
+        #expect(deliveries.count == 2)
+    }
+}
+
+/// One signed sample, made from the test driver.
+func testSample(secret: String = PublishTests.secret) throws -> Sample {
+    var sample = Sample(source: "openstack", name: "memory.usage", type: .gauge, unit: "MiB", volume: .double(387.5),
+                        userID: "u1", projectID: "p1", resourceID: "a6b2c4d8-1234-4e5f-9abc-def012345678",
+                        timestamp: Clock.utcTimestamp(nanoseconds: Clock.wallNanoseconds()),
+                        resourceMetadata: .object([("display_name", .string("web-01"))]),
+                        messageID: UUIDv1Generator().next(), monotonicTime: Clock.monotonic())
+    sample.sign(with: SampleSigner(secret: secret))
+    return sample
+}

@@ -1,0 +1,114 @@
+import Foundation
+import Testing
+import VirtMeterAMQP
+import VirtMeterCore
+
+let amqpRepositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+/// libvirt's test driver with the project's node file (four domains with nova metadata, disks and interfaces).
+let amqpNodeURI: String = {
+    let node = amqpRepositoryRoot.appendingPathComponent("etc/virtmeter/test-node.xml").path
+    return FileManager.default.fileExists(atPath: node) ? "test://" + node : "test:///default"
+}()
+
+/// What the test broker is, from the environment `scripts/test-amqp` sets up.
+enum TestBroker {
+    static let howToStart = "start one with scripts/test-amqp (it starts RabbitMQ on loopback, sets "
+        + "VIRTMETER_TEST_AMQP_URL and runs these tests), or by hand: scripts/rabbitmq-test-broker start "
+        + "/tmp/vm-broker 5673 && export VIRTMETER_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:5673/"
+
+    /// The plain broker's URL; records a failure that says how to start one when it is not set.
+    static func url() throws -> AMQPURL {
+        try AMQPURL(try variable("VIRTMETER_TEST_AMQP_URL"))
+    }
+
+    /// An environment variable that the broker script sets; a missing one fails the test, never skips it.
+    static func variable(_ name: String) throws -> String {
+        guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {
+            Issue.record("\(name) is not set: these tests need a real RabbitMQ; \(howToStart)")
+            throw MissingBroker()
+        }
+        return value
+    }
+
+    struct MissingBroker: Error {}
+}
+
+/// A name no other test uses, so tests can run in parallel on one broker.
+func uniqueName(_ prefix: String) -> String {
+    "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
+}
+
+/// The `virtmeter` binary built next to the test bundle.
+let amqpVirtmeterBinary: String = {
+    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    while directory.path != "/" {
+        let candidate = directory.appendingPathComponent("virtmeter").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        directory.deleteLastPathComponent()
+    }
+    return amqpRepositoryRoot.appendingPathComponent(".build-amqp/debug/virtmeter").path
+}()
+
+/// Runs a program to its end; stdin is empty, stdout and stderr are read concurrently.
+func runProgram(_ executable: String, _ arguments: [String], environment: [String: String] = [:])
+    throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    env.merge(environment) { $1 }
+    process.environment = env
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    let collected = ErrorCollector(err.fileHandleForReading)
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = collected.wait()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+}
+
+/// Reads a pipe to its end on a thread of its own.
+final class ErrorCollector: @unchecked Sendable {
+    // Written once by the reading thread before the semaphore is signalled, read after waiting on it.
+    private var data = Data()
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ handle: FileHandle) {
+        Thread.detachNewThread { [self] in
+            data = handle.readDataToEndOfFile()
+            done.signal()
+        }
+    }
+
+    func wait() -> Data {
+        done.wait()
+        return data
+    }
+}
+
+/// Reads every message from `queue` until none arrives for `quiet` seconds.
+func drain(_ url: AMQPURL, queue: String, tls: AMQPTLSOptions = AMQPTLSOptions(), quiet: Double = 1.5,
+           limit: Int = 100_000) async throws -> [AMQPDelivery] {
+    let consumer = AMQPConsumer(configuration: AMQPConsumerConfiguration(url: url, tls: tls, queue: queue))
+    _ = try await consumer.connect()
+    var deliveries: [AMQPDelivery] = []
+    while deliveries.count < limit, let delivery = try await consumer.next(timeoutSeconds: quiet) {
+        deliveries.append(delivery)
+    }
+    await consumer.close()
+    return deliveries
+}
+
+/// A file with `text` in a fresh temporary folder; removed by the caller.
+func temporaryFile(_ name: String, _ text: String) throws -> URL {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("virtmeter-test"))
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    let file = directory.appendingPathComponent(name)
+    try text.write(to: file, atomically: true, encoding: .utf8)
+    return file
+}
