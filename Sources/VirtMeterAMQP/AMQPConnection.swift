@@ -158,6 +158,14 @@ final class AMQPConnection {
         }
     }
 
+    /// Deletes `queue` with whatever it holds.
+    func deleteQueue(_ queue: String) throws(AMQPError) {
+        try withAMQPBytes(queue) { (q) throws(AMQPError) in
+            _ = amqp_queue_delete(state, Self.channel, q, 0, 0)
+            try check(amqp_get_rpc_reply(state), "delete queue '\(queue)'")
+        }
+    }
+
     /// Binds `queue` to `exchange` with `routingKey`.
     func bindQueue(_ queue: String, exchange: String, routingKey: String) throws(AMQPError) {
         try withAMQPBytes(queue) { (q) throws(AMQPError) in

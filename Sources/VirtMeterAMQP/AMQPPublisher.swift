@@ -102,6 +102,13 @@ public final class AMQPPublisher: Publisher {
         }
     }
 
+    /// Deletes the `<topic>.sample` queue (for benchmarks and tests that made their own topic).
+    /// Throws `AMQPError`.
+    public func deleteQueue() async throws {
+        let link = self.link
+        try await onQueue { () throws(AMQPError) in try link.connection().deleteQueue(link.queueName) }
+    }
+
     /// Closes the connection (it reopens on the next publish).
     public func close() async {
         let link = self.link
@@ -136,6 +143,7 @@ final class PublisherLink: @unchecked Sendable {
     private let routingKey: OwnedBytes
     private let contentType = OwnedBytes("application/json")
     private let contentEncoding = OwnedBytes("utf-8")
+    var queueName: String { configuration.routingKey }
 
     init(configuration: AMQPPublisherConfiguration, logger: Logger, queue: DispatchQueue) {
         self.configuration = configuration

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import VirtMeterAMQP
 import VirtMeterCore
 import VirtMeterLibvirt
 
@@ -8,7 +9,7 @@ import VirtMeterLibvirt
 struct PollCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "poll",
-        abstract: "Poll every running domain and print its samples as JSON lines on stdout."
+        abstract: "Poll every running domain and print its samples as JSON lines on stdout, or publish them over AMQP."
     )
 
     @OptionGroup var sampling: SamplingOptions
@@ -19,9 +20,22 @@ struct PollCommand: AsyncParsableCommand {
     @Option(help: "Seconds between the starts of two cycles.")
     var interval: Double = 10
 
+    @Option(help: ArgumentHelp("Where samples go: 'stdout' (JSON lines), or an amqp:// or amqps:// broker URL.",
+                               valueName: "stdout|url"))
+    var publish = "stdout"
+
+    @Option(help: "At most this many samples per AMQP message.")
+    var batchSize = 50
+
+    @Flag(help: "Do not declare and bind the <topic>.sample queue on connecting.")
+    var noDeclareQueue = false
+
+    @OptionGroup(title: "AMQP") var amqp: AMQPOptions
+
     func validate() throws {
         guard count >= 1 else { throw ValidationError("--count must be at least 1") }
         guard interval > 0 else { throw ValidationError("--interval must be positive") }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
     }
 
     func run() async throws {
@@ -33,7 +47,7 @@ struct PollCommand: AsyncParsableCommand {
                                                    logger: Logger(label: "virtmeter.libvirt"))
             let poller = Poller(hypervisor: hypervisor, meters: meters, stamper: stamper,
                                 logger: Logger(label: "virtmeter.poll"))
-            let publisher = StdoutPublisher()
+            let publisher = try await makePublisher()
             for cycle in 0..<count {
                 let started = ContinuousClock.now
                 let result = try await poller.cycle()
@@ -43,6 +57,19 @@ struct PollCommand: AsyncParsableCommand {
                 }
             }
         }
+    }
+}
+
+extension PollCommand {
+    /// The publisher `--publish` names; an AMQP one connects now, so a bad URL or password stops start-up.
+    func makePublisher() async throws -> any Publisher {
+        guard publish != "stdout" else { return StdoutPublisher() }
+        let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(
+            url: try amqp.url(publish), tls: amqp.tls, exchange: amqp.exchange, durableExchange: amqp.exchangeDurable,
+            topic: amqp.topic, declareQueue: !noDeclareQueue, batchSize: batchSize,
+            heartbeatSeconds: amqp.amqpHeartbeat), logger: Logger(label: "virtmeter.amqp"))
+        try await publisher.connect()
+        return publisher
     }
 }
 

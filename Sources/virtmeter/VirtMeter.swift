@@ -7,7 +7,9 @@ struct VirtMeter: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "virtmeter",
         abstract: "Ceilometer-compatible telemetry for the virtual machines of a libvirt host.",
-        subcommands: [PollCommand.self, MetersCommand.self, BenchmarkCommand.self]
+        subcommands: [
+            PollCommand.self, MetersCommand.self, BenchmarkCommand.self, TailCommand.self, AMQPBenchmarkCommand.self,
+        ]
     )
 }
 

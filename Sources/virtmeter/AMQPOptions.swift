@@ -1,0 +1,69 @@
+import ArgumentParser
+import Foundation
+import VirtMeterAMQP
+
+/// Options of the commands that talk to an AMQP broker. The password comes from `--amqp-password-file`, the
+/// `VIRTMETER_AMQP_PASSWORD` environment variable, or the URL, in that order, so it need not be on a command line.
+struct AMQPOptions: ParsableArguments {
+    /// The environment variable that may hold the broker password.
+    static let passwordVariable = "VIRTMETER_AMQP_PASSWORD"
+
+    @Option(help: ArgumentHelp("File holding the AMQP password (else $VIRTMETER_AMQP_PASSWORD, else the URL's).",
+                               valueName: "path"))
+    var amqpPasswordFile: String?
+
+    @Option(help: "Exchange the samples go to (a topic exchange).")
+    var exchange = "ceilometer"
+
+    @Flag(help: "Declare the exchange durable (it must match an existing exchange; ceilometer's is not durable).")
+    var exchangeDurable = false
+
+    @Option(help: "Notification topic: the routing key and queue are <topic>.sample.")
+    var topic = "notifications"
+
+    @Option(help: ArgumentHelp("CA certificate (PEM) that signed the broker's certificate, for amqps://.",
+                               valueName: "path"))
+    var amqpCaFile: String?
+
+    @Option(help: ArgumentHelp("Client certificate (PEM) for amqps://, with --amqp-key-file.", valueName: "path"))
+    var amqpCertFile: String?
+
+    @Option(help: ArgumentHelp("Key (PEM) of --amqp-cert-file.", valueName: "path"))
+    var amqpKeyFile: String?
+
+    @Flag(help: "Do not check that the broker's certificate names the URL's host (peer verification stays on).")
+    var amqpNoVerifyHostname = false
+
+    @Option(help: "AMQP heartbeat in seconds (0: off).")
+    var amqpHeartbeat = 60
+
+    /// Parses `text` and fills in the password from the file or the environment. Errors never show the password.
+    func url(_ text: String) throws -> AMQPURL {
+        var url = try AMQPURL(text)
+        if let amqpPasswordFile {
+            guard let data = FileManager.default.contents(atPath: amqpPasswordFile),
+                  let password = String(data: data, encoding: .utf8)
+            else { throw CLIError("--amqp-password-file: cannot read \(amqpPasswordFile)") }
+            url.password = password.trimmingCharacters(in: .newlines)
+        } else if let password = ProcessInfo.processInfo.environment[Self.passwordVariable], !password.isEmpty {
+            url.password = password
+        }
+        if url.tls == false && (amqpCaFile != nil || amqpCertFile != nil) {
+            throw CLIError("--amqp-ca-file and --amqp-cert-file need an amqps:// URL")
+        }
+        return url
+    }
+
+    /// The TLS settings: verification on, with the given CA and client certificate.
+    var tls: AMQPTLSOptions {
+        AMQPTLSOptions(caFile: amqpCaFile, certFile: amqpCertFile, keyFile: amqpKeyFile,
+                       verifyHostname: !amqpNoVerifyHostname)
+    }
+
+    func validate() throws {
+        if (amqpCertFile == nil) != (amqpKeyFile == nil) {
+            throw ValidationError("--amqp-cert-file and --amqp-key-file go together")
+        }
+        guard amqpHeartbeat >= 0 else { throw ValidationError("--amqp-heartbeat must not be negative") }
+    }
+}
