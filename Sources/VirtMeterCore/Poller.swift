@@ -36,6 +36,7 @@ public actor Poller {
         let snapshots = try await hypervisor.poll()
         let read = Clock.monotonic()
         var samples: [Sample] = []
+        samples.reserveCapacity(snapshots.count * meters.count)
         var current: [String: DomainSnapshot] = [:]
         current.reserveCapacity(snapshots.count)
         var currentPrepared: [String: SampleStamper.PreparedDomain] = [:]

@@ -109,7 +109,8 @@ public struct Sample: Sendable {
             signature = signer.signature(of: .object(unsignedPairs))
             return
         }
-        signature = signer.signature(of: self, metadata: SigningSegments(metadata))
+        var buffer: [UInt8] = []
+        signature = signer.signature(of: self, metadata: SigningSegments(metadata), buffer: &buffer)
     }
 
     /// Reads a sample back from its JSON dict (as `tail` receives it). Returns nil when a required key is missing

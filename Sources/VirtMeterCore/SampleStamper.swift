@@ -53,6 +53,7 @@ public struct SampleStamper: Sendable {
         let domain = prepared ?? prepare(now)
         let timestamp = Clock.utcTimestamp(nanoseconds: wallNanoseconds)
         var samples: [Sample] = []
+        var buffer: [UInt8] = []
         for meter in meters {
             for reading in meter.readings(now, previous: previous) {
                 var sample = Sample(
@@ -62,7 +63,7 @@ public struct SampleStamper: Sendable {
                     resourceMetadata: .object(Self.merge(domain.metadata, reading.metadata)),
                     messageID: ids.next(wallNanoseconds: wallNanoseconds), monotonicTime: Clock.monotonic())
                 sample.signature = signer.signature(of: sample, metadata: domain.segments,
-                                                    extra: SigningSegments(reading.metadata))
+                                                    extra: SigningSegments(reading.metadata), buffer: &buffer)
                 samples.append(sample)
             }
         }

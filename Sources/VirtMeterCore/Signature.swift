@@ -33,10 +33,14 @@ public struct SampleSigner: Sendable {
     /// The signature of a wire sample, equal to `signature(of: sample.json)` but cheaper: a sample's top-level keys
     /// are fixed, so only its resource_metadata needs walking, and that comes pre-walked: the domain's `metadata`
     /// with the meter's `extra` keys joining or replacing its keys.
-    public func signature(of sample: Sample, metadata: SigningSegments, extra: SigningSegments = SigningSegments([]))
-        -> String {
+    /// `buffer` is scratch space that a caller signing many samples may pass again and again, to spare allocations.
+    public func signature(of sample: Sample, metadata: SigningSegments, extra: SigningSegments = SigningSegments([]),
+                          buffer: inout [UInt8]) -> String {
         guard secret != nil else { return "" }
         var input: [UInt8] = []
+        swap(&input, &buffer)
+        defer { swap(&input, &buffer) }
+        input.removeAll(keepingCapacity: true)
         input.reserveCapacity(512 + metadata.byteCount)
         func leaf(_ name: String, _ text: String) {
             input += name.utf8
@@ -46,7 +50,10 @@ public struct SampleSigner: Sendable {
         leaf("counter_name", sample.name)
         leaf("counter_type", sample.type.rawValue)
         leaf("counter_unit", sample.unit)
-        leaf("counter_volume", PythonRepr.str(sample.volume.json))
+        switch sample.volume {
+        case .int(let value): leaf("counter_volume", String(value))
+        case .double(let value): leaf("counter_volume", PythonRepr.float(value))
+        }
         leaf("message_id", sample.messageID)
         leaf("monotonic_time", PythonRepr.float(sample.monotonicTime))
         leaf("project_id", sample.projectID ?? "None")
@@ -64,7 +71,7 @@ public struct SampleSigner: Sendable {
         guard let secret else { return "" }
         var hmac = secret.template
         input.withUnsafeBytes { hmac.update(data: $0) }
-        return Self.hex(Array(hmac.finalize()))
+        return hmac.finalize().withUnsafeBytes { Self.hex($0) }
     }
 
     /// Whether `message` carries the signature this signer computes for it (constant time comparison).
@@ -89,15 +96,17 @@ public struct SampleSigner: Sendable {
         }
     }
 
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0F)])
+    static func hex<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> String {
+        let digits: StaticString = "0123456789abcdef"
+        return String(unsafeUninitializedCapacity: bytes.count * 2) { out in
+            var position = 0
+            for byte in bytes {
+                out[position] = digits.utf8Start[Int(byte >> 4)]
+                out[position + 1] = digits.utf8Start[Int(byte & 0x0F)]
+                position += 2
+            }
+            return position
         }
-        return String(decoding: out, as: UTF8.self)
     }
 }
 
