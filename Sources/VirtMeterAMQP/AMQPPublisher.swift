@@ -102,6 +102,12 @@ public final class AMQPPublisher: Publisher {
         }
     }
 
+    /// Publishes bodies as they are, with confirms (for tests that need malformed messages on the bus).
+    func publish(rawBodies: [[UInt8]]) async throws {
+        let link = self.link
+        if let (_, reason) = try await onQueue({ () throws(AMQPError) in try link.send(rawBodies) }) { throw reason }
+    }
+
     /// Deletes the `<topic>.sample` queue (for benchmarks and tests that made their own topic).
     /// Throws `AMQPError`.
     public func deleteQueue() async throws {

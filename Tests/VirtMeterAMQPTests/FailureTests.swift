@@ -1,0 +1,157 @@
+import Foundation
+import Testing
+@testable import VirtMeterAMQP
+import VirtMeterCore
+
+/// `rabbitmqctl` on the test broker (its folder comes from scripts/test-amqp).
+func brokerControl(_ arguments: [String], mustSucceed: Bool = true) throws {
+    let directory = try TestBroker.variable("VIRTMETER_TEST_BROKER_DIR")
+    let result = try runProgram(amqpRepositoryRoot.appendingPathComponent("scripts/rabbitmq-test-broker").path,
+                                ["ctl", directory] + arguments)
+    if mustSucceed { #expect(result.status == 0, "rabbitmqctl \(arguments): \(result.stderr)") }
+}
+
+@Suite("publisher confirms: nacks and lost connections")
+struct ConfirmFailureTests {
+    @Test("a nack leaves exactly the nacked samples undelivered, named in the error")
+    func nack() async throws {
+        let url = try TestBroker.url()
+        // A queue that holds one message and rejects more: the broker nacks what it cannot route there.
+        try brokerControl(["set_policy", "vmtest-nack", "^vmtest-nack-", #"{"max-length":1,"overflow":"reject-publish"}"#,
+                           "--apply-to", "queues"])
+        let topic = uniqueName("vmtest-nack")
+        let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(
+            url: url, exchange: uniqueName("vmtest-ex"), topic: topic, batchSize: 1))
+        try await publisher.connect()
+        try await Task.sleep(for: .milliseconds(300))  // the policy reaches the new queue
+        let samples = try (0..<3).map { _ in try testSample() }
+        do {
+            try await publisher.publish(samples)
+            Issue.record("publish succeeded although the queue rejects all but one message")
+        } catch let error as AMQPUnconfirmedError {
+            #expect(error.samples.map(\.messageID) == samples[1...].map(\.messageID))
+            #expect(error.total == 3)
+            #expect("\(error)".hasPrefix("2 of 3 samples not confirmed"))
+        }
+        // The connection is still usable after a nack.
+        _ = try? await publisher.deleteQueue()
+        await publisher.close()
+    }
+
+    @Test("a connection closed by the broker fails the batch with its samples, and the next publish reconnects")
+    func lostConnection() async throws {
+        // A vhost of its own, so closing its connections leaves the other tests' connections alone.
+        var url = try TestBroker.url()
+        url.vhost = uniqueName("vmtest-lost")
+        try brokerControl(["add_vhost", url.vhost])
+        try brokerControl(["set_permissions", "-p", url.vhost, url.user, ".*", ".*", ".*"])
+        let topic = uniqueName("vmtest-lost")
+        let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(
+            url: url, exchange: uniqueName("vmtest-ex"), topic: topic, heartbeatSeconds: 0))
+        try await publisher.publish([try testSample()])
+        try brokerControl(["close_all_connections", "-p", url.vhost, "virtmeter test"])
+        try await Task.sleep(for: .milliseconds(300))
+        let samples = try (0..<120).map { _ in try testSample() }
+        do {
+            try await publisher.publish(samples)
+            Issue.record("publish succeeded on a connection the broker closed")
+        } catch let error as AMQPUnconfirmedError {
+            #expect(error.samples.count == 120)
+            #expect(error.samples.map(\.messageID) == samples.map(\.messageID))
+            #expect("\(error)".contains("not confirmed"))
+        }
+        try await publisher.publish(samples)
+        await publisher.close()
+        let deliveries = try await drain(url, queue: topic + ".sample")
+        #expect(deliveries.count == 1 + 3)
+    }
+}
+
+@Suite("clear errors: wrong password, unreachable broker, exchange mismatch, TLS")
+struct ErrorTests {
+    static let wrongPassword = "Wr0ng-pa55word-not-shown"
+
+    func runPoll(_ arguments: [String], environment: [String: String] = [:]) throws
+        -> (status: Int32, stdout: String, stderr: String) {
+        try runProgram(amqpVirtmeterBinary, ["poll", "--connect", amqpNodeURI] + arguments, environment: environment)
+    }
+
+    func expectOneLine(_ result: (status: Int32, stdout: String, stderr: String), containing text: String,
+                       sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(result.status == 1, sourceLocation: sourceLocation)
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "stderr: \(result.stderr)", sourceLocation: sourceLocation)
+        #expect(result.stderr.hasPrefix("virtmeter: AMQP "), "stderr: \(result.stderr)", sourceLocation: sourceLocation)
+        #expect(result.stderr.contains(text), "stderr: \(result.stderr)", sourceLocation: sourceLocation)
+        #expect(!result.stderr.contains(Self.wrongPassword) && !result.stdout.contains(Self.wrongPassword),
+                sourceLocation: sourceLocation)
+        #expect(result.stdout.isEmpty, sourceLocation: sourceLocation)
+    }
+
+    @Test("a wrong password: one line, access refused, the password nowhere (env, file and URL)")
+    func wrongPassword() throws {
+        let url = try TestBroker.url()
+        let bare = "amqp://guest@\(url.endpoint)/"
+        expectOneLine(try runPoll(["--publish", bare], environment: ["VIRTMETER_AMQP_PASSWORD": Self.wrongPassword]),
+                      containing: "ACCESS_REFUSED")
+        let file = try temporaryFile("password", Self.wrongPassword + "\n")
+        expectOneLine(try runPoll(["--publish", bare, "--amqp-password-file", file.path]), containing: "ACCESS_REFUSED")
+        expectOneLine(try runPoll(["--publish", "amqp://guest:\(Self.wrongPassword)@\(url.endpoint)/"]),
+                      containing: "ACCESS_REFUSED")
+        let tail = try runProgram(amqpVirtmeterBinary, ["tail", bare, "--timeout", "1"],
+                                  environment: ["VIRTMETER_AMQP_PASSWORD": Self.wrongPassword])
+        expectOneLine(tail, containing: "ACCESS_REFUSED")
+    }
+
+    @Test("the right password from the environment works")
+    func passwordFromEnvironment() throws {
+        let url = try TestBroker.url()
+        let result = try runPoll(["--publish", "amqp://guest@\(url.endpoint)/", "--exchange", uniqueName("vmtest-ex"),
+                                  "--topic", uniqueName("vmtest-env")], environment: ["VIRTMETER_AMQP_PASSWORD": "guest"])
+        #expect(result.status == 0, "\(result.stderr)")
+    }
+
+    @Test("an unreachable broker: one line saying so")
+    func unreachable() throws {
+        expectOneLine(try runPoll(["--publish", "amqp://guest:\(Self.wrongPassword)@127.0.0.1:1/"]),
+                      containing: "cannot reach the broker")
+    }
+
+    @Test("an exchange declared with other flags: one line naming the 406 and what to change")
+    func exchangeMismatch() async throws {
+        let url = try TestBroker.url()
+        let exchange = uniqueName("vmtest-ex")
+        let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(url: url, exchange: exchange))
+        try await publisher.connect()
+        await publisher.close()
+        let result = try runPoll(["--publish", "amqp://guest@\(url.endpoint)/", "--exchange", exchange,
+                                  "--exchange-durable"])
+        expectOneLine(result, containing: "PRECONDITION_FAILED")
+        #expect(result.stderr.contains("durable"))
+    }
+
+    @Test("a bad URL: one line, password redacted")
+    func badURL() throws {
+        expectOneLine(try runPoll(["--publish", "amqp://guest:\(Self.wrongPassword)@127.0.0.1:99999/"]),
+                      containing: "bad port")
+        #expect("\(try AMQPURL("amqp://u:\(Self.wrongPassword)@h/v%2Fx"))" == "amqp://u:***@h:5672/v%2Fx")
+    }
+}
+
+@Suite("AMQPURL")
+struct URLTests {
+    @Test("parses every part, percent-decoded, with defaults")
+    func parse() throws {
+        let url = try AMQPURL("amqps://us%40er:p%3Ass@broker.example:5999/%2Fvirt")
+        #expect(url.tls && url.host == "broker.example" && url.port == 5999)
+        #expect(url.user == "us@er" && url.password == "p:ss" && url.vhost == "/virt")
+        let plain = try AMQPURL("amqp://h")
+        #expect(!plain.tls && plain.port == 5672 && plain.vhost == "/" && plain.user == "guest")
+        #expect(try AMQPURL("amqps://h/").port == 5671)
+        #expect(try AMQPURL("amqp://[::1]:5673/").host == "::1")
+        #expect(!"\(url)".contains("p:ss") && !"\(url)".contains("p%3Ass"))
+        #expect(throws: AMQPError.self) { try AMQPURL("http://h/") }
+        #expect(throws: AMQPError.self) { try AMQPURL("amqp://:5672/") }
+        #expect(throws: AMQPError.self) { try AMQPURL("amqp://u:%zz@h/") }
+    }
+}
