@@ -66,6 +66,14 @@ let package = Package(
             name: "VirtMeterLibvirtTests",
             dependencies: ["VirtMeterCore", "VirtMeterLibvirt", "CLibvirt", "virtmeter"]
         ),
+        // Real guests under libvirtd's QEMU driver; needs the kit up: run scripts/test-guests.
+        .testTarget(
+            name: "VirtMeterGuestTests",
+            dependencies: [
+                "VirtMeterCore", "VirtMeterLibvirt",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "VirtMeterAMQPTests",
             dependencies: ["VirtMeterCore", "VirtMeterAMQP", "VirtMeterLibvirt", "virtmeter"]

@@ -43,6 +43,8 @@ static int hog(long mib, int delay) {
         fflush(stdout);
         sleep(delay);
     }
+    printf("VMTEST hog allocating mib=%ld\n", mib);
+    fflush(stdout);
     size_t size = (size_t)mib << 20;
     char *block = malloc(size);
     if (!block) {

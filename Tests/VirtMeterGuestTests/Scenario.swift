@@ -1,0 +1,226 @@
+import Foundation
+import Logging
+import Synchronization
+import VirtMeterCore
+import VirtMeterLibvirt
+
+/// The snapshots of the last poll, kept beside the samples the Poller builds from them.
+final class RecordingHypervisor: Hypervisor {
+    let inner: LibvirtHypervisor
+    let last = Mutex<[DomainSnapshot]>([])
+
+    init(_ inner: LibvirtHypervisor) { self.inner = inner }
+
+    func poll() async throws -> [DomainSnapshot] {
+        let snapshots = try await inner.poll()
+        last.withLock { $0 = snapshots }
+        return snapshots
+    }
+}
+
+/// What one cycle saw: virtmeter's snapshots and samples, and what the host and the guests said at that moment.
+struct CycleRecord: Sendable {
+    enum Phase: Sendable { case steady, churn }
+    var index: Int
+    var phase: Phase
+    /// Monotonic seconds when the poll returned.
+    var at: Double
+    var snapshots: [String: DomainSnapshot]
+    /// Domain-level samples by domain name, then meter name.
+    var values: [String: [String: Double]]
+    /// Every sample of the cycle (device meters too).
+    var samples: [Sample]
+    var counters: InspectionCounters
+    var hostRSSKiB: [String: UInt64]
+    /// `virsh domstats --cpu-total` `cpu.time`, read right after the poll.
+    var virshCPUTime: [String: UInt64]
+    var guestMemory: [String: GuestMemory]
+    /// The guests' serial logs' `VMTEST` event lines seen by this cycle (ready, hog allocating/holding).
+    var events: [String: Set<String>]
+
+    func value(_ domain: String, _ meter: String) -> Double? { values[domain]?[meter] }
+}
+
+/// Host run-queue delay and run time of a guest's vCPU (`vcpu.0.delay`, `vcpu.0.time`), ns.
+struct VCPUClock: Sendable {
+    var time: UInt64
+    var delay: UInt64
+}
+
+/// The whole recorded run: a steady phase with the kit's guests (CPU and memory figures), then a churn phase
+/// (one guest destroyed, a hog guest and an io guest started mid-run).
+struct ScenarioRecord: Sendable {
+    var kit: GuestKit
+    var guests: [KitGuest]
+    var cycles: [CycleRecord]
+    var warnings: [(message: String, metadata: Logger.Metadata)]
+    var interval: Double
+    var vcpuBefore: [String: VCPUClock]
+    var vcpuAfter: [String: VCPUClock]
+    var destroyed: String
+    /// Index of the first cycle after the destroy returned.
+    var destroyedBeforeCycle: Int
+    var hogGuest: String
+    var ioGuest: String
+    /// Index of the first cycle after `virsh start` of the mid-run guests returned.
+    var startedBeforeCycle: Int
+    /// Seconds from `kit start` to the first cycle that saw the guest's ready line.
+    var midRunBootSeconds: [String: Double]
+    var problems: [String]
+    var seconds: Double
+
+    func guest(_ spec: String) throws -> KitGuest {
+        guard let guest = guests.first(where: { $0.spec == spec }) else {
+            throw KitError("the kit has no '\(spec)' guest (have \(guests.map(\.spec))); "
+                + "scripts/test-guests starts: idle burn=100 burn=50 idle,balloon=none")
+        }
+        return guest
+    }
+
+    func steady() -> [CycleRecord] { cycles.filter { $0.phase == .steady } }
+}
+
+/// Runs the scenario once for all tests of the suite.
+actor Scenario {
+    static let shared = Scenario()
+    private var task: Task<ScenarioRecord, any Error>?
+
+    func record() async throws -> ScenarioRecord {
+        if let task { return try await task.value }
+        let task = Task { try await Self.run() }
+        self.task = task
+        return try await task.value
+    }
+
+    static let interval = 2.0
+    static let steadyCycles = 13
+    static let hogDelay = 16
+
+    private static func run() async throws -> ScenarioRecord {
+        let started = Clock.monotonic()
+        let kit = try GuestKit.fromEnvironment()
+        let guests = kit.guests()
+        let specs = ["idle", "burn=100", "burn=50", "idle,balloon=none"]
+        for spec in specs where !guests.contains(where: { $0.spec == spec }) {
+            throw KitError("the kit has no '\(spec)' guest (have \(guests.map(\.spec))): run scripts/test-guests, "
+                + "or scripts/guests/kit up 4 idle burn=100 burn=50 idle,balloon=none")
+        }
+        let store = CapturingLogHandler.Store()
+        let logger = Logger(label: "virtmeter.poll.test") { _ in CapturingLogHandler(store: store) }
+        let libvirt = try LibvirtHypervisor(uri: kit.uri, logger: Logger(label: "virtmeter.libvirt.test") { _ in
+            CapturingLogHandler(store: store)
+        })
+        let hypervisor = RecordingHypervisor(libvirt)
+        let poller = Poller(hypervisor: hypervisor, meters: MeterRegistry.builtIn.meters,
+                            stamper: SampleStamper(host: "guest-tests", signer: SampleSigner(secret: "")),
+                            logger: logger)
+        var cycles: [CycleRecord] = []
+        var problems: [String] = []
+        let names = guests.map(\.name)
+
+        func cycle(_ phase: CycleRecord.Phase, watching: [String]) async throws {
+            let began = ContinuousClock.now
+            let result = try await poller.cycle()
+            let at = Clock.monotonic()
+            let snapshots = hypervisor.last.withLock { $0 }
+            let counters = libvirt.lastCounters
+            var byName: [String: DomainSnapshot] = [:]
+            var nameOf: [String: String] = [:]
+            for snapshot in snapshots {
+                byName[snapshot.name] = snapshot
+                nameOf[snapshot.uuid] = snapshot.name
+            }
+            var values: [String: [String: Double]] = [:]
+            for sample in result.samples {
+                guard let name = nameOf[sample.resourceID] else { continue }
+                values[name, default: [:]][sample.name] = sample.volume.doubleValue
+            }
+            var rss: [String: UInt64] = [:]
+            var virshCPU: [String: UInt64] = [:]
+            var memory: [String: GuestMemory] = [:]
+            var events: [String: Set<String>] = [:]
+            for name in watching {
+                if byName[name] != nil {
+                    rss[name] = kit.hostRSSKiB(name)
+                    if let stats = try? await kit.domstats(name, ["--cpu-total"]),
+                       let time = stats["cpu.time"].flatMap(UInt64.init) {
+                        virshCPU[name] = time
+                    }
+                }
+                memory[name] = kit.latestMemory(name)
+                let log = kit.serialLog(name)
+                var seen = Set<String>()
+                for event in ["VMTEST ready", "VMTEST hog allocating", "VMTEST hog holding"] where log.contains(event) {
+                    seen.insert(event)
+                }
+                events[name] = seen
+            }
+            cycles.append(CycleRecord(index: cycles.count, phase: phase, at: at, snapshots: byName, values: values,
+                                      samples: result.samples, counters: counters, hostRSSKiB: rss,
+                                      virshCPUTime: virshCPU, guestMemory: memory, events: events))
+            try await Task.sleep(until: began + .milliseconds(Int64(interval * 1000)))
+        }
+
+        func vcpuClocks() async -> [String: VCPUClock] {
+            var clocks: [String: VCPUClock] = [:]
+            for name in names {
+                guard let stats = try? await kit.domstats(name, ["--vcpu"]),
+                      let time = stats["vcpu.0.time"].flatMap(UInt64.init),
+                      let delay = stats["vcpu.0.delay"].flatMap(UInt64.init)
+                else { continue }
+                clocks[name] = VCPUClock(time: time, delay: delay)
+            }
+            return clocks
+        }
+
+        // Steady phase: the kit's guests as they are, nothing booting.
+        let before = await vcpuClocks()
+        for _ in 0..<steadyCycles { try await cycle(.steady, watching: names) }
+        let after = await vcpuClocks()
+
+        // Churn: destroy the idle guest, start a hog guest and an io guest, keep polling.
+        let destroyed = try guests.first { $0.spec == "idle" }.map(\.name) ?? { throw KitError("no idle guest") }()
+        _ = try await kit.kit(["destroy", destroyed])
+        let destroyedBeforeCycle = cycles.count
+        let hog = "vmtest-hog", io = "vmtest-io"
+        var startedAt: [String: Double] = [:]
+        for (name, spec) in [(hog, "hog=64:\(hogDelay)"), (io, "io")] {
+            do {
+                _ = try await kit.kit(["start", name, spec, "--no-wait"])
+                startedAt[name] = Clock.monotonic()
+            } catch {
+                problems.append("kit start \(name) \(spec) failed: \(error)")
+            }
+        }
+        let startedBeforeCycle = cycles.count
+        let watching = names.filter { $0 != destroyed } + [hog, io]
+        var midRunBoot: [String: Double] = [:]
+        let deadline = Clock.monotonic() + 200
+        var holdingSince: Int?
+        while Clock.monotonic() < deadline, !startedAt.isEmpty {
+            try await cycle(.churn, watching: watching)
+            let last = cycles[cycles.count - 1]
+            for (name, start) in startedAt where midRunBoot[name] == nil {
+                if last.events[name]?.contains("VMTEST ready") == true { midRunBoot[name] = last.at - start }
+            }
+            if holdingSince == nil, last.events[hog]?.contains("VMTEST hog holding") == true {
+                holdingSince = last.index
+            }
+            let ioDone = startedAt[io] == nil || midRunBoot[io] != nil
+            if let holdingSince, last.index >= holdingSince + 5, ioDone { break }
+            if startedAt[hog] == nil, ioDone, cycles.count >= startedBeforeCycle + 10 { break }
+        }
+        if holdingSince == nil { problems.append("the hog guest never reported 'VMTEST hog holding' within 200 s") }
+
+        // Leave the kit as it was for a second run: the mid-run guests go, the idle guest comes back.
+        for name in [hog, io] { _ = try? await kit.kit(["destroy", name]) }
+        _ = try? await kit.kit(["start", destroyed, "idle", "--no-wait"])
+
+        let warnings = store.all.filter { $0.level == .warning }.map { (message: $0.message, metadata: $0.metadata) }
+        return ScenarioRecord(
+            kit: kit, guests: guests, cycles: cycles, warnings: warnings, interval: interval, vcpuBefore: before,
+            vcpuAfter: after, destroyed: destroyed, destroyedBeforeCycle: destroyedBeforeCycle, hogGuest: hog,
+            ioGuest: io, startedBeforeCycle: startedBeforeCycle, midRunBootSeconds: midRunBoot, problems: problems,
+            seconds: Clock.monotonic() - started)
+    }
+}
