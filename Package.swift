@@ -9,11 +9,14 @@ let package = Package(
         .library(name: "VirtMeterCore", targets: ["VirtMeterCore"]),
         .library(name: "VirtMeterLibvirt", targets: ["VirtMeterLibvirt"]),
         .library(name: "VirtMeterAMQP", targets: ["VirtMeterAMQP"]),
+        .library(name: "VirtMeterAgent", targets: ["VirtMeterAgent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(
@@ -47,15 +50,31 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "VirtMeterAgent",
+            dependencies: [
+                "VirtMeterCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The benchmark's floor: the inspector's libvirt calls made bare, in C.
         .target(name: "CLibvirtFloor", dependencies: ["CLibvirt"]),
         .executableTarget(
             name: "virtmeter",
             dependencies: [
-                "VirtMeterCore", "VirtMeterLibvirt", "CLibvirt", "CLibvirtFloor", "VirtMeterAMQP",
+                "VirtMeterCore", "VirtMeterLibvirt", "CLibvirt", "CLibvirtFloor", "VirtMeterAMQP", "VirtMeterAgent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .testTarget(
+            name: "VirtMeterAgentTests",
+            dependencies: ["VirtMeterCore", "VirtMeterAgent", "virtmeter"],
+            resources: [.copy("Fixtures")]
         ),
         .testTarget(
             name: "VirtMeterCoreTests",

@@ -142,4 +142,10 @@ public struct Sample: Sendable {
 public protocol Publisher: Sendable {
     /// Hands `samples` over; throws when they could not be delivered.
     func publish(_ samples: [Sample]) async throws
+    /// Lets go of connections and files once nothing more will be published.
+    func close() async
+}
+
+extension Publisher {
+    public func close() async {}
 }

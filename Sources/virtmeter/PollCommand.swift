@@ -63,24 +63,12 @@ struct PollCommand: AsyncParsableCommand {
 extension PollCommand {
     /// The publisher `--publish` names; an AMQP one connects now, so a bad URL or password stops start-up.
     func makePublisher() async throws -> any Publisher {
-        guard publish != "stdout" else { return StdoutPublisher() }
+        guard publish != "stdout" else { return JSONLinesPublisher.standardOutput }
         let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(
             url: try amqp.url(publish), tls: amqp.tls, exchange: amqp.exchange, durableExchange: amqp.exchangeDurable,
             topic: amqp.topic, declareQueue: !noDeclareQueue, batchSize: batchSize,
             heartbeatSeconds: amqp.amqpHeartbeat), logger: Logger(label: "virtmeter.amqp"))
         try await publisher.connect()
         return publisher
-    }
-}
-
-/// Prints samples as JSON lines on stdout, one write per batch.
-struct StdoutPublisher: Publisher {
-    func publish(_ samples: [Sample]) async throws {
-        var text = ""
-        for sample in samples {
-            sample.json.write(to: &text)
-            text += "\n"
-        }
-        FileHandle.standardOutput.write(Data(text.utf8))
     }
 }

@@ -8,7 +8,8 @@ struct VirtMeter: AsyncParsableCommand {
         commandName: "virtmeter",
         abstract: "Ceilometer-compatible telemetry for the virtual machines of a libvirt host.",
         subcommands: [
-            PollCommand.self, MetersCommand.self, BenchmarkCommand.self, TailCommand.self, AMQPBenchmarkCommand.self,
+            RunCommand.self, PollCommand.self, MetersCommand.self, TailCommand.self, BenchmarkCommand.self,
+            AMQPBenchmarkCommand.self,
         ]
     )
 }
@@ -30,6 +31,20 @@ func reportingErrors(_ body: () async throws -> Void) async throws {
         FileHandle.standardError.write(Data("virtmeter: \(line)\n".utf8))
         throw ExitCode(1)
     }
+}
+
+/// The signer for a secret file: the file's content without its trailing newline; no file, no signature.
+func loadSigner(_ path: String?) throws -> SampleSigner {
+    guard let path else { return SampleSigner(secret: "") }
+    guard FileManager.default.isReadableFile(atPath: path),
+          let data = try? FileHandle(forReadingAtPath: path)?.readToEnd() ?? Data()
+    else {
+        throw CLIError("secret file: cannot read \(path)")
+    }
+    guard let text = String(data: data, encoding: .utf8) else { throw CLIError("secret file: \(path) is not UTF-8 text") }
+    var secret = Substring(text)
+    while secret.last == "\n" || secret.last == "\r" { secret.removeLast() }
+    return SampleSigner(secret: String(secret))
 }
 
 /// Logging to stderr at `level`; only the executable bootstraps logging.
@@ -82,20 +97,8 @@ struct SamplingOptions: ParsableArguments {
         return chosen
     }
 
-    /// The signer for `--secret-file`: the file's content without its trailing newline.
-    func signer() throws -> SampleSigner {
-        guard let secretFile else { return SampleSigner(secret: "") }
-        guard let data = try? FileHandle(forReadingAtPath: secretFile)?.readToEnd() ?? Data() as Data?,
-              FileManager.default.isReadableFile(atPath: secretFile)
-        else {
-            throw CLIError("--secret-file: cannot read \(secretFile)")
-        }
-        guard let text = String(data: data, encoding: .utf8) else {
-            throw CLIError("--secret-file: \(secretFile) is not UTF-8 text")
-        }
-        let secret = text.hasSuffix("\n") ? String(text.dropLast()) : text
-        return SampleSigner(secret: secret.hasSuffix("\r") ? String(secret.dropLast()) : secret)
-    }
+    /// The signer for `--secret-file`.
+    func signer() throws -> SampleSigner { try loadSigner(secretFile) }
 
     var hostName: String { host ?? ProcessInfo.processInfo.hostName }
 }

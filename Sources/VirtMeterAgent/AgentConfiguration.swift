@@ -1,0 +1,153 @@
+import Foundation
+import Logging
+
+/// Settings of an AMQP publisher as virtmeter.yaml gives them; the executable turns them into a connection.
+public struct AMQPPublisherSettings: Sendable, Equatable {
+    /// `amqp://user@host:port/vhost` or `amqps://...`; the password belongs in `passwordFile`, not here.
+    public var url: String
+    public var passwordFile: String?
+    public var exchange = "ceilometer"
+    public var exchangeDurable = false
+    public var topic = "notifications"
+    public var declareQueue = true
+    public var caFile: String?
+    public var certFile: String?
+    public var keyFile: String?
+    public var verifyHostname = true
+    public var heartbeatSeconds = 60
+
+    public init(url: String) { self.url = url }
+}
+
+/// Where samples go.
+public enum PublisherSettings: Sendable, Equatable {
+    case amqp(AMQPPublisherSettings)
+    case stdout
+    /// JSON lines appended to a file.
+    case file(path: String)
+}
+
+/// virtmeter.yaml: everything `virtmeter run` needs. Every key has a default, so no file at all is a valid setup.
+public struct AgentConfiguration: Sendable, Equatable {
+    /// This compute host's name, put in the samples' metadata.
+    public var host = ProcessInfo.processInfo.hostName
+    public var libvirtURI = "qemu:///system"
+    /// polling.yaml; nil means the built-in default (every meter every 300 s).
+    public var pollingFile: String?
+    /// The telemetry secret that signs samples; nil means unsigned samples.
+    public var secretFile: String?
+    public var publishers: [PublisherSettings] = [.stdout]
+    /// At most this many samples per published message.
+    public var batchSize = 50
+    public var logLevel = Logger.Level.info
+    /// Seconds that a shutdown waits for the broker to confirm what was handed over.
+    public var shutdownTimeout = 10.0
+    /// An info summary every this many cycles (0: never).
+    public var summaryEveryCycles = 10
+    /// Batches that may wait for a slow publisher before the oldest are dropped (and counted).
+    public var queueLimit = 1000
+
+    /// The default configuration file.
+    public static let defaultFile = "/etc/virtmeter/virtmeter.yaml"
+    /// The environment variables that override the file (for containers).
+    public static let brokerURLVariable = "VIRTMETER_AMQP_URL"
+    public static let secretFileVariable = "VIRTMETER_SECRET_FILE"
+
+    static let topLevelKeys = ["host", "libvirt_uri", "polling_file", "secret_file", "publishers", "batch_size",
+                               "log_level", "shutdown_timeout", "summary_every_cycles", "queue_limit"]
+    static let amqpKeys = ["type", "url", "password_file", "exchange", "exchange_durable", "topic", "declare_queue",
+                           "ca_file", "cert_file", "key_file", "verify_hostname", "heartbeat"]
+
+    /// The built-in defaults.
+    public init() {}
+
+    /// Reads virtmeter.yaml. Unknown keys, wrong types and missing required values throw `ConfigError` naming the
+    /// file, the line and the key.
+    public static func load(file: String) throws(ConfigError) -> AgentConfiguration {
+        try parse(YAMLMapping.load(file: file))
+    }
+
+    /// Parses virtmeter.yaml's `text` as if read from `file`.
+    public static func parse(_ text: String, file: String) throws(ConfigError) -> AgentConfiguration {
+        try parse(YAMLMapping.parse(text, file: file))
+    }
+
+    static func parse(_ root: YAMLMapping) throws(ConfigError) -> AgentConfiguration {
+        try root.rejectUnknownKeys(topLevelKeys)
+        var config = AgentConfiguration()
+        if let host = try root.string("host") { config.host = host }
+        if let uri = try root.string("libvirt_uri") { config.libvirtURI = uri }
+        config.pollingFile = try root.string("polling_file")
+        config.secretFile = try root.string("secret_file")
+        if let size = try root.int("batch_size", range: 1...10_000) { config.batchSize = size }
+        if let level = try root.string("log_level") {
+            guard let parsed = Logger.Level(rawValue: level) else {
+                throw root.error("log_level", "expected one of "
+                                 + Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            config.logLevel = parsed
+        }
+        if let timeout = try root.double("shutdown_timeout", range: 0...3600) { config.shutdownTimeout = timeout }
+        if let every = try root.int("summary_every_cycles", range: 0...1_000_000) { config.summaryEveryCycles = every }
+        if let limit = try root.int("queue_limit", range: 1...1_000_000) { config.queueLimit = limit }
+        if let entries = try root.mappings("publishers") {
+            guard !entries.isEmpty else { throw root.error("publishers", "at least one publisher is required") }
+            config.publishers = try entries.map { entry throws(ConfigError) in try publisher(entry) }
+        }
+        return config
+    }
+
+    static func publisher(_ entry: YAMLMapping) throws(ConfigError) -> PublisherSettings {
+        switch try entry.requiredString("type") {
+        case "stdout":
+            try entry.rejectUnknownKeys(["type"])
+            return .stdout
+        case "file":
+            try entry.rejectUnknownKeys(["type", "path"])
+            return .file(path: try entry.requiredString("path"))
+        case "amqp":
+            try entry.rejectUnknownKeys(amqpKeys)
+            let url = try entry.requiredString("url")
+            guard url.hasPrefix("amqp://") || url.hasPrefix("amqps://") else {
+                throw entry.error("url", "expected an amqp:// or amqps:// URL")
+            }
+            var amqp = AMQPPublisherSettings(url: url)
+            amqp.passwordFile = try entry.string("password_file")
+            if let exchange = try entry.string("exchange") { amqp.exchange = exchange }
+            if let durable = try entry.bool("exchange_durable") { amqp.exchangeDurable = durable }
+            if let topic = try entry.string("topic") { amqp.topic = topic }
+            if let declare = try entry.bool("declare_queue") { amqp.declareQueue = declare }
+            amqp.caFile = try entry.string("ca_file")
+            amqp.certFile = try entry.string("cert_file")
+            amqp.keyFile = try entry.string("key_file")
+            if let verify = try entry.bool("verify_hostname") { amqp.verifyHostname = verify }
+            if let heartbeat = try entry.int("heartbeat", range: 0...3600) { amqp.heartbeatSeconds = heartbeat }
+            if (amqp.certFile == nil) != (amqp.keyFile == nil) {
+                throw entry.error("cert_file", "cert_file and key_file go together")
+            }
+            return .amqp(amqp)
+        case let other:
+            throw entry.error("type", "unknown publisher type '\(other)' (known: amqp, stdout, file)")
+        }
+    }
+
+    /// Applies the environment overrides: `VIRTMETER_AMQP_URL` replaces the URL of every AMQP publisher (or adds
+    /// one when there is none), `VIRTMETER_SECRET_FILE` the secret file.
+    public mutating func applyEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) {
+        if let url = environment[Self.brokerURLVariable], !url.isEmpty { overrideBroker(url) }
+        if let secret = environment[Self.secretFileVariable], !secret.isEmpty { secretFile = secret }
+    }
+
+    /// Points every AMQP publisher at `url`, keeping their other settings; replaces the publishers with one AMQP
+    /// publisher when none is configured.
+    public mutating func overrideBroker(_ url: String) {
+        var replaced = false
+        publishers = publishers.map { publisher in
+            guard case .amqp(var settings) = publisher else { return publisher }
+            settings.url = url
+            replaced = true
+            return .amqp(settings)
+        }
+        if !replaced { publishers = [.amqp(AMQPPublisherSettings(url: url))] }
+    }
+}

@@ -1,0 +1,132 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+import UnixSignals
+import VirtMeterCore
+
+/// The polling loop of `virtmeter run`: each source on its own interval, one libvirt read for all sources due at
+/// the same moment, samples handed to the `SampleQueue`. On graceful shutdown it lets the cycle in flight finish,
+/// then finishes the queue so the publishers drain it. `requestReload()` (SIGHUP) reloads polling.yaml before the
+/// next cycle; a bad file keeps the sources in use.
+public final class PollService: Service {
+    private let poller: Poller
+    private let queue: SampleQueue
+    private let stats: AgentStats
+    private let logger: Logger
+    private let summaryEveryCycles: Int
+    private let loadPolling: @Sendable () throws -> PollingConfiguration
+    private let initialPolling: PollingConfiguration
+    private let reloadRequested = Mutex(false)
+
+    /// `loadPolling` reads polling.yaml again on reload; `polling` is what it returned at start-up.
+    public init(poller: Poller, polling: PollingConfiguration,
+                loadPolling: @escaping @Sendable () throws -> PollingConfiguration, queue: SampleQueue,
+                stats: AgentStats, summaryEveryCycles: Int, logger: Logger) {
+        self.poller = poller
+        self.initialPolling = polling
+        self.loadPolling = loadPolling
+        self.queue = queue
+        self.stats = stats
+        self.summaryEveryCycles = summaryEveryCycles
+        self.logger = logger
+    }
+
+    /// Asks for polling.yaml to be read again before the next cycle.
+    public func requestReload() {
+        reloadRequested.withLock { $0 = true }
+    }
+
+    public func run() async throws {
+        defer { queue.finish() }
+        var polling = initialPolling
+        var schedule = Schedule(sources: Self.scheduled(polling), start: Clock.monotonic())
+        while !Task.isShuttingDownGracefully {
+            if reloadRequested.withLock({ let requested = $0; $0 = false; return requested }) {
+                polling = await reload(polling, schedule: &schedule)
+            }
+            guard let (time, due) = schedule.next() else { return }
+            // Sleep in short steps so a reload or a shutdown is not held up by a long interval.
+            let wait = time - Clock.monotonic()
+            if wait > 0 {
+                do {
+                    try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(min(wait, 0.5))) }
+                } catch {
+                    return
+                }
+                continue
+            }
+            await cycle(polling.sources.filter { due.contains($0.name) })
+            let skipped = schedule.advance(due, now: Clock.monotonic())
+            if !skipped.isEmpty {
+                stats.update { $0.skippedTicks += skipped.values.reduce(0, +) }
+                logger.warning("cycle overran the interval: ticks skipped",
+                               metadata: ["skipped": "\(skipped.sorted { $0.key < $1.key })"])
+            }
+        }
+    }
+
+    /// One cycle for the `sources` due now; a failed libvirt read is logged and the next cycle tries again.
+    private func cycle(_ sources: [PollingSource]) async {
+        do {
+            let result = try await poller.cycle(sources.map(\.group))
+            queue.put(result.samples)
+            let counters = stats.update { counters -> AgentStats.Counters in
+                counters.cycles += 1
+                counters.domains = result.domains
+                counters.samplesProduced += result.samples.count
+                return counters
+            }
+            logger.debug("cycle done", metadata: [
+                "sources": "\(sources.map(\.name).joined(separator: ","))", "domains": "\(result.domains)",
+                "samples": "\(result.samples.count)",
+                "inspect_ms": "\(Int(result.inspectSeconds * 1000))", "build_ms": "\(Int(result.buildSeconds * 1000))",
+            ])
+            if summaryEveryCycles > 0, counters.cycles % summaryEveryCycles == 0 { summarize(counters) }
+        } catch {
+            logger.error("poll cycle failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The sources worth a cycle: those with at least one meter virtmeter has.
+    static func scheduled(_ polling: PollingConfiguration) -> [(name: String, interval: Double)] {
+        polling.sources.filter { !$0.meters.isEmpty }.map { ($0.name, $0.interval) }
+    }
+
+    private func summarize(_ counters: AgentStats.Counters) {
+        let latency = counters.publishCalls > 0 ? counters.publishSeconds / Double(counters.publishCalls) * 1000 : 0
+        logger.info("summary", metadata: [
+            "cycles": "\(counters.cycles)", "domains": "\(counters.domains)",
+            "samples_produced": "\(counters.samplesProduced)", "samples_published": "\(counters.samplesPublished)",
+            "samples_failed": "\(counters.samplesFailed)", "samples_dropped": "\(counters.samplesDropped)",
+            "skipped_ticks": "\(counters.skippedTicks)", "publish_latency_ms": "\(Int(latency.rounded()))",
+        ])
+    }
+
+    private func reload(_ current: PollingConfiguration, schedule: inout Schedule) async -> PollingConfiguration {
+        do {
+            let polling = try loadPolling()
+            for warning in polling.warnings { logger.warning("polling.yaml", metadata: ["warning": "\(warning)"]) }
+            schedule.replace(with: Self.scheduled(polling), now: Clock.monotonic())
+            await poller.keepGroups(Set(polling.sources.map(\.name)))
+            logger.info("polling.yaml reloaded", metadata: ["sources": "\(polling.sources.map(\.name))"])
+            return polling
+        } catch {
+            logger.error("polling.yaml reload failed, keeping the sources in use", metadata: ["error": "\(error)"])
+            return current
+        }
+    }
+}
+
+/// Turns SIGHUP into `PollService.requestReload()` until the agent shuts down.
+public final class ReloadOnHangup: Service {
+    private let pollService: PollService
+
+    public init(_ pollService: PollService) { self.pollService = pollService }
+
+    public func run() async throws {
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        await cancelWhenGracefulShutdown {
+            for await _ in hangups { self.pollService.requestReload() }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+import VirtMeterCore
+
+/// One source of polling.yaml: a name, an interval and the meters it polls.
+public struct PollingSource: Sendable {
+    public let name: String
+    /// Seconds between two cycles of this source.
+    public let interval: Double
+    public let selector: MeterSelector
+    /// The registry's meters this source admits (none when it names only meters virtmeter lacks).
+    public let meters: [any Meter]
+
+    public init(name: String, interval: Double, selector: MeterSelector, registry: MeterRegistry = .builtIn) {
+        self.name = name
+        self.interval = interval
+        self.selector = selector
+        self.meters = registry.select(selector)
+    }
+
+    /// The source as the poller's group.
+    public var group: PollingGroup { PollingGroup(name: name, meters: meters) }
+}
+
+/// polling.yaml in Ceilometer's format: `sources`, each with `name`, `interval` and `meters` (wildcards, `!`
+/// exclusions, ceilometer's mixing rules). A ceilometer polling.yaml loads unchanged: meters virtmeter does not have,
+/// and the keys it does not use (`resources`, `discovery`), are reported as warnings, not errors.
+public struct PollingConfiguration: Sendable {
+    public let sources: [PollingSource]
+    /// Things worth one warning at start-up (unknown meters, ignored keys).
+    public let warnings: [String]
+
+    /// Ceilometer's default interval for a source without one.
+    public static let defaultInterval = 600.0
+
+    /// What virtmeter polls with no polling.yaml at all: every meter every 300 s.
+    public static let builtInDefault = PollingConfiguration(
+        sources: [PollingSource(name: "all_pollsters", interval: 300, selector: .all)], warnings: [])
+
+    public init(sources: [PollingSource], warnings: [String]) {
+        self.sources = sources
+        self.warnings = warnings
+    }
+
+    /// Reads polling.yaml from `file`. Throws `ConfigError` naming the file, line and key.
+    public static func load(file: String, registry: MeterRegistry = .builtIn) throws(ConfigError) -> PollingConfiguration {
+        try parse(YAMLMapping.load(file: file), registry: registry)
+    }
+
+    /// Parses polling.yaml's `text` as if read from `file`.
+    public static func parse(_ text: String, file: String, registry: MeterRegistry = .builtIn)
+        throws(ConfigError) -> PollingConfiguration {
+        try parse(YAMLMapping.parse(text, file: file), registry: registry)
+    }
+
+    static func parse(_ root: YAMLMapping, registry: MeterRegistry) throws(ConfigError) -> PollingConfiguration {
+        var warnings = root.unknownKeys(["sources"]).map { "\(root.file): key '\($0)' is not used by virtmeter" }
+        guard let entries = try root.mappings("sources"), !entries.isEmpty else {
+            throw root.error("sources", "at least one source is required")
+        }
+        var sources: [PollingSource] = []
+        var unknownMeters: [String] = []
+        for entry in entries {
+            for key in entry.unknownKeys(["name", "interval", "meters", "resources", "discovery"]) {
+                warnings.append("\(entry.file): \(entry.keyPath(key)) is not a polling source key; ignored")
+            }
+            for key in ["resources", "discovery"] where entry.value(key) != nil {
+                warnings.append("\(entry.file): \(entry.keyPath(key)) is ignored: virtmeter discovers the domains "
+                                + "of its libvirt connection")
+            }
+            let name = try entry.requiredString("name")
+            guard !sources.contains(where: { $0.name == name }) else {
+                throw entry.error("name", "duplicated source name '\(name)'")
+            }
+            let interval = try entry.double("interval", range: 0.001...31_536_000) ?? defaultInterval
+            guard let patterns = try entry.strings("meters"), !patterns.isEmpty else {
+                throw entry.error("meters", "a source needs at least one meter")
+            }
+            let selector: MeterSelector
+            do {
+                selector = try MeterSelector(patterns)
+            } catch {
+                throw entry.error("meters", "\(error)")
+            }
+            unknownMeters += selector.unmatched(among: registry.names).filter { !unknownMeters.contains($0) }
+            sources.append(PollingSource(name: name, interval: interval, selector: selector, registry: registry))
+        }
+        if !unknownMeters.isEmpty {
+            warnings.append("\(root.file): meters virtmeter does not have are not polled: "
+                            + unknownMeters.joined(separator: ", "))
+        }
+        return PollingConfiguration(sources: sources, warnings: warnings)
+    }
+}

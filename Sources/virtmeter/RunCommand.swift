@@ -1,0 +1,150 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import VirtMeterAgent
+import VirtMeterAMQP
+import VirtMeterCore
+import VirtMeterLibvirt
+
+/// `virtmeter run`: the long-running agent. Polls on polling.yaml's schedules, publishes to the configured
+/// publishers, reloads polling.yaml on SIGHUP, shuts down gracefully on SIGTERM and SIGINT.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the polling agent (virtmeter.yaml + polling.yaml) until SIGTERM or SIGINT; SIGHUP reloads polling.yaml."
+    )
+
+    @Option(help: ArgumentHelp("virtmeter.yaml (default: \(AgentConfiguration.defaultFile) when it exists, else built-in "
+                               + "defaults).", valueName: "path"))
+    var config: String?
+
+    @Option(help: ArgumentHelp("polling.yaml in Ceilometer's format (overrides the config's polling_file).",
+                               valueName: "path"))
+    var polling: String?
+
+    @Option(name: .customLong("connect"), help: "libvirt connection URI (overrides the config's libvirt_uri).")
+    var uri: String?
+
+    @Option(help: ArgumentHelp("'stdout', or an amqp:// or amqps:// broker URL (overrides the config's publishers).",
+                               valueName: "stdout|url"))
+    var publish: String?
+
+    @Option(help: ArgumentHelp("File holding the telemetry secret (overrides the config's secret_file).",
+                               valueName: "path"))
+    var secretFile: String?
+
+    @Option(help: "Host name for the samples' metadata (overrides the config's host).")
+    var host: String?
+
+    @Option(help: "Log level on stderr (overrides the config's log_level).")
+    var logLevel: Logger.Level?
+
+    func run() async throws {
+        try await reportingErrors {
+            let settings = try resolvedConfiguration()
+            bootstrapLogging(settings.logLevel)
+            try await runAgent(settings)
+        }
+    }
+
+    /// The configuration file (or defaults), then the environment, then the flags of this run.
+    func resolvedConfiguration() throws -> AgentConfiguration {
+        var settings = AgentConfiguration()
+        if let file = config ?? (FileManager.default.fileExists(atPath: AgentConfiguration.defaultFile)
+                                 ? AgentConfiguration.defaultFile : nil) {
+            settings = try AgentConfiguration.load(file: file)
+        }
+        settings.applyEnvironment()
+        if let polling { settings.pollingFile = polling }
+        if let uri { settings.libvirtURI = uri }
+        if let secretFile { settings.secretFile = secretFile }
+        if let host { settings.host = host }
+        if let logLevel { settings.logLevel = logLevel }
+        if let publish {
+            if publish == "stdout" { settings.publishers = [.stdout] } else { settings.overrideBroker(publish) }
+        }
+        return settings
+    }
+
+    private func runAgent(_ settings: AgentConfiguration) async throws {
+        let logger = Logger(label: "virtmeter")
+        let pollingFile = settings.pollingFile
+        let loadPolling: @Sendable () throws -> PollingConfiguration = {
+            guard let pollingFile else { return .builtInDefault }
+            return try PollingConfiguration.load(file: pollingFile)
+        }
+        let polling = try loadPolling()
+        for warning in polling.warnings { logger.warning("polling.yaml", metadata: ["warning": "\(warning)"]) }
+
+        let hypervisor = try LibvirtHypervisor(uri: settings.libvirtURI, logger: Logger(label: "virtmeter.libvirt"))
+        let stamper = SampleStamper(host: settings.host, signer: try loadSigner(settings.secretFile))
+        var publishers: [any Publisher] = []
+        for publisher in settings.publishers {
+            publishers.append(try await makePublisher(publisher, batchSize: settings.batchSize))
+        }
+        let stats = AgentStats()
+        let queue = SampleQueue(limit: settings.queueLimit, stats: stats, logger: Logger(label: "virtmeter.queue"))
+        let pollService = PollService(
+            poller: Poller(hypervisor: hypervisor, stamper: stamper, logger: Logger(label: "virtmeter.poll")),
+            polling: polling, loadPolling: loadPolling, queue: queue, stats: stats,
+            summaryEveryCycles: settings.summaryEveryCycles, logger: Logger(label: "virtmeter.poll"))
+        let publishService = PublishService(queue: queue, publishers: publishers, stats: stats,
+                                            logger: Logger(label: "virtmeter.publish"))
+        // Graceful shutdown runs in reverse order: the reload listener, then polling (finishing its cycle and the
+        // queue), then publishing (draining the queue and closing the publishers).
+        var configuration = ServiceGroupConfiguration(
+            services: [
+                .init(service: publishService, successTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: pollService, successTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: ReloadOnHangup(pollService), successTerminationBehavior: .ignore),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        configuration.maximumGracefulShutdownDuration = .milliseconds(Int64(settings.shutdownTimeout * 1000))
+        configuration.maximumCancellationDuration = .seconds(5)
+        logger.info("virtmeter started", metadata: [
+            "libvirt": "\(settings.libvirtURI)", "sources": "\(polling.sources.map(\.name))",
+            "publishers": "\(publishers.count)",
+        ])
+        try await ServiceGroup(configuration: configuration).run()
+        let counters = stats.snapshot
+        logger.info("virtmeter stopped", metadata: [
+            "cycles": "\(counters.cycles)", "samples_produced": "\(counters.samplesProduced)",
+            "samples_published": "\(counters.samplesPublished)", "samples_failed": "\(counters.samplesFailed)",
+        ])
+    }
+
+    /// A publisher from its settings; an AMQP one connects now, so a bad URL or password stops start-up.
+    private func makePublisher(_ settings: PublisherSettings, batchSize: Int) async throws -> any Publisher {
+        switch settings {
+        case .stdout:
+            return JSONLinesPublisher.standardOutput
+        case .file(let path):
+            do {
+                return try JSONLinesPublisher(appendingTo: path)
+            } catch {
+                throw CLIError("publisher file: cannot open \(path) for appending")
+            }
+        case .amqp(let amqp):
+            var url = try AMQPURL(amqp.url)
+            if let file = amqp.passwordFile {
+                guard let data = FileManager.default.contents(atPath: file),
+                      let password = String(data: data, encoding: .utf8)
+                else { throw CLIError("publisher amqp: cannot read password_file \(file)") }
+                url.password = password.trimmingCharacters(in: .newlines)
+            } else if let password = ProcessInfo.processInfo.environment[AMQPOptions.passwordVariable],
+                      !password.isEmpty {
+                url.password = password
+            }
+            let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(
+                url: url,
+                tls: AMQPTLSOptions(caFile: amqp.caFile, certFile: amqp.certFile, keyFile: amqp.keyFile,
+                                    verifyHostname: amqp.verifyHostname),
+                exchange: amqp.exchange, durableExchange: amqp.exchangeDurable, topic: amqp.topic,
+                declareQueue: amqp.declareQueue, batchSize: batchSize, heartbeatSeconds: amqp.heartbeatSeconds),
+                logger: Logger(label: "virtmeter.amqp"))
+            try await publisher.connect()
+            return publisher
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import Testing
+import VirtMeterCore
+
+/// The `virtmeter` binary built next to the test bundle.
+let agentVirtmeterBinary: String = {
+    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    while directory.path != "/" {
+        let candidate = directory.appendingPathComponent("virtmeter").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        directory.deleteLastPathComponent()
+    }
+    return agentRepositoryRoot.appendingPathComponent(".build/debug/virtmeter").path
+}()
+
+let agentNodeURI = "test://" + agentRepositoryRoot.appendingPathComponent("etc/virtmeter/test-node.xml").path
+
+/// A running `virtmeter run` whose stdout and stderr go to files, so a test can read them while it runs.
+struct RunningAgent {
+    let process = Process()
+    let directory: URL
+    var stdout: String { (try? String(contentsOf: directory.appendingPathComponent("out"), encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOf: directory.appendingPathComponent("err"), encoding: .utf8)) ?? "" }
+
+    init(_ arguments: [String], directory: URL) throws {
+        self.directory = directory
+        _ = FileManager.default.createFile(atPath: directory.appendingPathComponent("out").path, contents: nil)
+        _ = FileManager.default.createFile(atPath: directory.appendingPathComponent("err").path, contents: nil)
+        process.executableURL = URL(fileURLWithPath: agentVirtmeterBinary)
+        process.arguments = ["run"] + arguments
+        process.standardOutput = try FileHandle(forWritingTo: directory.appendingPathComponent("out"))
+        process.standardError = try FileHandle(forWritingTo: directory.appendingPathComponent("err"))
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    func meters() -> Set<String> {
+        Set(stdout.split(separator: "\n").compactMap { try? JSONValue.parse(String($0))["counter_name"]?.stringValue })
+    }
+}
+
+func temporaryDirectory() throws -> URL {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-run-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    return directory
+}
+
+@Suite("virtmeter run")
+struct RunCommandTests {
+    @Test("SIGHUP reloads polling.yaml; a bad file keeps the sources in use and says why")
+    func reload() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let polling = directory.appendingPathComponent("polling.yaml")
+        try "sources:\n  - name: a\n    interval: 0.3\n    meters: [vcpus]\n".write(to: polling, atomically: true,
+                                                                                encoding: .utf8)
+        let agent = try RunningAgent(["--connect", agentNodeURI, "--polling", polling.path, "--publish", "stdout"],
+                                     directory: directory)
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(agent.meters() == ["vcpus"])
+
+        try "sources:\n  - name: a\n    interval: 0.3\n    meters: [power.state]\n".write(to: polling, atomically: true,
+                                                                                    encoding: .utf8)
+        kill(agent.process.processIdentifier, SIGHUP)
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(agent.meters().contains("power.state"))
+        #expect(agent.stderr.contains("polling.yaml reloaded"))
+
+        try "sources:\n  - name: a\n    interval: soon\n".write(to: polling, atomically: true, encoding: .utf8)
+        kill(agent.process.processIdentifier, SIGHUP)
+        try await Task.sleep(for: .seconds(1))
+        let before = agent.stdout.split(separator: "\n").count
+        try await Task.sleep(for: .seconds(1))
+        #expect(agent.stdout.split(separator: "\n").count > before, "polling goes on with the old sources")
+        #expect(agent.stderr.contains("reload failed") && agent.stderr.contains("sources[0].interval"))
+
+        agent.process.terminate()
+        agent.process.waitUntilExit()
+        #expect(agent.process.terminationStatus == 0)
+    }
+
+    @Test("a bad configuration stops start-up with one line naming file, line and key")
+    func badConfiguration() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = directory.appendingPathComponent("virtmeter.yaml")
+        try "libvirt_uri: test:///default\nbatch_size: lots\n".write(to: config, atomically: true, encoding: .utf8)
+        let agent = try RunningAgent(["--config", config.path], directory: directory)
+        agent.process.waitUntilExit()
+        #expect(agent.process.terminationStatus != 0)
+        #expect(agent.stderr == "virtmeter: \(config.path):2: batch_size: expected an integer, got 'lots'\n")
+    }
+
+    @Test("no configuration file at all: built-in defaults poll every meter")
+    func defaults() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let agent = try RunningAgent(["--connect", agentNodeURI], directory: directory)
+        try await Task.sleep(for: .seconds(1.5))
+        agent.process.terminate()
+        agent.process.waitUntilExit()
+        #expect(agent.process.terminationStatus == 0)
+        #expect(agent.meters().isSuperset(of: ["cpu", "memory.usage", "disk.device.read.bytes"]))
+    }
+}
