@@ -111,6 +111,23 @@ struct GuestKit: Sendable {
         return values
     }
 
+    /// `virsh domstats` for several domains: their `key=value` lines by domain name.
+    func domstats(_ names: [String], _ groups: [String]) async throws -> [String: [String: String]] {
+        let text = try await virsh(["domstats"] + groups + names)
+        var values: [String: [String: String]] = [:]
+        var domain = ""
+        for line in text.split(separator: "\n") {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.hasPrefix("Domain: '") {
+                domain = String(trimmed.dropFirst("Domain: '".count).dropLast())
+                continue
+            }
+            let pair = trimmed.split(separator: "=", maxSplits: 1)
+            if pair.count == 2 { values[domain, default: [:]][String(pair[0])] = String(pair[1]) }
+        }
+        return values
+    }
+
     func virsh(_ arguments: [String]) async throws -> String {
         try await run("/usr/bin/virsh", ["-q", "-c", uri] + arguments)
     }

@@ -66,6 +66,7 @@ struct GuestTests {
     func memoryResident() async throws {
         let run = try await Scenario.shared.record()
         var deviations: [Double] = []
+        var changing: [Double] = []
         for cycle in run.cycles {
             for (name, rss) in cycle.hostRSSKiB {
                 guard let resident = cycle.value(name, "memory.resident") else {
@@ -73,13 +74,16 @@ struct GuestTests {
                     continue
                 }
                 let host = Double(rss) / 1024
-                deviations.append(abs(resident - host) / host * 100)
+                let deviation = abs(resident - host) / host * 100
+                // A booting or allocating guest's RSS grows between libvirt's read and ours: those readings are
+                // reported, not asserted.
+                if isSettled(run, cycle, name) { deviations.append(deviation) } else { changing.append(deviation) }
             }
         }
         let worst = try #require(deviations.max(), "no host RSS read")
-        figure("memory.resident vs qemu VmRSS", expected: "within 5%",
+        figure("memory.resident vs qemu VmRSS (settled guests)", expected: "within 5%",
                measured: "\(format(median(deviations) ?? 0))% median, \(format(worst))% worst",
-               spread: "\(deviations.count) readings")
+               spread: "\(deviations.count) readings; while booting or allocating " + spread(changing) + "%")
         #expect(worst <= 5)
     }
 
@@ -94,19 +98,38 @@ struct GuestTests {
             let start = try #require(first.snapshots[guest.name]?.totalCPUTime)
             let end = try #require(last.snapshots[guest.name]?.totalCPUTime)
             let window = Double(end - start) / ((last.at - first.at) * 1e9) * 100
-            let contention = hostDelay(run, guest.name)
+            // Intervals in which the guest's vCPU had a host CPU when it wanted one (run-queue delay < 5%).
+            let clean = uncontendedIntervals(run.cycles, guest.name).compactMap { $0.to.value(guest.name, "cpu_util") }
+            let measured = median(clean)
             figure("cpu_util \(spec)", expected: spec == "idle" ? "< 10" : "\(format(target, 0)) ± \(format(tolerance, 0))",
-                   measured: "\(format(window, 1)) over \(format(last.at - first.at, 0)) s, "
-                       + "median \(format(median(intervals) ?? -1, 1)); host run-queue delay \(contention)",
-                   spread: spread(intervals, 1))
-            let hint = "(the host may be overcommitted: the vCPU waited \(contention) of the time for a host CPU)"
+                   measured: "\(measured.map { format($0, 1) } ?? "?") median of \(clean.count) uncontended 2 s intervals; "
+                       + "\(format(window, 1)) over all \(format(last.at - first.at, 0)) s, host run-queue delay "
+                       + hostDelay(run, guest.name),
+                   spread: "uncontended " + spread(clean, 1) + "; all " + spread(intervals, 1))
+            #expect(intervals.count == steady.count - 1, "cpu_util missing in some cycles of \(guest.name)")
             if spec == "idle" {
                 #expect(window < 10, "idle guest used \(window)% of its vCPU")
-            } else {
-                #expect(abs(window - target) <= tolerance, "\(spec) guest: cpu_util \(window), expected \(target) ± \(tolerance) \(hint)")
+                continue
             }
-            #expect(intervals.count == steady.count - 1, "cpu_util missing in some cycles of \(guest.name)")
+            let value = try #require(measured, """
+                no interval in which \(guest.name) had a host CPU to itself (its vCPU waited \(hostDelay(run, guest.name)) \
+                of the time on the host's run queue): the host is overcommitted, cpu_util cannot be checked
+                """)
+            #expect(clean.count >= 3, "only \(clean.count) uncontended intervals for \(guest.name)")
+            #expect(abs(value - target) <= tolerance, "\(spec) guest: cpu_util \(value), expected \(target) ± \(tolerance)")
         }
+    }
+
+    /// Whether `name` had booted (ready line seen two cycles before) and, for the hog guest, was not allocating.
+    private func isSettled(_ run: ScenarioRecord, _ cycle: CycleRecord, _ name: String) -> Bool {
+        if cycle.phase == .steady { return true }
+        guard let earlier = run.cycles.first(where: { $0.index == cycle.index - 2 }),
+              earlier.events[name]?.contains("VMTEST ready") == true
+        else { return false }
+        if name == run.hogGuest, cycle.events[name]?.contains("VMTEST hog allocating") == true {
+            return earlier.events[name]?.contains("VMTEST hog holding") == true
+        }
+        return true
     }
 
     /// The share of the steady phase a guest's vCPU thread spent waiting on the host's run queue.
@@ -122,6 +145,7 @@ struct GuestTests {
     func cpuCumulative() async throws {
         let run = try await Scenario.shared.record()
         var ratios: [Double] = []
+        var allRatios: [Double] = []
         var previous: [String: Double] = [:]
         for cycle in run.cycles {
             for (name, virshTime) in cycle.virshCPUTime {
@@ -133,13 +157,15 @@ struct GuestTests {
                 previous[name] = cpu
                 // vCPU time is part of the process's cpu.time, which virsh read a moment later.
                 #expect(cpu <= Double(virshTime), "cpu of \(name) \(cpu) > virsh cpu.time \(virshTime)")
-                ratios.append(cpu / Double(virshTime))
+                allRatios.append(cpu / Double(virshTime))
+                // A guest that has just started has spent its time in qemu's set-up, not yet in its vCPU.
+                if cycle.phase == .steady { ratios.append(cpu / Double(virshTime)) }
             }
         }
         let lowest = try #require(ratios.min(), "no virsh domstats read")
-        figure("cpu / virsh cpu.time", expected: "0.85..1 (vCPU time is part of the process's time)",
+        figure("cpu / virsh cpu.time (booted guests)", expected: "0.85..1 (vCPU time is part of the process's time)",
                measured: "\(format(median(ratios) ?? 0, 3)) median, \(format(lowest, 3)) lowest",
-               spread: spread(ratios, 3))
+               spread: spread(ratios, 3) + "; with guests in their first seconds " + spread(allRatios, 3))
         #expect(lowest >= 0.85)
     }
 
