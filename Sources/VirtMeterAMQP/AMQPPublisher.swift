@@ -82,30 +82,38 @@ public final class AMQPPublisher: Publisher {
     /// naming the samples whose messages were nacked or lost with the connection.
     public func publish(_ samples: [Sample]) async throws {
         guard !samples.isEmpty else { return }
-        let size = configuration.batchSize
-        var bodies: [[UInt8]] = []
-        bodies.reserveCapacity((samples.count + size - 1) / size)
-        var ranges: [Range<Int>] = []
-        for start in stride(from: 0, to: samples.count, by: size) {
-            let range = start..<min(start + size, samples.count)
-            let envelope = NotificationEnvelope(samples: Array(samples[range]), publisherID: configuration.publisherID)
-            bodies.append(Array(envelope.body.utf8))
-            ranges.append(range)
+        let size = configuration.batchSize, publisherID = configuration.publisherID
+        let ranges = stride(from: 0, to: samples.count, by: size).map { $0..<min($0 + size, samples.count) }
+        let failure = try await send(count: ranges.count) { index in
+            NotificationEnvelope.sampleBody(samples[ranges[index]], publisherID: publisherID)
         }
-        let link = self.link, messages = bodies
-        let failure = try await onQueue { () throws(AMQPError) in try link.send(messages) }
         if let (failed, reason) = failure {
             let lost = failed.flatMap { samples[ranges[$0]] }
-            logger.warning("samples not confirmed by the broker",
-                           metadata: ["samples": "\(lost.count)", "total": "\(samples.count)", "reason": "\(reason)"])
+            // The caller decides what an undelivered batch means (the agent retries it from its spool and logs the
+            // outage once), so this is only a debug line.
+            logger.debug("samples not confirmed by the broker",
+                         metadata: ["samples": "\(lost.count)", "total": "\(samples.count)", "reason": "\(reason)"])
             throw AMQPUnconfirmedError(samples: lost, total: samples.count, reason: reason)
         }
     }
 
     /// Publishes bodies as they are, with confirms (for tests that need malformed messages on the bus).
     func publish(rawBodies: [[UInt8]]) async throws {
+        if let (_, reason) = try await send(count: rawBodies.count, body: { rawBodies[$0] }) { throw reason }
+    }
+
+    /// Encodes `count` messages with `body` on the caller's thread, a chunk at a time, while the connection's
+    /// queue publishes the chunks before (a pipeline: encoding overlaps sending and the broker's work), then waits
+    /// for the remaining confirms. Returns the indexes not confirmed and why, or nil.
+    private func send(count: Int, body: (Int) -> [UInt8]) async throws(AMQPError) -> (failed: [Int], reason: AMQPError)? {
         let link = self.link
-        if let (_, reason) = try await onQueue({ () throws(AMQPError) in try link.send(rawBodies) }) { throw reason }
+        let run = try await onQueue { () throws(AMQPError) in try link.begin() }
+        let chunk = 16
+        for start in stride(from: 0, to: count, by: chunk) {
+            let bodies = (start..<min(start + chunk, count)).map(body)
+            queue.async { link.send(bodies, firstIndex: start, run: run) }
+        }
+        return try await onQueue { () throws(AMQPError) in link.finish(run) }
     }
 
     /// Deletes the `<topic>.sample` queue (for benchmarks and tests that made their own topic).
@@ -145,6 +153,8 @@ final class PublisherLink: @unchecked Sendable {
     private let queue: DispatchQueue
     private var current: AMQPConnection?
     private var timer: DispatchSourceTimer?
+    /// The publish calls in flight (concurrent calls share the connection, so confirms go to all of them).
+    private var runs: [PublishRun] = []
     private let exchange: OwnedBytes
     private let routingKey: OwnedBytes
     private let contentType = OwnedBytes("application/json")
@@ -190,10 +200,22 @@ final class PublisherLink: @unchecked Sendable {
         current = nil
     }
 
-    /// Publishes `bodies` and waits for their confirms in windows. Returns the indexes of the bodies that were not
-    /// confirmed and why, or nil when all were. Throws when it could not connect at all.
-    func send(_ bodies: [[UInt8]]) throws(AMQPError) -> (failed: [Int], reason: AMQPError)? {
-        let connection = try connection()
+    /// Starts a publish: connects if needed (throwing when it cannot) and registers the run for confirms.
+    func begin() throws(AMQPError) -> PublishRun {
+        let run = PublishRun(connection: try connection())
+        runs.append(run)
+        return run
+    }
+
+    /// Publishes `bodies` (messages `firstIndex...` of `run`), waiting for confirms whenever a window is full.
+    /// After a failure the run's remaining messages only count as failed.
+    func send(_ bodies: [[UInt8]], firstIndex: Int, run: PublishRun) {
+        guard run.failure == nil, let connection = current, connection === run.connection, connection.isOpen else {
+            run.failure = run.failure ?? AMQPError(operation: "publish to exchange '\(configuration.exchange)'",
+                                                   message: "connection lost")
+            run.window.failed.formUnion(firstIndex..<(firstIndex + bodies.count))
+            return
+        }
         var properties = amqp_basic_properties_t()
         properties._flags = amqp_flags_t(AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG
                                          | AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_PRIORITY_FLAG)
@@ -201,63 +223,75 @@ final class PublisherLink: @unchecked Sendable {
         properties.content_encoding = contentEncoding.bytes
         properties.delivery_mode = 2
         properties.priority = 0
-        var window = ConfirmWindow(firstTag: connection.lastDeliveryTag + 1)
-        var failure: AMQPError?
-        for index in bodies.indices {
-            let status = bodies[index].withUnsafeBytes { raw in
+        for (offset, body) in bodies.enumerated() {
+            let status = body.withUnsafeBytes { raw in
                 connection.publish(exchange: exchange.bytes, routingKey: routingKey.bytes, properties: &properties,
                                    body: amqp_bytes_t(len: raw.count, bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress)))
             }
             guard status == AMQP_STATUS_OK.rawValue else {
-                failure = AMQPError(operation: "publish to exchange '\(configuration.exchange)'", code: Int(status),
-                                    message: "connection lost: " + String(cString: amqp_error_string2(status)))
-                window.unsent(from: index, count: bodies.count)
-                break
+                fail(AMQPError(operation: "publish to exchange '\(configuration.exchange)'", code: Int(status),
+                               message: "connection lost: " + String(cString: amqp_error_string2(status))))
+                run.window.failed.formUnion((firstIndex + offset)..<(firstIndex + bodies.count))
+                return
             }
-            window.sent(tag: connection.lastDeliveryTag)
-            if window.outstandingCount >= configuration.confirmWindow {
-                if let error = wait(for: &window, on: connection) {
-                    failure = error
-                    window.unsent(from: index + 1, count: bodies.count)
-                    break
+            run.window.sent(tag: connection.lastDeliveryTag, index: firstIndex + offset)
+            if run.window.outstandingCount >= configuration.confirmWindow {
+                wait(for: run, on: connection)
+                if run.failure != nil {
+                    run.window.failed.formUnion((firstIndex + offset + 1)..<(firstIndex + bodies.count))
+                    return
                 }
             }
         }
-        if failure == nil, let error = wait(for: &window, on: connection) { failure = error }
-        if failure != nil {
-            current = nil
-            timer?.cancel()
-            timer = nil
-        }
-        if window.failed.isEmpty, window.outstandingCount == 0 { return nil }
-        let reason = failure ?? AMQPError(operation: "publish to exchange '\(configuration.exchange)'",
-                                          message: "the broker nacked the messages")
-        return (window.failed.sorted(), reason)
     }
 
-    /// Waits until every message of `window` is acked or nacked. Returns the error that ended the wait early (then
-    /// every outstanding message counts as failed), or nil.
-    private func wait(for window: inout ConfirmWindow, on connection: AMQPConnection) -> AMQPError? {
+    /// Ends a run: waits for its remaining confirms. Returns the indexes not confirmed and why, or nil.
+    func finish(_ run: PublishRun) -> (failed: [Int], reason: AMQPError)? {
+        if run.failure == nil, let connection = current, connection === run.connection {
+            wait(for: run, on: connection)
+        }
+        run.window.failAll()
+        runs.removeAll { $0 === run }
+        guard !run.window.failed.isEmpty else { return nil }
+        let reason = run.failure ?? AMQPError(operation: "publish to exchange '\(configuration.exchange)'",
+                                              message: "the broker nacked the messages")
+        return (run.window.failed.sorted(), reason)
+    }
+
+    /// Waits until every message of `run` is acked or nacked; the confirms of other runs in flight are recorded on
+    /// the way. A lost connection or a timeout fails every run's outstanding messages.
+    private func wait(for run: PublishRun, on connection: AMQPConnection) {
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(configuration.timeoutSeconds * 1e9)
-        while window.outstandingCount > 0 {
+        while run.window.outstandingCount > 0 {
             let now = DispatchTime.now().uptimeNanoseconds
             guard now < deadline else {
-                window.failAll()
-                return AMQPError(operation: "wait for publisher confirms",
-                                 message: "no confirm within \(configuration.timeoutSeconds) s")
+                fail(AMQPError(operation: "wait for publisher confirms",
+                               message: "no confirm within \(configuration.timeoutSeconds) s"))
+                return
             }
             do {
                 switch try connection.nextEvent(timeoutSeconds: Double(deadline - now) / 1e9) {
-                case .ack(let tag, let multiple): window.confirm(tag: tag, multiple: multiple, ok: true)
-                case .nack(let tag, let multiple): window.confirm(tag: tag, multiple: multiple, ok: false)
+                case .ack(let tag, let multiple): runs.forEach { $0.window.confirm(tag: tag, multiple: multiple, ok: true) }
+                case .nack(let tag, let multiple): runs.forEach { $0.window.confirm(tag: tag, multiple: multiple, ok: false) }
                 case .timeout, .other: continue
                 }
             } catch {
-                window.failAll()
-                return error
+                fail(error)
+                return
             }
         }
-        return nil
+    }
+
+    /// The connection is unusable: every run in flight fails its outstanding messages, and the next publish
+    /// reconnects.
+    private func fail(_ error: AMQPError) {
+        for run in runs {
+            run.window.failAll()
+            if run.failure == nil { run.failure = error }
+        }
+        current = nil
+        timer?.cancel()
+        timer = nil
     }
 
     /// Services heartbeats while idle: every half heartbeat interval, reads (and answers) whatever the broker sent.
@@ -289,41 +323,44 @@ final class PublisherLink: @unchecked Sendable {
     }
 }
 
-/// The delivery tags of one publish call and which of its messages were acked or nacked.
-struct ConfirmWindow {
-    /// The tag of the call's first message; message `i` has tag `firstTag + i`.
-    let firstTag: UInt64
-    /// Tags sent and not yet confirmed, ascending.
-    private var outstanding: [UInt64] = []
-    /// Indexes of the messages nacked, lost or never sent.
-    private(set) var failed: Set<Int> = []
+/// One publish call in flight on the link.
+///
+/// `@unchecked Sendable` because the caller hands it to the link's queue: it is created, read and changed only on
+/// that serial queue.
+final class PublishRun: @unchecked Sendable {
+    /// The connection the run started on; a reconnect in between fails the rest of the run.
+    let connection: AMQPConnection
+    var window = ConfirmWindow()
+    var failure: AMQPError?
 
-    init(firstTag: UInt64) { self.firstTag = firstTag }
+    init(connection: AMQPConnection) { self.connection = connection }
+}
+
+/// The messages of one publish call: which are awaiting a confirm (by delivery tag) and which failed.
+struct ConfirmWindow {
+    /// Delivery tags sent and not yet confirmed, ascending, with the message's index in the call.
+    private var outstanding: [(tag: UInt64, index: Int)] = []
+    /// Indexes of the messages nacked, lost or never sent.
+    var failed: Set<Int> = []
 
     var outstandingCount: Int { outstanding.count }
 
-    mutating func sent(tag: UInt64) { outstanding.append(tag) }
+    mutating func sent(tag: UInt64, index: Int) { outstanding.append((tag, index)) }
 
     mutating func confirm(tag: UInt64, multiple: Bool, ok: Bool) {
         if multiple {
-            let end = outstanding.firstIndex { $0 > tag } ?? outstanding.endIndex
-            if !ok { failed.formUnion(outstanding[..<end].map { Int($0 - firstTag) }) }
+            let end = outstanding.firstIndex { $0.tag > tag } ?? outstanding.endIndex
+            if !ok { failed.formUnion(outstanding[..<end].map(\.index)) }
             outstanding.removeSubrange(..<end)
-        } else if let index = outstanding.firstIndex(of: tag) {
-            if !ok { failed.insert(Int(tag - firstTag)) }
-            outstanding.remove(at: index)
+        } else if let position = outstanding.firstIndex(where: { $0.tag == tag }) {
+            if !ok { failed.insert(outstanding[position].index) }
+            outstanding.remove(at: position)
         }
     }
 
     /// Every outstanding message failed (the connection is gone).
     mutating func failAll() {
-        failed.formUnion(outstanding.map { Int($0 - firstTag) })
+        failed.formUnion(outstanding.map(\.index))
         outstanding.removeAll()
-    }
-
-    /// Messages `index..<count` were never sent.
-    mutating func unsent(from index: Int, count: Int) {
-        failAll()
-        if index < count { failed.formUnion(index..<count) }
     }
 }

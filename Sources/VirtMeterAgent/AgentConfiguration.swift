@@ -44,8 +44,15 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var shutdownTimeout = 10.0
     /// An info summary every this many cycles (0: never).
     public var summaryEveryCycles = 10
-    /// Batches that may wait for a slow publisher before the oldest are dropped (and counted).
-    public var queueLimit = 1000
+    /// Where virtmeter keeps its state: the spool lives in `<state_dir>/spool`. systemd's StateDirectory= sets
+    /// $STATE_DIRECTORY, which is the default when present.
+    public var stateDirectory = ProcessInfo.processInfo.environment["STATE_DIRECTORY"] ?? "/var/lib/virtmeter"
+    /// Largest size of the spool in MiB; beyond it the oldest samples are dropped (counted, logged).
+    public var spoolCapMiB = 256
+    public var spoolFsync = FsyncPolicy.batch
+    /// Seconds before the first retry of a failed delivery, and the longest wait between retries.
+    public var retryInitial = 0.5
+    public var retryMaximum = 30.0
 
     /// The default configuration file.
     public static let defaultFile = "/etc/virtmeter/virtmeter.yaml"
@@ -54,7 +61,8 @@ public struct AgentConfiguration: Sendable, Equatable {
     public static let secretFileVariable = "VIRTMETER_SECRET_FILE"
 
     static let topLevelKeys = ["host", "libvirt_uri", "polling_file", "secret_file", "publishers", "batch_size",
-                               "log_level", "shutdown_timeout", "summary_every_cycles", "queue_limit"]
+                               "log_level", "shutdown_timeout", "summary_every_cycles", "state_dir", "spool_cap_mib",
+                               "spool_fsync", "retry_initial", "retry_max"]
     static let amqpKeys = ["type", "url", "password_file", "exchange", "exchange_durable", "topic", "declare_queue",
                            "ca_file", "cert_file", "key_file", "verify_hostname", "heartbeat"]
 
@@ -89,7 +97,19 @@ public struct AgentConfiguration: Sendable, Equatable {
         }
         if let timeout = try root.double("shutdown_timeout", range: 0...3600) { config.shutdownTimeout = timeout }
         if let every = try root.int("summary_every_cycles", range: 0...1_000_000) { config.summaryEveryCycles = every }
-        if let limit = try root.int("queue_limit", range: 1...1_000_000) { config.queueLimit = limit }
+        if let directory = try root.string("state_dir") { config.stateDirectory = directory }
+        if let cap = try root.int("spool_cap_mib", range: 1...1_048_576) { config.spoolCapMiB = cap }
+        if let fsync = try root.string("spool_fsync") {
+            guard let policy = FsyncPolicy(rawValue: fsync) else {
+                throw root.error("spool_fsync", "expected one of " + FsyncPolicy.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            config.spoolFsync = policy
+        }
+        if let initial = try root.double("retry_initial", range: 0.01...3600) { config.retryInitial = initial }
+        if let maximum = try root.double("retry_max", range: 0.01...86400) { config.retryMaximum = maximum }
+        guard config.retryMaximum >= config.retryInitial else {
+            throw root.error("retry_max", "must not be smaller than retry_initial")
+        }
         if let entries = try root.mappings("publishers") {
             guard !entries.isEmpty else { throw root.error("publishers", "at least one publisher is required") }
             config.publishers = try entries.map { entry throws(ConfigError) in try publisher(entry) }
@@ -129,6 +149,12 @@ public struct AgentConfiguration: Sendable, Equatable {
         case let other:
             throw entry.error("type", "unknown publisher type '\(other)' (known: amqp, stdout, file)")
         }
+    }
+
+    /// The spool's settings.
+    public var spool: SpoolConfiguration {
+        SpoolConfiguration(directory: stateDirectory + "/spool", capBytes: spoolCapMiB << 20, fsync: spoolFsync,
+                           samplesPerRecord: batchSize)
     }
 
     /// Applies the environment overrides: `VIRTMETER_AMQP_URL` replaces the URL of every AMQP publisher (or adds

@@ -8,8 +8,10 @@ public final class AgentStats: Sendable {
         public var domains = 0
         public var samplesProduced = 0
         public var samplesPublished = 0
-        public var samplesFailed = 0
-        public var samplesDropped = 0
+        /// Delivery attempts that failed (each is retried).
+        public var publishFailures = 0
+        /// Samples that could not even be written to the spool.
+        public var samplesLost = 0
         public var skippedTicks = 0
         public var publishSeconds = 0.0
         public var publishCalls = 0

@@ -5,27 +5,29 @@ import UnixSignals
 import VirtMeterCore
 
 /// The polling loop of `virtmeter run`: each source on its own interval, one libvirt read for all sources due at
-/// the same moment, samples handed to the `SampleQueue`. On graceful shutdown it lets the cycle in flight finish,
-/// then finishes the queue so the publishers drain it. `requestReload()` (SIGHUP) reloads polling.yaml before the
+/// the same moment, samples appended to the spool (never waiting for a publisher). On graceful shutdown it lets the
+/// cycle in flight finish, then finishes the spool so the publishers drain it. `requestReload()` (SIGHUP) reloads polling.yaml before the
 /// next cycle; a bad file keeps the sources in use.
 public final class PollService: Service {
     private let poller: Poller
-    private let queue: SampleQueue
+    private let spool: Spool
     private let stats: AgentStats
     private let logger: Logger
     private let summaryEveryCycles: Int
     private let loadPolling: @Sendable () throws -> PollingConfiguration
     private let initialPolling: PollingConfiguration
     private let reloadRequested = Mutex(false)
+    /// When libvirt was first found unreachable in the current outage.
+    private let libvirtDownSince = Mutex<Double?>(nil)
 
     /// `loadPolling` reads polling.yaml again on reload; `polling` is what it returned at start-up.
     public init(poller: Poller, polling: PollingConfiguration,
-                loadPolling: @escaping @Sendable () throws -> PollingConfiguration, queue: SampleQueue,
+                loadPolling: @escaping @Sendable () throws -> PollingConfiguration, spool: Spool,
                 stats: AgentStats, summaryEveryCycles: Int, logger: Logger) {
         self.poller = poller
         self.initialPolling = polling
         self.loadPolling = loadPolling
-        self.queue = queue
+        self.spool = spool
         self.stats = stats
         self.summaryEveryCycles = summaryEveryCycles
         self.logger = logger
@@ -37,7 +39,7 @@ public final class PollService: Service {
     }
 
     public func run() async throws {
-        defer { queue.finish() }
+        defer { spool.finish() }
         var polling = initialPolling
         var schedule = Schedule(sources: Self.scheduled(polling), start: Clock.monotonic())
         while !Task.isShuttingDownGracefully {
@@ -65,26 +67,44 @@ public final class PollService: Service {
         }
     }
 
-    /// One cycle for the `sources` due now; a failed libvirt read is logged and the next cycle tries again.
+    /// One cycle for the `sources` due now; a failed libvirt read is logged once (and its return once), and the
+    /// next cycle tries again.
     private func cycle(_ sources: [PollingSource]) async {
+        let result: CycleResult
         do {
-            let result = try await poller.cycle(sources.map(\.group))
-            queue.put(result.samples)
-            let counters = stats.update { counters -> AgentStats.Counters in
-                counters.cycles += 1
-                counters.domains = result.domains
-                counters.samplesProduced += result.samples.count
-                return counters
+            result = try await poller.cycle(sources.map(\.group))
+            if let since = libvirtDownSince.withLock({ let since = $0; $0 = nil; return since }) {
+                logger.notice("libvirt is back",
+                              metadata: ["outage_seconds": "\(Int((Clock.monotonic() - since).rounded()))"])
             }
-            logger.debug("cycle done", metadata: [
-                "sources": "\(sources.map(\.name).joined(separator: ","))", "domains": "\(result.domains)",
-                "samples": "\(result.samples.count)",
-                "inspect_ms": "\(Int(result.inspectSeconds * 1000))", "build_ms": "\(Int(result.buildSeconds * 1000))",
-            ])
-            if summaryEveryCycles > 0, counters.cycles % summaryEveryCycles == 0 { summarize(counters) }
         } catch {
-            logger.error("poll cycle failed", metadata: ["error": "\(error)"])
+            if libvirtDownSince.withLock({ let first = $0 == nil; if first { $0 = Clock.monotonic() }; return first }) {
+                logger.error("libvirt unreachable: polling resumes when it is back", metadata: ["error": "\(error)"])
+            } else {
+                logger.debug("libvirt still unreachable", metadata: ["error": "\(error)"])
+            }
+            return
         }
+        do {
+            try await spool.append(result.samples)
+        } catch {
+            stats.update { $0.samplesLost += result.samples.count }
+            logger.error("spool write failed: samples lost", metadata: [
+                "samples": "\(result.samples.count)", "error": "\(error)",
+            ])
+        }
+        let counters = stats.update { counters -> AgentStats.Counters in
+            counters.cycles += 1
+            counters.domains = result.domains
+            counters.samplesProduced += result.samples.count
+            return counters
+        }
+        logger.debug("cycle done", metadata: [
+            "sources": "\(sources.map(\.name).joined(separator: ","))", "domains": "\(result.domains)",
+            "samples": "\(result.samples.count)",
+            "inspect_ms": "\(Int(result.inspectSeconds * 1000))", "build_ms": "\(Int(result.buildSeconds * 1000))",
+        ])
+        if summaryEveryCycles > 0, counters.cycles % summaryEveryCycles == 0 { summarize(counters) }
     }
 
     /// The sources worth a cycle: those with at least one meter virtmeter has.
@@ -94,11 +114,14 @@ public final class PollService: Service {
 
     private func summarize(_ counters: AgentStats.Counters) {
         let latency = counters.publishCalls > 0 ? counters.publishSeconds / Double(counters.publishCalls) * 1000 : 0
+        let spooled = spool.currentCounters
         logger.info("summary", metadata: [
             "cycles": "\(counters.cycles)", "domains": "\(counters.domains)",
             "samples_produced": "\(counters.samplesProduced)", "samples_published": "\(counters.samplesPublished)",
-            "samples_failed": "\(counters.samplesFailed)", "samples_dropped": "\(counters.samplesDropped)",
-            "skipped_ticks": "\(counters.skippedTicks)", "publish_latency_ms": "\(Int(latency.rounded()))",
+            "publish_failures": "\(counters.publishFailures)", "samples_lost": "\(counters.samplesLost)",
+            "spool_records": "\(spooled.pendingRecords)", "spool_dropped_samples": "\(spooled.droppedSamples)",
+            "spool_corrupt_records": "\(spooled.corruptRecords)", "skipped_ticks": "\(counters.skippedTicks)",
+            "publish_latency_ms": "\(Int(latency.rounded()))",
         ])
     }
 

@@ -33,7 +33,9 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     }
 
     public let uri: String
-    private let connection: LibvirtConnection
+    private let readOnly: Bool
+    /// The open connection; nil once it died, until the next poll opens a new one.
+    private var connection: LibvirtConnection?
     private let queue = DispatchQueue(label: "virtmeter.libvirt")
     private let logger: Logger
     private let xmlMaxAge: Double
@@ -45,6 +47,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     public init(uri: String = "qemu:///system", readOnly: Bool = true, xmlMaxAge: Double = 600,
                 logger: Logger = Logger(label: "virtmeter.libvirt")) throws {
         self.uri = uri
+        self.readOnly = readOnly
         self.logger = logger
         self.xmlMaxAge = xmlMaxAge
         connection = try queue.sync { () throws(LibvirtError) -> LibvirtConnection in
@@ -53,7 +56,26 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     }
 
     /// Whether the connection is read-only (the default: monitoring needs no write access).
-    public var isReadOnly: Bool { connection.isReadOnly }
+    public var isReadOnly: Bool { readOnly }
+
+    /// How many times a dead connection was replaced by a new one.
+    public var reconnections: Int { queue.sync { reconnectCount } }
+    private var reconnectCount = 0
+
+    /// The connection to use: the open one while it is alive, else a new one (libvirtd restarted, the socket
+    /// closed). Runs on `queue`.
+    private func liveConnection() throws(LibvirtError) -> LibvirtConnection {
+        if let connection, connection.isAlive { return connection }
+        if connection != nil {
+            connection = nil
+            xmlCache = [:]
+        }
+        let opened = try LibvirtConnection(uri: uri, readOnly: readOnly)
+        connection = opened
+        reconnectCount += 1
+        logger.debug("libvirt connection reopened", metadata: ["uri": "\(uri)"])
+        return opened
+    }
 
     /// Counters of the last poll.
     public var lastCounters: InspectionCounters { queue.sync { counters } }
@@ -68,10 +90,16 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
 
     /// Reads every running domain; runs on `queue`.
     private func readAll() throws(LibvirtError) -> [DomainSnapshot] {
+        let connection = try liveConnection()
         var records: UnsafeMutablePointer<virDomainStatsRecordPtr?>?
         let flags = VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE.rawValue
         let count = virConnectGetAllDomainStats(connection.pointer, Self.groups, &records, flags)
-        guard count >= 0, let records else { throw LibvirtError.last("virConnectGetAllDomainStats(\(uri))") }
+        guard count >= 0, let records else {
+            let error = LibvirtError.last("virConnectGetAllDomainStats(\(uri))")
+            // A dead connection (libvirtd restarted) is replaced at the next poll.
+            if !connection.isAlive { self.connection = nil }
+            throw error
+        }
         defer { virDomainStatsRecordListFree(records) }
         let readAt = Clock.monotonic()
         counters = InspectionCounters(domains: Int(count))

@@ -40,6 +40,10 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Log level on stderr (overrides the config's log_level).")
     var logLevel: Logger.Level?
 
+    @Option(help: ArgumentHelp("Directory for virtmeter's state, the spool among it (overrides the config's state_dir).",
+                               valueName: "path"))
+    var stateDir: String?
+
     func run() async throws {
         try await reportingErrors {
             let settings = try resolvedConfiguration()
@@ -61,6 +65,7 @@ struct RunCommand: AsyncParsableCommand {
         if let secretFile { settings.secretFile = secretFile }
         if let host { settings.host = host }
         if let logLevel { settings.logLevel = logLevel }
+        if let stateDir { settings.stateDirectory = stateDir }
         if let publish {
             if publish == "stdout" { settings.publishers = [.stdout] } else { settings.overrideBroker(publish) }
         }
@@ -84,13 +89,20 @@ struct RunCommand: AsyncParsableCommand {
             publishers.append(try await makePublisher(publisher, batchSize: settings.batchSize))
         }
         let stats = AgentStats()
-        let queue = SampleQueue(limit: settings.queueLimit, stats: stats, logger: Logger(label: "virtmeter.queue"))
+        let spool: Spool
+        do {
+            spool = try Spool(configuration: settings.spool, logger: Logger(label: "virtmeter.spool"))
+        } catch {
+            throw CLIError("spool: cannot use \(settings.spool.directory): \(error.localizedDescription)")
+        }
         let pollService = PollService(
             poller: Poller(hypervisor: hypervisor, stamper: stamper, logger: Logger(label: "virtmeter.poll")),
-            polling: polling, loadPolling: loadPolling, queue: queue, stats: stats,
+            polling: polling, loadPolling: loadPolling, spool: spool, stats: stats,
             summaryEveryCycles: settings.summaryEveryCycles, logger: Logger(label: "virtmeter.poll"))
-        let publishService = PublishService(queue: queue, publishers: publishers, stats: stats,
-                                            logger: Logger(label: "virtmeter.publish"))
+        let publishService = PublishService(
+            spool: spool, publishers: publishers, stats: stats,
+            backoff: Backoff(initial: settings.retryInitial, maximum: settings.retryMaximum),
+            logger: Logger(label: "virtmeter.publish"))
         // Graceful shutdown runs in reverse order: the reload listener, then polling (finishing its cycle and the
         // queue), then publishing (draining the queue and closing the publishers).
         var configuration = ServiceGroupConfiguration(
@@ -110,7 +122,8 @@ struct RunCommand: AsyncParsableCommand {
         let counters = stats.snapshot
         logger.info("virtmeter stopped", metadata: [
             "cycles": "\(counters.cycles)", "samples_produced": "\(counters.samplesProduced)",
-            "samples_published": "\(counters.samplesPublished)", "samples_failed": "\(counters.samplesFailed)",
+            "samples_published": "\(counters.samplesPublished)", "samples_lost": "\(counters.samplesLost)",
+            "spool_records": "\(spool.currentCounters.pendingRecords)",
         ])
     }
 
@@ -143,7 +156,13 @@ struct RunCommand: AsyncParsableCommand {
                 exchange: amqp.exchange, durableExchange: amqp.exchangeDurable, topic: amqp.topic,
                 declareQueue: amqp.declareQueue, batchSize: batchSize, heartbeatSeconds: amqp.heartbeatSeconds),
                 logger: Logger(label: "virtmeter.amqp"))
-            try await publisher.connect()
+            do {
+                try await publisher.connect()
+            } catch let error as AMQPError where error.isOutage {
+                // Unreachable is not wrong: start anyway, the spool keeps the samples until the broker is back.
+                Logger(label: "virtmeter.amqp").warning("broker unreachable at start-up: samples are spooled until it is",
+                                                        metadata: ["error": "\(error)"])
+            }
             return publisher
         }
     }

@@ -35,6 +35,7 @@ struct DaemonTests {
                 topic: \(topic)
             log_level: debug
             summary_every_cycles: 2
+            state_dir: \(polling.deletingLastPathComponent().path)/state
             """)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: amqpVirtmeterBinary)

@@ -27,7 +27,7 @@ struct RunningAgent {
         _ = FileManager.default.createFile(atPath: directory.appendingPathComponent("out").path, contents: nil)
         _ = FileManager.default.createFile(atPath: directory.appendingPathComponent("err").path, contents: nil)
         process.executableURL = URL(fileURLWithPath: agentVirtmeterBinary)
-        process.arguments = ["run"] + arguments
+        process.arguments = ["run", "--state-dir", directory.appendingPathComponent("state").path] + arguments
         process.standardOutput = try FileHandle(forWritingTo: directory.appendingPathComponent("out"))
         process.standardError = try FileHandle(forWritingTo: directory.appendingPathComponent("err"))
         process.standardInput = FileHandle.nullDevice
