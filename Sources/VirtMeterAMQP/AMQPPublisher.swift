@@ -270,15 +270,20 @@ final class PublisherLink: @unchecked Sendable {
                 return
             }
             do {
-                switch try connection.nextEvent(timeoutSeconds: Double(deadline - now) / 1e9) {
-                case .ack(let tag, let multiple): runs.forEach { $0.window.confirm(tag: tag, multiple: multiple, ok: true) }
-                case .nack(let tag, let multiple): runs.forEach { $0.window.confirm(tag: tag, multiple: multiple, ok: false) }
-                case .timeout, .other: continue
-                }
+                record(try connection.nextEvent(timeoutSeconds: Double(deadline - now) / 1e9))
             } catch {
                 fail(error)
                 return
             }
+        }
+    }
+
+    /// Gives an ack or nack to every run in flight (each takes the tags that are its own).
+    private func record(_ event: AMQPConnection.Event) {
+        switch event {
+        case .ack(let tag, let multiple): runs.forEach { $0.window.confirm(tag: tag, multiple: multiple, ok: true) }
+        case .nack(let tag, let multiple): runs.forEach { $0.window.confirm(tag: tag, multiple: multiple, ok: false) }
+        case .timeout, .other: break
         }
     }
 
@@ -307,18 +312,19 @@ final class PublisherLink: @unchecked Sendable {
         timer = source
     }
 
+    /// Reads whatever the broker sent (answering heartbeats); confirms that arrive here go to the runs in flight.
     private func serviceHeartbeats() {
         guard let current, current.isOpen else { return }
         do {
             while true {
-                if case .timeout = try current.nextEvent(timeoutSeconds: 0) { return }
+                let event = try current.nextEvent(timeoutSeconds: 0)
+                if case .timeout = event { return }
+                record(event)
             }
         } catch {
             logger.warning("AMQP connection lost while idle; reconnecting at the next publish",
                            metadata: ["error": "\(error)"])
-            self.current = nil
-            timer?.cancel()
-            timer = nil
+            fail(error)
         }
     }
 }

@@ -78,3 +78,36 @@ struct EnvelopeTests {
         #expect(throws: EnvelopeError.self) { try NotificationEnvelope.decode(body) }
     }
 }
+
+@Suite("envelope writer")
+struct EnvelopeWriterTests {
+    @Test("sampleBody writes exactly what the JSON tree gives, including escapes and odd numbers")
+    func sampleBodyMatchesTree() throws {
+        let body = try #require(FileManager.default.contents(atPath: wireExamplePath))
+        var samples = try NotificationEnvelope.decode(Array(body)).samples().compactMap(\.sample)
+        samples[0].resourceMetadata = .object([("quote\"back\\slash", .string("tab\tnew\nline\u{1}é😀")),
+                                               ("n", .null), ("t", .bool(true)), ("f", .double(1e-05)),
+                                               ("big", .double(1e16)), ("list", .array([.int(-3), .string("x")]))])
+        samples[1].userID = nil
+        samples[2].volume = .double(.nan)
+        let fast = NotificationEnvelope.sampleBody(samples[...], publisherID: "p", wallNanoseconds: 0)
+        let decoded = try NotificationEnvelope.decode(fast)
+        let expected = samples.map(\.json)
+        #expect(decoded.payload == .object([("samples", .array(expected))]) || samples[2].volume != samples[2].volume)
+        let dicts = try decoded.samples().map(\.json)
+        #expect(dicts[0] == expected[0])
+        #expect(dicts[1] == expected[1])
+        #expect(dicts[2]["counter_volume"] == .null)
+        #expect(Array(dicts[3...]) == Array(expected[3...]))
+        #expect(decoded.publisherID == "p" && decoded.timestamp == "1970-01-01 00:00:00.000000")
+        // The tree writer and the byte writer agree on the whole text (apart from the non-finite volume).
+        samples[2].volume = .int(7)
+        var envelope = try NotificationEnvelope.decode(NotificationEnvelope.sampleBody(samples[...]))
+        let text = String(decoding: NotificationEnvelope.sampleBody(samples[...]), as: UTF8.self)
+        envelope.payload = .object([("samples", .array(samples.map(\.json)))])
+        #expect(try JSONValue.parse(text)["oslo.version"] == .string("2.0"))
+        #expect(try NotificationEnvelope.decode(envelope.bodyBytes).payload == envelope.payload)
+        let inner = try JSONValue.parse(try #require(try JSONValue.parse(envelope.body)["oslo.message"]?.stringValue))
+        #expect(inner == envelope.message)
+    }
+}
