@@ -14,13 +14,19 @@ public struct DomainXML: Sendable, Equatable {
     public var nova: NovaMetadata?
     public var architecture: String?
     public var osType: String?
+    /// Whether the domain has a virtio memballoon, and its statistics period in seconds (`<stats period='N'/>`;
+    /// nil when the element is absent, which libvirt shows for period 0: QEMU then keeps the guest's first
+    /// figures, from boot, for ever).
+    public var hasMemballoon = false
+    public var balloonStatsPeriod: Int?
 
     /// A domain with nothing known about it.
     public init() {}
 
     public static func == (lhs: DomainXML, rhs: DomainXML) -> Bool {
         lhs.disks == rhs.disks && lhs.nova == rhs.nova && lhs.architecture == rhs.architecture
-            && lhs.osType == rhs.osType && lhs.interfaces.elementsEqual(rhs.interfaces) { $0 == $1 }
+            && lhs.osType == rhs.osType && lhs.hasMemballoon == rhs.hasMemballoon
+            && lhs.balloonStatsPeriod == rhs.balloonStatsPeriod && lhs.interfaces.elementsEqual(rhs.interfaces) { $0 == $1 }
     }
 
     /// Nova's metadata namespaces, newest first.
@@ -93,6 +99,10 @@ private final class Reader: NSObject, XMLParserDelegate {
             interfaceDevice = attributes["dev"]
         case (4, "mac") where path[1] == "devices" && path[2] == "interface":
             interfaceMAC = attributes["address"]
+        case (3, "memballoon") where path[1] == "devices":
+            result.hasMemballoon = attributes["model"] != "none"
+        case (4, "stats") where path[1] == "devices" && path[2] == "memballoon":
+            result.balloonStatsPeriod = attributes["period"].flatMap { Int($0) }
         default: break
         }
     }

@@ -146,6 +146,11 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         if bulk.memoryKiB == nil { try readMemoryStats(domain, into: &snapshot) }
         if !bulk.hasBlockGroup { snapshot.disks = try readDisks(domain, xml.disks) }
         if !bulk.hasInterfaceGroup { snapshot.interfaces = try readInterfaces(domain, xml.interfaces) }
+        // A memballoon without a stats period: QEMU reports the figures the guest sent once at boot, for ever.
+        // They are not the guest's memory now, so virtmeter treats them as absent (no memory.usage, a warning).
+        if xml.hasMemballoon, (xml.balloonStatsPeriod ?? 0) == 0, snapshot.balloon.lastUpdate != nil {
+            snapshot.balloon = BalloonStats(actual: snapshot.balloon.actual, rss: snapshot.balloon.rss)
+        }
         if counters.perDomainCalls > fellBack { counters.fallbackDomains += 1 }
         return snapshot
     }
