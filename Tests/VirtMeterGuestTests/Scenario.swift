@@ -74,7 +74,7 @@ struct ScenarioRecord: Sendable {
     func guest(_ spec: String) throws -> KitGuest {
         guard let guest = guests.first(where: { $0.spec == spec }) else {
             throw KitError("the kit has no '\(spec)' guest (have \(guests.map(\.spec))); "
-                + "scripts/test-guests starts: idle burn=100 burn=50 idle,balloon=none")
+                + "scripts/test-guests starts: idle burn=100 burn=50 idle,balloon=none idle,stats=0")
         }
         return guest
     }
@@ -118,10 +118,10 @@ actor Scenario {
         let started = Clock.monotonic()
         let kit = try GuestKit.fromEnvironment()
         let guests = kit.guests()
-        let specs = ["idle", "burn=100", "burn=50", "idle,balloon=none"]
+        let specs = ["idle", "burn=100", "burn=50", "idle,balloon=none", "idle,stats=0"]
         for spec in specs where !guests.contains(where: { $0.spec == spec }) {
             throw KitError("the kit has no '\(spec)' guest (have \(guests.map(\.spec))): run scripts/test-guests, "
-                + "or scripts/guests/kit up 4 idle burn=100 burn=50 idle,balloon=none")
+                + "or scripts/guests/kit up 5 idle burn=100 burn=50 idle,balloon=none idle,stats=0")
         }
         let store = CapturingLogHandler.Store()
         let logger = Logger(label: "virtmeter.poll.test") { _ in CapturingLogHandler(store: store) }
