@@ -10,7 +10,8 @@ final class OwnedBytes {
     init(_ text: String) {
         var copy = text
         bytes = copy.withUTF8 { buffer in
-            amqp_bytes_malloc_dup(amqp_bytes_t(len: buffer.count, bytes: UnsafeMutableRawPointer(mutating: buffer.baseAddress)))
+            let view = amqp_bytes_t(len: buffer.count, bytes: UnsafeMutableRawPointer(mutating: buffer.baseAddress))
+            return amqp_bytes_malloc_dup(view)
         }
     }
 

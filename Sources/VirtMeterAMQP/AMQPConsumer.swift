@@ -89,7 +89,8 @@ public final class AMQPConsumer: Sendable {
         try? await onQueue { () throws(AMQPError) in link.close() }
     }
 
-    private func onQueue<T: Sendable>(_ body: @escaping @Sendable () throws(AMQPError) -> T) async throws(AMQPError) -> T {
+    private func onQueue<T: Sendable>(_ body: @escaping @Sendable () throws(AMQPError) -> T)
+        async throws(AMQPError) -> T {
         let result: Result<T, AMQPError> = await withCheckedContinuation { continuation in
             queue.async {
                 do throws(AMQPError) {

@@ -105,7 +105,8 @@ public final class AMQPPublisher: Publisher {
     /// Encodes `count` messages with `body` on the caller's thread, a chunk at a time, while the connection's
     /// queue publishes the chunks before (a pipeline: encoding overlaps sending and the broker's work), then waits
     /// for the remaining confirms. Returns the indexes not confirmed and why, or nil.
-    private func send(count: Int, body: (Int) -> [UInt8]) async throws(AMQPError) -> (failed: [Int], reason: AMQPError)? {
+    private func send(count: Int, body: (Int) -> [UInt8])
+        async throws(AMQPError) -> (failed: [Int], reason: AMQPError)? {
         let link = self.link
         let run = try await onQueue { () throws(AMQPError) in try link.begin() }
         let chunk = 16
@@ -129,7 +130,8 @@ public final class AMQPPublisher: Publisher {
         try? await onQueue { () throws(AMQPError) in link.disconnect() }
     }
 
-    private func onQueue<T: Sendable>(_ body: @escaping @Sendable () throws(AMQPError) -> T) async throws(AMQPError) -> T {
+    private func onQueue<T: Sendable>(_ body: @escaping @Sendable () throws(AMQPError) -> T)
+        async throws(AMQPError) -> T {
         let result: Result<T, AMQPError> = await withCheckedContinuation { continuation in
             queue.async {
                 do throws(AMQPError) {
@@ -226,7 +228,8 @@ final class PublisherLink: @unchecked Sendable {
         for (offset, body) in bodies.enumerated() {
             let status = body.withUnsafeBytes { raw in
                 connection.publish(exchange: exchange.bytes, routingKey: routingKey.bytes, properties: &properties,
-                                   body: amqp_bytes_t(len: raw.count, bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress)))
+                                   body: amqp_bytes_t(len: raw.count,
+                                                      bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress)))
             }
             guard status == AMQP_STATUS_OK.rawValue else {
                 fail(AMQPError(operation: "publish to exchange '\(configuration.exchange)'", code: Int(status),

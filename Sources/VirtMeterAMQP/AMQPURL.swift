@@ -26,7 +26,8 @@ public struct AMQPURL: Sendable, Equatable, CustomStringConvertible {
             scheme = "amqp"
             rest = text.dropFirst("amqp://".count)
         } else {
-            throw AMQPError(operation: "parse URL", message: "\(Self.redacting(text)) must start with amqp:// or amqps://")
+            throw AMQPError(operation: "parse URL",
+                            message: "\(Self.redacting(text)) must start with amqp:// or amqps://")
         }
         tls = scheme == "amqps"
         var path: Substring = ""
@@ -116,7 +117,9 @@ public struct AMQPURL: Sendable, Equatable, CustomStringConvertible {
         var out = ""
         for byte in text.utf8 {
             let scalar = Unicode.Scalar(byte)
-            if byte < 0x80, scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || "-._~".unicodeScalars.contains(scalar) {
+            let unreserved = scalar.properties.isAlphabetic || ("0"..."9").contains(scalar)
+                || "-._~".unicodeScalars.contains(scalar)
+            if byte < 0x80, unreserved {
                 out.unicodeScalars.append(scalar)
             } else {
                 let hex = String(byte, radix: 16, uppercase: true)

@@ -92,7 +92,8 @@ struct AMQPBenchmarkCommand: AsyncParsableCommand {
                   + String(format: "%.0f samples/s, %.2f s; CPU %.1f ms per 1,000 samples (signing %.1f ms)",
                            rate, wall, cpu / Double(sent) * 1e6, stampCPU / Double(sent) * 1e6))
             guard let python else {
-                print("oslo.messaging: not run (give --python, a Python with oslo.messaging; scripts/test-amqp makes one)")
+                print("oslo.messaging: not run (give --python, a Python with oslo.messaging; "
+                      + "scripts/test-amqp makes one)")
                 return
             }
             let peer = try runPython(python, url: brokerURL, samples: Self.repeated(firstRound, count: pythonSamples))
@@ -131,7 +132,8 @@ struct AMQPBenchmarkCommand: AsyncParsableCommand {
     /// Runs the oslo.messaging peer on `samples` (written to a temporary file, one dict per line). The broker URL
     /// with its password goes in the environment, never on a command line.
     private func runPython(_ python: String, url: AMQPURL, samples: [Sample]) throws -> PeerResult {
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-amqp-bench-\(getpid()).jsonl")
+        let file = FileManager.default.temporaryDirectory
+            .appendingPathComponent("virtmeter-amqp-bench-\(getpid()).jsonl")
         var text = ""
         for sample in samples {
             sample.json.write(to: &text)

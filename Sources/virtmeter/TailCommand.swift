@@ -25,7 +25,8 @@ struct TailCommand: AsyncParsableCommand {
     @Flag(help: "Print each sample dict as a JSON line, as received.")
     var json = false
 
-    @Option(help: ArgumentHelp("File holding the telemetry secret: verify every sample's signature.", valueName: "path"))
+    @Option(help: ArgumentHelp("File holding the telemetry secret: verify every sample's signature.",
+                               valueName: "path"))
     var secretFile: String?
 
     @Option(help: "Stop after this many samples.")
