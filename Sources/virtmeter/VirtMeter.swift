@@ -12,6 +12,22 @@ struct VirtMeter: AsyncParsableCommand {
             AMQPBenchmarkCommand.self,
         ]
     )
+
+    /// Ignores SIGPIPE before any command runs: a peer that closes its socket (libvirtd restarting, a broker going
+    /// away) must surface as an error of that call, not kill the agent.
+    static func main() async {
+        signal(SIGPIPE, SIG_IGN)
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// A failure worth one line on stderr and a non-zero exit, without a usage dump.
