@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         .systemLibrary(
@@ -78,12 +79,15 @@ let package = Package(
         ),
         .testTarget(
             name: "VirtMeterCoreTests",
-            dependencies: ["VirtMeterCore"],
+            dependencies: ["VirtMeterCore", .product(name: "PropertyBased", package: "swift-property-based")],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
             name: "VirtMeterLibvirtTests",
-            dependencies: ["VirtMeterCore", "VirtMeterLibvirt", "CLibvirt", "virtmeter"]
+            dependencies: [
+                "VirtMeterCore", "VirtMeterLibvirt", "CLibvirt", "virtmeter",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
         ),
         // Real guests under libvirtd's QEMU driver; needs the kit up: run scripts/test-guests.
         .testTarget(

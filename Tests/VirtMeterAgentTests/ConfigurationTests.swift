@@ -167,3 +167,29 @@ struct AgentConfigurationTests {
         #expect(throws: ConfigError.self) { try AgentConfiguration.load(file: huge.path) }
     }
 }
+
+@Suite("hostile configuration files")
+struct HostileConfigurationTests {
+    @Test("a YAML alias bomb is refused or bounded, never expanded into gigabytes")
+    func aliasBomb() throws {
+        var text = "a: &a [\"x\", \"x\", \"x\", \"x\", \"x\", \"x\", \"x\", \"x\", \"x\", \"x\"]\n"
+        for level in 1...9 {
+            let refs = Array(repeating: "*\(Character(UnicodeScalar(96 + level)!))", count: 10).joined(separator: ", ")
+            text += "\(Character(UnicodeScalar(97 + level)!)): &\(Character(UnicodeScalar(97 + level)!)) [\(refs)]\n"
+        }
+        text += "sources:\n  - name: s\n    meters: *j\n"
+        let start = Date()
+        #expect(throws: ConfigError.self) { try PollingConfiguration.parse(text, file: "bomb.yaml") }
+        #expect(Date().timeIntervalSince(start) < 10)
+    }
+
+    @Test("binary garbage and non-UTF-8 are one clear error")
+    func garbage() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-garbage-\(getpid()).yaml")
+        try Data([0xFF, 0xFE, 0x00, 0x80, 0x81]).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        #expect(throws: ConfigError(file: file.path, message: "not UTF-8 text")) {
+            try AgentConfiguration.load(file: file.path)
+        }
+    }
+}

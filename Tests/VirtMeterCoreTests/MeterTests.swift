@@ -178,3 +178,44 @@ struct MeterSelectorTests {
                 == ["nosuch.meter"])
     }
 }
+
+@Suite("libvirt values that are missing, zero or out of range")
+struct BadValueTests {
+    @Test("no crash, no made-up sample, and other domains keep theirs")
+    func oddSnapshots() async throws {
+        var zero = snapshot(uuid: "zero", vcpus: 0, cpu: 0, at: 0)
+        zero.maxMemoryKiB = 0
+        var huge = snapshot(uuid: "huge", vcpus: 1, cpu: UInt64.max, at: 0,
+                            balloon: BalloonStats(available: UInt64.max, unused: 0, usable: UInt64.max, rss: UInt64.max,
+                                                  swapIn: UInt64.max))
+        var disk = DiskStats(name: "vda")
+        disk.readBytes = UInt64.max
+        huge.disks = [disk]
+        let inverted = snapshot(uuid: "inverted", balloon: BalloonStats(available: 100, unused: 500))
+        let normal = snapshot(uuid: "normal", vcpus: 1, cpu: 0, at: 0, balloon: BalloonStats(available: 2048, unused: 1024))
+        var laterZero = zero
+        laterZero.cpuTime = 5_000_000_000
+        laterZero.monotonicTime = 1
+        var laterHuge = huge
+        laterHuge.monotonicTime = 1   // same cpu: 0 %
+        var laterNormal = normal
+        laterNormal.cpuTime = 500_000_000
+        laterNormal.monotonicTime = 1
+        let cycles = try await run(MeterRegistry.builtIn.meters,
+                                   [[zero, huge, inverted, normal], [laterZero, laterHuge, inverted, laterNormal]])
+        let second = cycles[1]
+        func values(_ uuid: String, _ meter: String) -> [Volume] {
+            second.filter { $0.resourceID.hasPrefix(uuid) && $0.name == meter }.map(\.volume)
+        }
+        #expect(values("zero", "cpu_util").isEmpty)                 // zero vCPUs: no rate
+        #expect(values("zero", "memory") == [.int(0)])
+        #expect(values("huge", "cpu") == [.int(Int64.max)])          // clamped into the wire's integer range
+        #expect(values("huge", "cpu_util") == [.double(0)])
+        #expect(values("huge", "memory.usage") == [.double(0)])
+        #expect(values("huge", "disk.device.read.bytes") == [.int(Int64.max)])
+        #expect(values("inverted", "memory.usage").isEmpty)          // available < unused: nonsense, no sample
+        #expect(values("normal", "cpu_util") == [.double(50)])
+        #expect(values("normal", "memory.usage") == [.double(1)])
+        #expect(second.allSatisfy { $0.volume.doubleValue.isFinite })
+    }
+}
