@@ -156,9 +156,11 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     }
 
     private func uuidString(_ domain: virDomainPtr) throws(LibvirtError) -> String {
-        var buffer = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
-        guard virDomainGetUUIDString(domain, &buffer) == 0 else { throw LibvirtError.last("virDomainGetUUIDString") }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let uuid = withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(VIR_UUID_STRING_BUFLEN)) { buffer in
+            virDomainGetUUIDString(domain, buffer.baseAddress) == 0 ? String(cString: buffer.baseAddress!) : nil
+        }
+        guard let uuid else { throw LibvirtError.last("virDomainGetUUIDString") }
+        return uuid
     }
 
     /// The domain's parsed XML, from the cache unless the domain restarted (new id) or the entry is too old.
@@ -196,14 +198,16 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     private func readMemoryStats(_ domain: virDomainPtr, into snapshot: inout DomainSnapshot) throws(LibvirtError) {
         counters.perDomainCalls += 1
         let size = Int(VIR_DOMAIN_MEMORY_STAT_NR.rawValue)
-        var stats = [virDomainMemoryStatStruct](repeating: virDomainMemoryStatStruct(), count: size)
-        let count = virDomainMemoryStats(domain, &stats, UInt32(size), 0)
-        guard count >= 0 else {
+        let stats = withUnsafeTemporaryAllocation(of: virDomainMemoryStatStruct.self, capacity: size) { buffer in
+            let count = virDomainMemoryStats(domain, buffer.baseAddress, UInt32(size), 0)
+            return count < 0 ? nil : Array(buffer.prefix(Int(count)))
+        }
+        guard let stats else {
             let error = LibvirtError.last("virDomainMemoryStats(\(snapshot.name))")
             if error.isUnsupported { return }
             throw error
         }
-        for stat in stats.prefix(Int(count)) {
+        for stat in stats {
             let value = UInt64(stat.val)
             switch Int32(stat.tag) {
             case Int32(VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON.rawValue): snapshot.balloon.actual = value
