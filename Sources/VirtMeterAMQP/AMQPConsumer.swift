@@ -91,16 +91,7 @@ public final class AMQPConsumer: Sendable {
 
     private func onQueue<T: Sendable>(_ body: @escaping @Sendable () throws(AMQPError) -> T)
         async throws(AMQPError) -> T {
-        let result: Result<T, AMQPError> = await withCheckedContinuation { continuation in
-            queue.async {
-                do throws(AMQPError) {
-                    continuation.resume(returning: .success(try body()))
-                } catch {
-                    continuation.resume(returning: .failure(error))
-                }
-            }
-        }
-        return try result.get()
+        try await queue.run(body)
     }
 }
 
