@@ -101,7 +101,8 @@ public struct AgentConfiguration: Sendable, Equatable {
         if let cap = try root.int("spool_cap_mib", range: 1...1_048_576) { config.spoolCapMiB = cap }
         if let fsync = try root.string("spool_fsync") {
             guard let policy = FsyncPolicy(rawValue: fsync) else {
-                throw root.error("spool_fsync", "expected one of " + FsyncPolicy.allCases.map(\.rawValue).joined(separator: ", "))
+                let policies = FsyncPolicy.allCases.map(\.rawValue).joined(separator: ", ")
+                throw root.error("spool_fsync", "expected one of " + policies)
             }
             config.spoolFsync = policy
         }

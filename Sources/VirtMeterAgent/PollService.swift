@@ -6,8 +6,8 @@ import VirtMeterCore
 
 /// The polling loop of `virtmeter run`: each source on its own interval, one libvirt read for all sources due at
 /// the same moment, samples appended to the spool (never waiting for a publisher). On graceful shutdown it lets the
-/// cycle in flight finish, then finishes the spool so the publishers drain it. `requestReload()` (SIGHUP) reloads polling.yaml before the
-/// next cycle; a bad file keeps the sources in use.
+/// cycle in flight finish, then finishes the spool so the publishers drain it. `requestReload()` (SIGHUP) reloads
+/// polling.yaml before the next cycle; a bad file keeps the sources in use.
 public final class PollService: Service {
     private let poller: Poller
     private let spool: Spool

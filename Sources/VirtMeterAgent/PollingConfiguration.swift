@@ -41,7 +41,8 @@ public struct PollingConfiguration: Sendable {
     }
 
     /// Reads polling.yaml from `file`. Throws `ConfigError` naming the file, line and key.
-    public static func load(file: String, registry: MeterRegistry = .builtIn) throws(ConfigError) -> PollingConfiguration {
+    public static func load(file: String, registry: MeterRegistry = .builtIn)
+        throws(ConfigError) -> PollingConfiguration {
         try parse(YAMLMapping.load(file: file), registry: registry)
     }
 

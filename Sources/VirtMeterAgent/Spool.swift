@@ -105,7 +105,8 @@ public final class Spool: @unchecked Sendable {
         let ids = names.compactMap { $0.hasSuffix(".seg") ? UInt64($0.dropLast(4)) : nil }.sorted()
         head = SpoolPosition(segment: ids.first ?? 1, offset: 0)
         if let text = try? String(contentsOfFile: configuration.directory + "/head", encoding: .utf8) {
-            let parts = text.split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            let parts = text.split(separator: " ")
+                .compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
             if parts.count == 2, let first = ids.first, UInt64(parts[0]) == first {
                 head = SpoolPosition(segment: first, offset: parts[1])
             }
@@ -393,7 +394,9 @@ public final class Spool: @unchecked Sendable {
             }
             return .corrupt(next: bytes.count)
         }
-        guard offset + headerBytes <= bytes.count, bytes[offset..<offset + 4].elementsEqual(magic) else { return resync() }
+        guard offset + headerBytes <= bytes.count, bytes[offset..<offset + 4].elementsEqual(magic) else {
+            return resync()
+        }
         let length = Int(readUInt32(bytes, offset + 4)), checksum = readUInt32(bytes, offset + 8)
         let start = offset + headerBytes
         guard length <= bytes.count - start else { return resync() }

@@ -9,7 +9,8 @@ public struct DiskMeter: Meter {
     public func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
         now.disks.compactMap { disk in
             counter(disk).map {
-                Reading(.counter($0), resourceID: "\(now.uuid)-\(disk.name)", metadata: [("disk_name", .string(disk.name))])
+                Reading(.counter($0), resourceID: "\(now.uuid)-\(disk.name)",
+                        metadata: [("disk_name", .string(disk.name))])
             }
         }
     }

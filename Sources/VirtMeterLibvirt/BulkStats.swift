@@ -101,7 +101,8 @@ struct BulkStats {
         }
     }
 
-    private func applyInterface(_ nic: inout InterfaceStats, _ key: String, _ param: virTypedParameter, _ value: UInt64?) {
+    private func applyInterface(_ nic: inout InterfaceStats, _ key: String, _ param: virTypedParameter,
+                                _ value: UInt64?) {
         switch key {
         case "name": nic.name = Self.string(param) ?? ""
         case "rx.bytes": nic.rxBytes = value

@@ -26,7 +26,8 @@ public struct DomainXML: Sendable, Equatable {
     public static func == (lhs: DomainXML, rhs: DomainXML) -> Bool {
         lhs.disks == rhs.disks && lhs.nova == rhs.nova && lhs.architecture == rhs.architecture
             && lhs.osType == rhs.osType && lhs.hasMemballoon == rhs.hasMemballoon
-            && lhs.balloonStatsPeriod == rhs.balloonStatsPeriod && lhs.interfaces.elementsEqual(rhs.interfaces) { $0 == $1 }
+            && lhs.balloonStatsPeriod == rhs.balloonStatsPeriod
+            && lhs.interfaces.elementsEqual(rhs.interfaces) { $0 == $1 }
     }
 
     /// Nova's metadata namespaces, newest first.

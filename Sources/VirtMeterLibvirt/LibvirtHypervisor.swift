@@ -125,7 +125,8 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     }
 
     /// One domain's snapshot from its bulk record, with per-domain calls for the groups the record lacks.
-    private func snapshot(_ domain: virDomainPtr, _ bulk: BulkStats, readAt: Double) throws(LibvirtError) -> DomainSnapshot {
+    private func snapshot(_ domain: virDomainPtr, _ bulk: BulkStats, readAt: Double)
+        throws(LibvirtError) -> DomainSnapshot {
         let uuid = try uuidString(domain)
         let name = virDomainGetName(domain).map { String(cString: $0) } ?? uuid
         let xml = try domainXML(domain, uuid: uuid, readAt: readAt)
@@ -187,7 +188,9 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     private func readInfo(_ domain: virDomainPtr, into snapshot: inout DomainSnapshot) throws(LibvirtError) {
         counters.perDomainCalls += 1
         var info = virDomainInfo()
-        guard virDomainGetInfo(domain, &info) == 0 else { throw LibvirtError.last("virDomainGetInfo(\(snapshot.name))") }
+        guard virDomainGetInfo(domain, &info) == 0 else {
+            throw LibvirtError.last("virDomainGetInfo(\(snapshot.name))")
+        }
         snapshot.state = DomainState(rawValue: Int(info.state)) ?? snapshot.state
         snapshot.cpuTime = snapshot.cpuTime ?? UInt64(info.cpuTime)
         if snapshot.vcpuCount == 0 { snapshot.vcpuCount = Int(info.nrVirtCpu) }

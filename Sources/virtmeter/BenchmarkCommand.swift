@@ -32,9 +32,11 @@ struct BenchmarkCommand: AsyncParsableCommand {
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-bench-\(getpid())")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: directory) }
-            print("poll cycle over N test-driver domains, each with nova metadata, 2 disks, 1 interface; median of \(cycles)"
+            print("poll cycle over N test-driver domains, each with nova metadata, 2 disks, 1 interface; "
+                  + "median of \(cycles)"
                   + " cycles after a warm-up; CPU = user+system of the whole process; samples signed (HMAC-SHA256)")
-            print("meters: 'core' = the 10 instance meters (cpu ... power.state), 'all' = every meter incl. disk/network")
+            print("meters: 'core' = the 10 instance meters (cpu ... power.state), "
+                  + "'all' = every meter incl. disk/network")
             print("domains  meters  floor-wall  floor-cpu  inspect-wall  inspect-cpu  cycle-wall  cycle-cpu  samples"
                   + "  cpu/sample  peak-rss")
             for count in counts {
@@ -124,18 +126,20 @@ struct BenchmarkCommand: AsyncParsableCommand {
             + "<active>2</active><mhz>2400</mhz><model>x86_64</model></cpu>\n<memory>1073741824</memory>\n"
         for i in 0..<domains {
             let uuid = String(format: "b0b0b0b0-0000-4000-8000-%012x", i)
+            let mac = String(format: "fa:16:3e:%02x:%02x:%02x", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff)
             xml += """
             <domain type='test'><name>instance-\(String(format: "%08x", i))</name><uuid>\(uuid)</uuid>
             <metadata><nova:instance xmlns:nova="http://openstack.org/xmlns/libvirt/nova/1.1">
             <nova:name>bench-\(i)</nova:name><nova:flavor name="m1.small" id="2"><nova:memory>512</nova:memory>
             <nova:disk>1</nova:disk><nova:swap>0</nova:swap><nova:ephemeral>0</nova:ephemeral><nova:vcpus>1</nova:vcpus>
-            </nova:flavor><nova:owner><nova:user uuid="u-\(i % 7)">u</nova:user><nova:project uuid="p-\(i % 5)">p</nova:project>
-            </nova:owner><nova:root type="image" uuid="img-1"/></nova:instance></metadata>
+            </nova:flavor><nova:owner><nova:user uuid="u-\(i % 7)">u</nova:user>
+            <nova:project uuid="p-\(i % 5)">p</nova:project></nova:owner>
+            <nova:root type="image" uuid="img-1"/></nova:instance></metadata>
             <memory unit='MiB'>512</memory><currentMemory unit='MiB'>512</currentMemory><vcpu>1</vcpu>
             <os><type arch='x86_64'>hvm</type></os><devices>
             <disk type='file' device='disk'><source file='/guest/\(i)-a.img'/><target dev='vda' bus='virtio'/></disk>
             <disk type='file' device='disk'><source file='/guest/\(i)-b.img'/><target dev='vdb' bus='virtio'/></disk>
-            <interface type='bridge'><mac address='fa:16:3e:\(String(format: "%02x:%02x:%02x", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff))'/>
+            <interface type='bridge'><mac address='\(mac)'/>
             <source bridge='br0'/><target dev='tap0'/><model type='virtio'/></interface>
             <memballoon model='virtio'><stats period='10'/></memballoon></devices></domain>
 

@@ -12,11 +12,12 @@ import VirtMeterLibvirt
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run the polling agent (virtmeter.yaml + polling.yaml) until SIGTERM or SIGINT; SIGHUP reloads polling.yaml."
+        abstract: "Run the polling agent (virtmeter.yaml + polling.yaml) until SIGTERM or SIGINT; "
+            + "SIGHUP reloads polling.yaml."
     )
 
-    @Option(help: ArgumentHelp("virtmeter.yaml (default: \(AgentConfiguration.defaultFile) when it exists, else built-in "
-                               + "defaults).", valueName: "path"))
+    @Option(help: ArgumentHelp("virtmeter.yaml (default: \(AgentConfiguration.defaultFile) when it exists, "
+                               + "else built-in defaults).", valueName: "path"))
     var config: String?
 
     @Option(help: ArgumentHelp("polling.yaml in Ceilometer's format (overrides the config's polling_file).",
@@ -40,7 +41,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Log level on stderr (overrides the config's log_level).")
     var logLevel: Logger.Level?
 
-    @Option(help: ArgumentHelp("Directory for virtmeter's state, the spool among it (overrides the config's state_dir).",
+    @Option(help: ArgumentHelp("Directory for virtmeter's state, the spool among it "
+                               + "(overrides the config's state_dir).",
                                valueName: "path"))
     var stateDir: String?
 
@@ -160,8 +162,9 @@ struct RunCommand: AsyncParsableCommand {
                 try await publisher.connect()
             } catch let error as AMQPError where error.isOutage {
                 // Unreachable is not wrong: start anyway, the spool keeps the samples until the broker is back.
-                Logger(label: "virtmeter.amqp").warning("broker unreachable at start-up: samples are spooled until it is",
-                                                        metadata: ["error": "\(error)"])
+                Logger(label: "virtmeter.amqp").warning(
+                    "broker unreachable at start-up: samples are spooled until it is",
+                    metadata: ["error": "\(error)"])
             }
             return publisher
         }

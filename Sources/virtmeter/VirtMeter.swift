@@ -57,7 +57,9 @@ func loadSigner(_ path: String?) throws -> SampleSigner {
     else {
         throw CLIError("secret file: cannot read \(path)")
     }
-    guard let text = String(data: data, encoding: .utf8) else { throw CLIError("secret file: \(path) is not UTF-8 text") }
+    guard let text = String(data: data, encoding: .utf8) else {
+        throw CLIError("secret file: \(path) is not UTF-8 text")
+    }
     var secret = Substring(text)
     while secret.last == "\n" || secret.last == "\r" { secret.removeLast() }
     return SampleSigner(secret: String(secret))
