@@ -86,6 +86,8 @@ public final class Spool: @unchecked Sendable {
     /// Everything before this position has been handed out by `next` (and not yet acknowledged).
     private var readPosition: SpoolPosition
     private var counters = SpoolCounters()
+    /// The segment being read, as last read from disk.
+    private var readCache: (id: UInt64, bytes: [UInt8])?
     /// Damaged records before this position have been counted already (a rewind reads them again).
     private var countedUpTo: SpoolPosition
     private var waiting: [CheckedContinuation<Void, Never>] = []
@@ -290,11 +292,10 @@ public final class Spool: @unchecked Sendable {
                 position = SpoolPosition(segment: segments[index + 1].id, offset: 0)
                 continue
             }
-            guard let data = FileManager.default.contents(atPath: path(segment.id)) else {
+            guard let bytes = segmentContents(segment.id, covering: segment.bytes) else {
                 position = SpoolPosition(segment: segment.id, offset: segment.bytes)
                 continue
             }
-            let bytes = [UInt8](data)
             while records < maxRecords, position.offset < min(bytes.count, segment.bytes) {
                 switch Self.record(in: bytes, at: position.offset) {
                 case .record(let payload, let next):
@@ -326,6 +327,15 @@ public final class Spool: @unchecked Sendable {
             return nil
         }
         return SpoolBatch(samples: samples, end: position, taken: taken)
+    }
+
+    /// The bytes of segment `id`, read again only when the copy in memory is shorter than the `length` bytes written
+    /// to it so far (whole records only): a backlog is read a few records at a time, and a segment holds many.
+    private func segmentContents(_ id: UInt64, covering length: Int) -> [UInt8]? {
+        if let cached = readCache, cached.id == id, cached.bytes.count >= length { return cached.bytes }
+        guard let data = FileManager.default.contents(atPath: path(id)) else { return nil }
+        readCache = (id, [UInt8](data))
+        return readCache?.bytes
     }
 
     private func acknowledgeOnQueue(_ position: SpoolPosition, taken: [UInt64: (records: Int, samples: Int)]) {

@@ -76,7 +76,9 @@ struct PollServiceTests {
         let logger = Logger(label: "test")
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let spool = try Spool(configuration: SpoolConfiguration(directory: directory.path), logger: logger)
+        // No fsync: this is about scheduling, and other tests' fsyncs on the same disk would stall the cycles.
+        let spool = try Spool(configuration: SpoolConfiguration(directory: directory.path, fsync: .never),
+                              logger: logger)
         let polling = PollingConfiguration(sources: [
             PollingSource(name: "s", interval: interval, selector: try MeterSelector(["cpu", "vcpus"])),
         ], warnings: [])
