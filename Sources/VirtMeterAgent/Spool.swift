@@ -88,8 +88,6 @@ public final class Spool: @unchecked Sendable {
     private var counters = SpoolCounters()
     /// The segment being read, as last read from disk.
     private var readCache: (id: UInt64, bytes: [UInt8])?
-    /// Damaged records before this position have been counted already (a rewind reads them again).
-    private var countedUpTo: SpoolPosition
     private var waiting: [CheckedContinuation<Void, Never>] = []
     /// Set by `finish()`: nothing more will be appended; `next` returns nil once all is read.
     private var finished = false
@@ -122,7 +120,6 @@ public final class Spool: @unchecked Sendable {
         }
         segments = recovered
         readPosition = head
-        countedUpTo = head
         // New records always go to a new segment: never append after a record a crash may have cut short.
         try openSegment((ids.last ?? 0) + 1)
         recount()
@@ -182,11 +179,6 @@ public final class Spool: @unchecked Sendable {
     /// Acknowledges `batch` (and everything before it): its records are gone for good.
     public func acknowledge(_ batch: SpoolBatch) async {
         await onQueue { self.acknowledgeOnQueue(batch.end, taken: batch.taken) }
-    }
-
-    /// Hands the unacknowledged records out again from the oldest (after a failed delivery).
-    public func rewind() async {
-        await onQueue { self.readPosition = self.head }
     }
 
     // MARK: - On the queue
@@ -306,12 +298,10 @@ public final class Spool: @unchecked Sendable {
                     taken[segment.id, default: (0, 0)].records += 1
                     taken[segment.id, default: (0, 0)].samples += decoded.count
                 case .corrupt(let next):
-                    if countedUpTo <= position {
-                        counters.corruptRecords += 1
-                        logger.warning("spool record damaged: skipped", metadata: [
-                            "segment": "\(path(segment.id))", "offset": "\(position.offset)",
-                        ])
-                    }
+                    counters.corruptRecords += 1
+                    logger.warning("spool record damaged: skipped", metadata: [
+                        "segment": "\(path(segment.id))", "offset": "\(position.offset)",
+                    ])
                     position.offset = next
                 }
             }
@@ -320,7 +310,6 @@ public final class Spool: @unchecked Sendable {
         guard records > 0 || position != readPosition else { return nil }
         let nothingInFlight = head == readPosition
         readPosition = position
-        countedUpTo = max(countedUpTo, position)
         if records == 0 {
             // Only damaged bytes were passed over: acknowledge them, unless records before them are in flight.
             if nothingInFlight { acknowledgeOnQueue(position, taken: [:]) }
@@ -369,11 +358,11 @@ public final class Spool: @unchecked Sendable {
         counters.pendingBytes = max(0, segments.reduce(0) { $0 + $1.bytes } - head.offset)
     }
 
-    /// Records, samples and damaged records in the segment file from `offset` on.
-    static func scan(_ file: String, from offset: Int) -> (records: Int, samples: Int, corrupt: Int) {
-        guard let data = FileManager.default.contents(atPath: file) else { return (0, 0, 0) }
+    /// Records and samples in the segment file from `offset` on (damaged bytes are counted when they are read).
+    static func scan(_ file: String, from offset: Int) -> (records: Int, samples: Int) {
+        guard let data = FileManager.default.contents(atPath: file) else { return (0, 0) }
         let bytes = [UInt8](data)
-        var position = offset, records = 0, samples = 0, corrupt = 0
+        var position = offset, records = 0, samples = 0
         while position < bytes.count {
             switch record(in: bytes, at: position) {
             case .record(let payload, let next):
@@ -381,11 +370,10 @@ public final class Spool: @unchecked Sendable {
                 samples += decode(payload).count
                 position = next
             case .corrupt(let next):
-                corrupt += 1
                 position = next
             }
         }
-        return (records, samples, corrupt)
+        return (records, samples)
     }
 
     enum Parsed {

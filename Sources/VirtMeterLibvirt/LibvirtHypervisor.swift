@@ -58,10 +58,6 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     /// Whether the connection is read-only (the default: monitoring needs no write access).
     public var isReadOnly: Bool { readOnly }
 
-    /// How many times a dead connection was replaced by a new one.
-    public var reconnections: Int { queue.sync { reconnectCount } }
-    private var reconnectCount = 0
-
     /// The connection to use: the open one while it is alive, else a new one (libvirtd restarted, the socket
     /// closed). Runs on `queue`.
     private func liveConnection() throws(LibvirtError) -> LibvirtConnection {
@@ -72,7 +68,6 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         }
         let opened = try LibvirtConnection(uri: uri, readOnly: readOnly)
         connection = opened
-        reconnectCount += 1
         logger.debug("libvirt connection reopened", metadata: ["uri": "\(uri)"])
         return opened
     }

@@ -46,8 +46,10 @@ struct OwnBroker {
         }
     }
 
+    /// Stops the broker and removes its folder.
     func stop() {
         _ = shell("'\(Self.script)' stop '\(directory)' >/dev/null 2>&1")
+        try? FileManager.default.removeItem(atPath: directory)
     }
 }
 

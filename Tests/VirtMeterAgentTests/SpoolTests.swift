@@ -69,18 +69,6 @@ struct SpoolTests {
         #expect(try openSpool(directory).currentCounters.pendingRecords == 0)
     }
 
-    @Test("a failed delivery is handed out again after a rewind")
-    func rewind() async throws {
-        let directory = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let spool = try openSpool(directory)
-        try await spool.append(makeSamples(20))
-        let first = try #require(await spool.next(maxRecords: 5))
-        await spool.rewind()
-        let again = try #require(await spool.next(maxRecords: 5))
-        #expect(again.samples.map(\.messageID) == first.samples.map(\.messageID))
-    }
-
     @Test("full: the oldest records are dropped and counted, the newest kept")
     func capacity() async throws {
         let directory = try temporaryDirectory()
@@ -133,8 +121,4 @@ struct SpoolTests {
         spool.finish()
         #expect(await spool.next(maxRecords: 10) == nil)
     }
-}
-
-extension SpoolBatch: Equatable {
-    public static func == (a: SpoolBatch, b: SpoolBatch) -> Bool { a.samples.map(\.messageID) == b.samples.map(\.messageID) }
 }
