@@ -51,10 +51,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The spool's record checksum (CRC-32C with the CPU's crc32 instruction).
+        .target(name: "CChecksum"),
         .target(
             name: "VirtMeterAgent",
             dependencies: [
-                "VirtMeterCore",
+                "VirtMeterCore", "CChecksum",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -72,20 +74,25 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // What several test targets share: the wire-form oracle, record decoding.
+        .target(name: "VirtMeterTestSupport", dependencies: ["VirtMeterCore"], path: "Tests/VirtMeterTestSupport"),
         .testTarget(
             name: "VirtMeterAgentTests",
-            dependencies: ["VirtMeterCore", "VirtMeterAgent", "virtmeter"],
+            dependencies: ["VirtMeterCore", "VirtMeterAgent", "VirtMeterTestSupport", "virtmeter"],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
             name: "VirtMeterCoreTests",
-            dependencies: ["VirtMeterCore", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: [
+                "VirtMeterCore", "VirtMeterTestSupport",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
             name: "VirtMeterLibvirtTests",
             dependencies: [
-                "VirtMeterCore", "VirtMeterLibvirt", "CLibvirt", "virtmeter",
+                "VirtMeterCore", "VirtMeterLibvirt", "CLibvirt", "VirtMeterTestSupport", "virtmeter",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
@@ -93,13 +100,13 @@ let package = Package(
         .testTarget(
             name: "VirtMeterGuestTests",
             dependencies: [
-                "VirtMeterCore", "VirtMeterLibvirt",
+                "VirtMeterCore", "VirtMeterLibvirt", "VirtMeterTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
             name: "VirtMeterAMQPTests",
-            dependencies: ["VirtMeterCore", "VirtMeterAMQP", "VirtMeterLibvirt", "virtmeter"]
+            dependencies: ["VirtMeterCore", "VirtMeterAMQP", "VirtMeterLibvirt", "VirtMeterTestSupport", "virtmeter"]
         ),
     ]
 )

@@ -21,28 +21,27 @@ public struct AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String { "AMQP \(operation): \(message)" }
 }
 
-/// Samples that the broker did not confirm: a nack, a closed channel or a lost connection. The caller may retry
+/// Messages that the broker did not confirm: a nack, a closed channel or a lost connection. The caller may retry
 /// them; nothing about them is known to be delivered.
 public struct AMQPUnconfirmedError: Error, Sendable, CustomStringConvertible {
-    /// The samples of every batch that was not confirmed, in the order they were given.
-    public var samples: [Sample]
-    /// How many samples `publish` was given.
+    /// The indexes of the records (one message each) that were not confirmed, ascending.
+    public var records: [Int]
+    /// The samples in those records.
+    public var samples: Int
+    /// How many records `publish` was given.
     public var total: Int
     /// Why they were not confirmed.
     public var reason: AMQPError
 
-    /// An error for `samples` out of `total`, because of `reason`.
-    public init(samples: [Sample], total: Int, reason: AMQPError) {
+    public init(records: [Int], samples: Int, total: Int, reason: AMQPError) {
+        self.records = records
         self.samples = samples
         self.total = total
         self.reason = reason
     }
 
-    /// One line naming how many and which samples (their message ids, abbreviated) were not confirmed, and why.
+    /// One line naming how many messages and samples were not confirmed, and why.
     public var description: String {
-        let ids = samples.map(\.messageID)
-        let shown = ids.count <= 3 ? ids.joined(separator: ", ")
-            : "\(ids[0]), \(ids[1]) ... \(ids[ids.count - 1])"
-        return "\(samples.count) of \(total) samples not confirmed by the broker (message_id \(shown)): \(reason)"
+        "\(records.count) of \(total) messages (\(samples) samples) not confirmed by the broker: \(reason)"
     }
 }

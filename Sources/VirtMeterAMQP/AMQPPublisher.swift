@@ -17,8 +17,6 @@ public struct AMQPPublisherConfiguration: Sendable {
     public var topic: String
     /// Whether to declare and bind the `<topic>.sample` queue on every (re)connect, as oslo.messaging's notifier does.
     public var declareQueue: Bool
-    /// At most this many samples per message (ceilometer's `batch_size`).
-    public var batchSize: Int
     /// At most this many messages in flight before waiting for their confirms.
     public var confirmWindow: Int
     /// How long to wait for the confirms of a window, and for connecting, in seconds.
@@ -31,7 +29,7 @@ public struct AMQPPublisherConfiguration: Sendable {
     /// A configuration for `url` with ceilometer's defaults.
     public init(url: AMQPURL, tls: AMQPTLSOptions = AMQPTLSOptions(), exchange: String = "ceilometer",
                 durableExchange: Bool = false, topic: String = "notifications", declareQueue: Bool = true,
-                batchSize: Int = 50, confirmWindow: Int = 256, timeoutSeconds: Double = 10, heartbeatSeconds: Int = 60,
+                confirmWindow: Int = 256, timeoutSeconds: Double = 10, heartbeatSeconds: Int = 60,
                 publisherID: String = NotificationEnvelope.defaultPublisherID) {
         self.url = url
         self.tls = tls
@@ -39,7 +37,6 @@ public struct AMQPPublisherConfiguration: Sendable {
         self.durableExchange = durableExchange
         self.topic = topic
         self.declareQueue = declareQueue
-        self.batchSize = max(1, batchSize)
         self.confirmWindow = max(1, confirmWindow)
         self.timeoutSeconds = timeoutSeconds
         self.heartbeatSeconds = heartbeatSeconds
@@ -50,8 +47,9 @@ public struct AMQPPublisherConfiguration: Sendable {
     public var routingKey: String { topic + ".sample" }
 }
 
-/// Publishes samples to a RabbitMQ exchange as ceilometer's polling agent does: oslo.messaging 2.0 envelopes of at
-/// most `batchSize` samples, persistent, with publisher confirms waited for in windows.
+/// Publishes samples to a RabbitMQ exchange as ceilometer's polling agent does: oslo.messaging 2.0 envelopes, one
+/// per record (the batch size is chosen where records are made), persistent, with publisher confirms waited for in
+/// windows.
 ///
 /// The connection lives on a serial dispatch queue of its own and is only touched there; `publish` suspends the
 /// caller while that queue does the blocking work, so the cooperative pool never blocks. It connects on first use,
@@ -77,23 +75,23 @@ public final class AMQPPublisher: Publisher {
         try await onQueue { () throws(AMQPError) in _ = try link.connection() }
     }
 
-    /// Publishes `samples` in messages of at most `batchSize` and returns once the broker confirmed all of them.
-    /// Throws `AMQPError` when nothing could be sent (connecting or declaring failed), and `AMQPUnconfirmedError`
-    /// naming the samples whose messages were nacked or lost with the connection.
-    public func publish(_ samples: [Sample]) async throws {
-        guard !samples.isEmpty else { return }
-        let size = configuration.batchSize, publisherID = configuration.publisherID
-        let ranges = stride(from: 0, to: samples.count, by: size).map { $0..<min($0 + size, samples.count) }
-        let failure = try await send(count: ranges.count) { index in
-            NotificationEnvelope.sampleBody(samples[ranges[index]], publisherID: publisherID)
+    /// Publishes each record as one message and returns once the broker confirmed all of them. The samples' bytes
+    /// go out as they are, escaped into the envelope in one pass. Throws `AMQPError` when nothing could be sent
+    /// (connecting or declaring failed), and `AMQPUnconfirmedError` naming the records that were nacked or lost with
+    /// the connection.
+    public func publish(_ records: SampleRecords) async throws {
+        guard !records.spans.isEmpty else { return }
+        let publisherID = configuration.publisherID
+        let failure = try await send(count: records.spans.count) { index in
+            NotificationEnvelope.sampleBody(records.payload(index), publisherID: publisherID)
         }
         if let (failed, reason) = failure {
-            let lost = failed.flatMap { samples[ranges[$0]] }
+            let samples = failed.reduce(0) { $0 + records.spans[$1].samples }
             // The caller decides what an undelivered batch means (the agent retries it from its spool and logs the
             // outage once), so this is only a debug line.
             logger.debug("samples not confirmed by the broker",
-                         metadata: ["samples": "\(lost.count)", "total": "\(samples.count)", "reason": "\(reason)"])
-            throw AMQPUnconfirmedError(samples: lost, total: samples.count, reason: reason)
+                         metadata: ["samples": "\(samples)", "total": "\(records.sampleCount)", "reason": "\(reason)"])
+            throw AMQPUnconfirmedError(records: failed, samples: samples, total: records.spans.count, reason: reason)
         }
     }
 

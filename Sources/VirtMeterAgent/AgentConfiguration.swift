@@ -154,8 +154,7 @@ public struct AgentConfiguration: Sendable, Equatable {
 
     /// The spool's settings.
     public var spool: SpoolConfiguration {
-        SpoolConfiguration(directory: stateDirectory + "/spool", capBytes: spoolCapMiB << 20, fsync: spoolFsync,
-                           samplesPerRecord: batchSize)
+        SpoolConfiguration(directory: stateDirectory + "/spool", capBytes: spoolCapMiB << 20, fsync: spoolFsync)
     }
 
     /// Applies the environment overrides: `VIRTMETER_AMQP_URL` replaces the URL of every AMQP publisher (or adds

@@ -10,8 +10,8 @@ public final class AgentStats: Sendable {
         public var samplesPublished = 0
         /// Delivery attempts that failed (each is retried).
         public var publishFailures = 0
-        /// Samples that could not even be written to the spool.
-        public var samplesLost = 0
+        /// Samples refused because a number could not be written (NaN or infinite).
+        public var samplesRefused = 0
         public var skippedTicks = 0
         public var publishSeconds = 0.0
         public var publishCalls = 0

@@ -9,7 +9,9 @@ import VirtMeterCore
 /// cycle in flight finish, then finishes the spool so the publishers drain it. `requestReload()` (SIGHUP) reloads
 /// polling.yaml before the next cycle; a bad file keeps the sources in use.
 public final class PollService: Service {
-    private let poller: Poller
+    private let hypervisor: any Hypervisor
+    private let stamper: SampleStamper
+    private let samplesPerRecord: Int
     private let spool: Spool
     private let stats: AgentStats
     private let logger: Logger
@@ -20,11 +22,15 @@ public final class PollService: Service {
     /// When libvirt was first found unreachable in the current outage.
     private let libvirtDownSince = Mutex<Double?>(nil)
 
-    /// `loadPolling` reads polling.yaml again on reload; `polling` is what it returned at start-up.
-    public init(poller: Poller, polling: PollingConfiguration,
-                loadPolling: @escaping @Sendable () throws -> PollingConfiguration, spool: Spool,
-                stats: AgentStats, summaryEveryCycles: Int, logger: Logger) {
-        self.poller = poller
+    /// Polls `hypervisor` and writes samples stamped by `stamper` to `spool`, in records of `samplesPerRecord` (the
+    /// samples of one AMQP message). `loadPolling` reads polling.yaml again on reload; `polling` is what it returned
+    /// at start-up.
+    public init(hypervisor: any Hypervisor, stamper: SampleStamper, samplesPerRecord: Int,
+                polling: PollingConfiguration, loadPolling: @escaping @Sendable () throws -> PollingConfiguration,
+                spool: Spool, stats: AgentStats, summaryEveryCycles: Int, logger: Logger) {
+        self.hypervisor = hypervisor
+        self.stamper = stamper
+        self.samplesPerRecord = samplesPerRecord
         self.initialPolling = polling
         self.loadPolling = loadPolling
         self.spool = spool
@@ -40,11 +46,13 @@ public final class PollService: Service {
 
     public func run() async throws {
         defer { spool.finish() }
+        var poller = Poller(hypervisor: hypervisor, stamper: stamper, samplesPerRecord: samplesPerRecord,
+                            logger: logger)
         var polling = initialPolling
         var schedule = Schedule(sources: Self.scheduled(polling), start: Clock.monotonic())
         while !Task.isShuttingDownGracefully {
             if reloadRequested.withLock({ let requested = $0; $0 = false; return requested }) {
-                polling = await reload(polling, schedule: &schedule)
+                polling = reload(polling, schedule: &schedule, poller: &poller)
             }
             guard let (time, due) = schedule.next() else { return }
             // Sleep in short steps so a reload or a shutdown is not held up by a long interval.
@@ -57,7 +65,7 @@ public final class PollService: Service {
                 }
                 continue
             }
-            await cycle(polling.sources.filter { due.contains($0.name) })
+            await cycle(polling.sources.filter { due.contains($0.name) }, poller: &poller)
             let skipped = schedule.advance(due, now: Clock.monotonic())
             if !skipped.isEmpty {
                 stats.update { $0.skippedTicks += skipped.values.reduce(0, +) }
@@ -67,12 +75,12 @@ public final class PollService: Service {
         }
     }
 
-    /// One cycle for the `sources` due now; a failed libvirt read is logged once (and its return once), and the
-    /// next cycle tries again.
-    private func cycle(_ sources: [PollingSource]) async {
+    /// One cycle for the `sources` due now, its records written to the spool as they are made and committed at the
+    /// end; a failed libvirt read is logged once (and its return once), and the next cycle tries again.
+    private func cycle(_ sources: [PollingSource], poller: inout Poller) async {
         let result: CycleResult
         do {
-            result = try await poller.cycle(sources.map(\.group))
+            result = try await poller.cycle(sources.map(\.group)) { records in await spool.write(records) }
             if let since = libvirtDownSince.withLock({ let since = $0; $0 = nil; return since }) {
                 logger.notice("libvirt is back",
                               metadata: ["outage_seconds": "\(Int((Clock.monotonic() - since).rounded()))"])
@@ -85,24 +93,19 @@ public final class PollService: Service {
             }
             return
         }
-        do {
-            try await spool.append(result.samples)
-        } catch {
-            stats.update { $0.samplesLost += result.samples.count }
-            logger.error("spool write failed: samples lost", metadata: [
-                "samples": "\(result.samples.count)", "error": "\(error)",
-            ])
-        }
+        await spool.commit()
         let counters = stats.update { counters -> AgentStats.Counters in
             counters.cycles += 1
             counters.domains = result.domains
-            counters.samplesProduced += result.samples.count
+            counters.samplesProduced += result.samples
+            counters.samplesRefused += result.refused
             return counters
         }
         logger.debug("cycle done", metadata: [
             "sources": "\(sources.map(\.name).joined(separator: ","))", "domains": "\(result.domains)",
-            "samples": "\(result.samples.count)",
+            "samples": "\(result.samples)", "refused": "\(result.refused)",
             "inspect_ms": "\(Int(result.inspectSeconds * 1000))", "build_ms": "\(Int(result.buildSeconds * 1000))",
+            "spool_ms": "\(Int(result.deliverSeconds * 1000))",
         ])
         if summaryEveryCycles > 0, counters.cycles % summaryEveryCycles == 0 { summarize(counters) }
     }
@@ -118,19 +121,20 @@ public final class PollService: Service {
         logger.info("summary", metadata: [
             "cycles": "\(counters.cycles)", "domains": "\(counters.domains)",
             "samples_produced": "\(counters.samplesProduced)", "samples_published": "\(counters.samplesPublished)",
-            "publish_failures": "\(counters.publishFailures)", "samples_lost": "\(counters.samplesLost)",
+            "publish_failures": "\(counters.publishFailures)", "samples_lost": "\(spooled.lostSamples)",
             "spool_records": "\(spooled.pendingRecords)", "spool_dropped_samples": "\(spooled.droppedSamples)",
             "spool_corrupt_records": "\(spooled.corruptRecords)", "skipped_ticks": "\(counters.skippedTicks)",
             "publish_latency_ms": "\(Int(latency.rounded()))",
         ])
     }
 
-    private func reload(_ current: PollingConfiguration, schedule: inout Schedule) async -> PollingConfiguration {
+    private func reload(_ current: PollingConfiguration, schedule: inout Schedule, poller: inout Poller)
+        -> PollingConfiguration {
         do {
             let polling = try loadPolling()
             for warning in polling.warnings { logger.warning("polling.yaml", metadata: ["warning": "\(warning)"]) }
             schedule.replace(with: Self.scheduled(polling), now: Clock.monotonic())
-            await poller.keepGroups(Set(polling.sources.map(\.name)))
+            poller.keepGroups(Set(polling.sources.map(\.name)))
             logger.info("polling.yaml reloaded", metadata: ["sources": "\(polling.sources.map(\.name))"])
             return polling
         } catch {

@@ -54,7 +54,7 @@ public final class PublishService: Service {
                 for index in pending {
                     let start = Clock.monotonic()
                     do {
-                        try await publishers[index].publish(batch.samples)
+                        try await publishers[index].publish(batch.records)
                         pending.removeAll { $0 == index }
                         stats.update {
                             $0.publishSeconds += Clock.monotonic() - start
@@ -70,7 +70,7 @@ public final class PublishService: Service {
                 if outageStart == nil {
                     outageStart = Clock.monotonic()
                     logger.warning("publishing failed: samples stay in the spool and are retried", metadata: [
-                        "samples": "\(batch.samples.count)", "error": "\(failure)",
+                        "samples": "\(batch.records.sampleCount)", "error": "\(failure)",
                     ])
                 } else {
                     logger.debug("publishing still failing", metadata: ["attempt": "\(attempt)", "error": "\(failure)"])
@@ -89,7 +89,7 @@ public final class PublishService: Service {
                 outageStart = nil
             }
             await spool.acknowledge(batch)
-            stats.update { $0.samplesPublished += batch.samples.count }
+            stats.update { $0.samplesPublished += batch.records.sampleCount }
         }
         // The spool ends when polling stops, which happens during a graceful shutdown: stay until the group says so,
         // or it would count this service's end as unexpected.

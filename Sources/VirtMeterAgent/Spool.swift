@@ -1,11 +1,13 @@
+import CChecksum
 import Dispatch
 import Foundation
 import Logging
+import Synchronization
 import VirtMeterCore
 
 /// When the spool forces its writes to disk.
 public enum FsyncPolicy: String, Sendable, CaseIterable {
-    /// After every batch handed over by a poll cycle (the default): a crash or power loss loses nothing accepted.
+    /// After every poll cycle's samples (the default): a crash or power loss loses nothing accepted.
     case batch
     /// Never explicitly: the kernel writes back within seconds; a crash of virtmeter alone still loses nothing.
     case never
@@ -17,14 +19,11 @@ public struct SpoolConfiguration: Sendable, Equatable {
     /// Largest total size of the segment files; beyond it the oldest segments are dropped (counted, logged).
     public var capBytes: Int
     public var fsync: FsyncPolicy
-    /// At most this many samples in one record (a record is what one published message carries).
-    public var samplesPerRecord: Int
 
-    public init(directory: String, capBytes: Int = 256 << 20, fsync: FsyncPolicy = .batch, samplesPerRecord: Int = 50) {
+    public init(directory: String, capBytes: Int = 256 << 20, fsync: FsyncPolicy = .batch) {
         self.directory = directory
         self.capBytes = capBytes
         self.fsync = fsync
-        self.samplesPerRecord = samplesPerRecord
     }
 
     /// Segment files roll over at this size: a sixteenth of the cap, between 64 KiB and 8 MiB.
@@ -33,13 +32,11 @@ public struct SpoolConfiguration: Sendable, Equatable {
 
 /// Records read from the spool but not yet acknowledged.
 public struct SpoolBatch: Sendable {
-    public let samples: [Sample]
+    public let records: SampleRecords
     /// Where the batch ends: acknowledging it removes everything before this position.
     let end: SpoolPosition
     /// Records and samples taken from each segment.
-    let taken: [UInt64: (records: Int, samples: Int)]
-    /// The number of records in the batch.
-    public var records: Int { taken.values.reduce(0) { $0 + $1.records } }
+    let taken: [UInt64: Tally]
 }
 
 struct SpoolPosition: Sendable, Equatable, Comparable {
@@ -48,150 +45,203 @@ struct SpoolPosition: Sendable, Equatable, Comparable {
     static func < (a: SpoolPosition, b: SpoolPosition) -> Bool { (a.segment, a.offset) < (b.segment, b.offset) }
 }
 
+/// Records and samples.
+struct Tally: Sendable, Equatable {
+    var records = 0
+    var samples = 0
+}
+
 /// What the spool holds and has lost.
 public struct SpoolCounters: Sendable, Equatable {
     public var pendingRecords = 0
+    public var pendingSamples = 0
     public var pendingBytes = 0
-    /// Records dropped because the spool was full.
+    /// Records dropped because the spool was over its cap.
     public var droppedRecords = 0
     public var droppedSamples = 0
+    /// Samples that could not be written (the disk full, a write error).
+    public var lostSamples = 0
     /// Records skipped because their bytes were damaged (a crash mid-write, a flipped bit).
     public var corruptRecords = 0
 }
 
-/// The durable spool between polling and publishing: samples are appended to segment files before any publisher
-/// takes them and removed only once every publisher has delivered them (for AMQP: the broker confirmed them). It
-/// survives a crash or `kill -9`: on start, what was left is delivered first, in order. Each record carries a
-/// checksum; a damaged or truncated record is skipped and counted, the records around it are kept.
+/// Why the spool cannot be used.
+public enum SpoolError: Error, CustomStringConvertible {
+    /// Another process holds the state directory's lock.
+    case locked(directory: String, holder: String)
+    case file(FileError)
+
+    public var description: String {
+        switch self {
+        case .locked(let directory, let holder):
+            return "\(directory) is in use by another virtmeter (pid \(holder)); one agent per state directory"
+        case .file(let error): return error.description
+        }
+    }
+}
+
+/// The durable spool between polling and publishing: a cycle's records (`SampleRecords`, the samples' final bytes)
+/// are written to segment files before any publisher takes them, and removed only once every publisher has delivered
+/// them (for AMQP: the broker confirmed them). It survives a crash or `kill -9`: on start, what was left is
+/// delivered first, in order. Each record carries a CRC-32C; a damaged or truncated record is skipped and counted,
+/// the records around it are kept. A full disk costs the samples of the cycles that could not be written (counted,
+/// logged once per outage), never what was already spooled; delivered records give their space back as soon as
+/// everything written is delivered, not only when a segment rolls over.
 ///
-/// Segment file `NNNNNNNNNNNNNNNNNNNN.seg`: records `"VMS1"`, payload length (UInt32 LE), CRC-32 of the payload
-/// (UInt32 LE), payload (a JSON list of sample dicts). `head` holds the acknowledged position in the oldest segment.
-/// All file work runs on a serial queue of its own, which is why the class may be `@unchecked Sendable`.
+/// Files, all private to the owner: `NNNNNNNNNNNNNNNNNNNN.seg` (records back to back, see `SampleRecords`), `head`
+/// (the acknowledged position, written in place: `"VMH1"`, segment and offset as UInt64 LE, CRC-32C of the 16
+/// bytes before it, so a full disk can never keep it from being updated), `lock` (flock'ed by the one agent using
+/// the directory, holding its PID).
+///
+/// All file work runs on a serial queue of its own, which is why the class may be `@unchecked Sendable`; readers
+/// are woken through an `AsyncStream` doorbell (one reader at a time).
 public final class Spool: @unchecked Sendable {
     private struct Segment {
         let id: UInt64
+        /// Bytes of whole records written (and, up to `committed`, visible).
         var bytes: Int
         /// Records and samples not yet acknowledged.
-        var records: Int
-        var samples: Int
+        var pending: Tally
     }
 
     public let configuration: SpoolConfiguration
     private let queue = DispatchQueue(label: "virtmeter.spool")
     private let logger: Logger
     private var segments: [Segment] = []
-    private var writer: FileHandle?
+    /// The open segment's file descriptor, or -1.
+    private var writer: Int32 = -1
+    /// Set when the open segment may hold bytes past its last record (a write failed and could not be undone).
+    private var writerBroken = false
+    private let lockDescriptor: Int32
+    private let headDescriptor: Int32
     /// Everything before this position has been acknowledged.
     private var head: SpoolPosition
+    /// Whether `head` still has to be written to the head file (an earlier write failed).
+    private var headUnsaved = false
     /// Everything before this position has been handed out by `next` (and not yet acknowledged).
     private var readPosition: SpoolPosition
-    private var counters = SpoolCounters()
-    /// The segment being read, as last read from disk.
-    private var readCache: (id: UInt64, bytes: [UInt8])?
-    private var waiting: [CheckedContinuation<Void, Never>] = []
-    /// Set by `finish()`: nothing more will be appended; `next` returns nil once all is read.
-    private var finished = false
+    /// What `next` may hand out: everything before this position (written and committed).
+    private var committed: SpoolPosition
+    /// Written since the last commit.
+    private var uncommitted = Tally()
+    /// When writing started failing, in the current outage.
+    private var writeOutageSince: Double?
+    private var lostInOutage = 0
+    private let counters = Mutex(SpoolCounters())
+    private let doorbell: AsyncStream<Void>
+    private let ring: AsyncStream<Void>.Continuation
+    /// Set by `finish()`: nothing more will be written; `next` returns nil once all is read.
+    private let finished = Atomic(false)
 
-    static let magic: [UInt8] = Array("VMS1".utf8)
-    static let headerBytes = 12
+    static let headMagic: [UInt8] = Array("VMH1".utf8)
+    /// Bytes read from a segment at a time when handing records out.
+    static let readWindow = 2 << 20
 
-    /// Opens (or creates) the spool in `configuration.directory` and recovers what a previous run left there.
-    /// Throws when the directory cannot be created or read.
-    public init(configuration: SpoolConfiguration, logger: Logger) throws {
+    /// Opens (or creates) the spool in `configuration.directory`, takes its lock, and recovers what a previous run
+    /// left there. Throws `SpoolError.locked` when another agent uses the directory, `.file` when it cannot be
+    /// created, read or locked.
+    public init(configuration: SpoolConfiguration, logger: Logger) throws(SpoolError) {
         self.configuration = configuration
         self.logger = logger
-        try FileManager.default.createDirectory(atPath: configuration.directory, withIntermediateDirectories: true)
-        let names = try FileManager.default.contentsOfDirectory(atPath: configuration.directory)
-        let ids = names.compactMap { $0.hasSuffix(".seg") ? UInt64($0.dropLast(4)) : nil }.sorted()
-        head = SpoolPosition(segment: ids.first ?? 1, offset: 0)
-        if let text = try? String(contentsOfFile: configuration.directory + "/head", encoding: .utf8) {
-            let parts = text.split(separator: " ")
-                .compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-            if parts.count == 2, let first = ids.first, UInt64(parts[0]) == first {
-                head = SpoolPosition(segment: first, offset: parts[1])
+        let directory = configuration.directory
+        (doorbell, ring) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        if mkdir(directory, 0o700) != 0 && errno != EEXIST {
+            // A missing parent: create the chain (private too).
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw .file(FileError("mkdir", path: directory))
             }
         }
-        var recovered: [Segment] = []
-        for id in ids {
-            let file = Self.path(configuration.directory, id)
-            let bytes = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
-            let scanned = Self.scan(file, from: id == head.segment ? head.offset : 0)
-            recovered.append(Segment(id: id, bytes: bytes, records: scanned.records, samples: scanned.samples))
+        lockDescriptor = try Self.lock(directory)
+        headDescriptor = open(directory + "/head", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard headDescriptor >= 0 else {
+            close(lockDescriptor)
+            throw .file(FileError("open", path: directory + "/head"))
         }
-        segments = recovered
+        let ids: [UInt64]
+        do {
+            ids = try FileManager.default.contentsOfDirectory(atPath: directory)
+                .compactMap { $0.hasSuffix(".seg") ? UInt64($0.dropLast(4)) : nil }.sorted()
+        } catch {
+            close(lockDescriptor)
+            close(headDescriptor)
+            throw .file(FileError("list", path: directory))
+        }
+        head = SpoolPosition(segment: ids.first ?? 1, offset: 0)
+        if let saved = Self.readHead(headDescriptor), let first = ids.first, saved.segment == first {
+            head = saved
+        }
+        for id in ids {
+            let scanned = Self.scan(Self.path(directory, id), from: id == head.segment ? head.offset : 0)
+            segments.append(Segment(id: id, bytes: scanned.end, pending: scanned.tally))
+        }
         readPosition = head
-        // New records always go to a new segment: never append after a record a crash may have cut short.
-        try openSegment((ids.last ?? 0) + 1)
+        committed = SpoolPosition(segment: segments.last?.id ?? head.segment, offset: segments.last?.bytes ?? 0)
         recount()
-        if counters.pendingRecords > 0 {
+        // New records always go to a new segment (opened at the first write): never after bytes a crash cut short.
+        writerBroken = true
+        if counters.withLock({ $0.pendingRecords }) > 0 {
             logger.info("spool recovered: delivering what a previous run left first", metadata: [
-                "records": "\(counters.pendingRecords)", "directory": "\(configuration.directory)",
+                "virtmeter.spool.records": "\(counters.withLock { $0.pendingRecords })",
+                "virtmeter.spool.directory": "\(directory)",
             ])
         }
     }
 
-    deinit { try? writer?.close() }
+    deinit {
+        if writer >= 0 { close(writer) }
+        close(headDescriptor)
+        close(lockDescriptor)
+    }
 
-    /// The counters now.
-    public var currentCounters: SpoolCounters { queue.sync { counters } }
+    /// The counters now (never waits for the spool's file work).
+    public var currentCounters: SpoolCounters { counters.withLock { $0 } }
 
-    /// Appends one cycle's samples, in records of at most `samplesPerRecord`, synced to disk per the fsync policy,
-    /// and wakes whoever waits in `next`. Throws when the disk refuses the write.
-    public func append(_ samples: [Sample]) async throws {
-        guard !samples.isEmpty else { return }
-        try await onQueue { try self.appendOnQueue(samples) }
+    /// Writes `records` after those already written; `next` hands them out once `commit()` made them durable. When
+    /// they cannot be written (the disk is full), nothing of them remains, their samples are counted as lost, and the
+    /// outage is logged once when it starts and once when it ends.
+    public func write(_ records: SampleRecords) async {
+        guard !records.spans.isEmpty else { return }
+        await queue.run { self.writeOnQueue(records) }
+    }
+
+    /// Makes the records written since the last commit durable (fsync, per the policy) and visible to `next`. If
+    /// they cannot be synced, they are taken back and counted as lost.
+    public func commit() async {
+        await queue.run { self.commitOnQueue() }
     }
 
     /// Up to `maxRecords` records after those already handed out, oldest first; waits until there is one.
     /// Returns nil when the task is cancelled, or once `finish()` was called and everything has been read.
+    /// One reader at a time.
     public func next(maxRecords: Int) async -> SpoolBatch? {
+        var bells = doorbell.makeAsyncIterator()
         while !Task.isCancelled {
-            if let batch = await onQueue({ self.readOnQueue(maxRecords: maxRecords) }) { return batch }
-            if await onQueue({ self.finished && !(self.readPosition < self.end) }) { return nil }
-            await withTaskCancellationHandler {
-                await withCheckedContinuation { continuation in
-                    queue.async {
-                        if self.readPosition < self.end || self.finished {
-                            continuation.resume()
-                        } else {
-                            self.waiting.append(continuation)
-                        }
-                    }
-                }
-            } onCancel: {
-                self.queue.async { self.wakeWaiters() }
+            let finishing = finished.load(ordering: .acquiring)
+            switch await queue.run({ self.readOnQueue(maxRecords: maxRecords) }) {
+            case .batch(let batch): return batch
+            case .skipped: continue
+            case .empty: if finishing { return nil }
             }
+            guard await bells.next() != nil else { return nil }
         }
         return nil
     }
 
-    /// Nothing more will be appended: `next` returns nil once it has handed out everything.
+    /// Nothing more will be written: `next` returns nil once it has handed out everything.
     public func finish() {
-        queue.async {
-            self.finished = true
-            self.wakeWaiters()
-        }
+        finished.store(true, ordering: .releasing)
+        ring.yield()
     }
-
-    /// Whether records wait that `next` has not handed out.
-    public var hasUnread: Bool { queue.sync { readPosition < end } }
 
     /// Acknowledges `batch` (and everything before it): its records are gone for good.
     public func acknowledge(_ batch: SpoolBatch) async {
-        await onQueue { self.acknowledgeOnQueue(batch.end, taken: batch.taken) }
+        await queue.run { self.acknowledgeOnQueue(batch.end, taken: batch.taken) }
     }
 
     // MARK: - On the queue
-
-    private func onQueue<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async { continuation.resume(with: Result { try body() }) }
-        }
-    }
-
-    private func onQueue<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in queue.async { continuation.resume(returning: body()) } }
-    }
 
     private func path(_ id: UInt64) -> String { Self.path(configuration.directory, id) }
 
@@ -200,235 +250,379 @@ public final class Spool: @unchecked Sendable {
         return directory + "/" + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".seg"
     }
 
-    /// The position after the last record written.
-    private var end: SpoolPosition {
-        SpoolPosition(segment: segments.last?.id ?? head.segment, offset: segments.last?.bytes ?? 0)
-    }
+    private var totalBytes: Int { segments.reduce(0) { $0 + $1.bytes } }
 
-    private func openSegment(_ id: UInt64) throws {
-        try? writer?.close()
-        guard FileManager.default.createFile(atPath: path(id), contents: nil) else {
-            throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path(id)])
-        }
-        writer = try FileHandle(forWritingTo: URL(fileURLWithPath: path(id)))
-        segments.append(Segment(id: id, bytes: 0, records: 0, samples: 0))
-    }
-
-    private func appendOnQueue(_ samples: [Sample]) throws {
-        var data = Data()
-        var records = 0
-        for start in stride(from: 0, to: samples.count, by: configuration.samplesPerRecord) {
-            let chunk = samples[start..<min(start + configuration.samplesPerRecord, samples.count)]
-            var text = "["
-            for (index, sample) in chunk.enumerated() {
-                if index > 0 { text += ", " }
-                sample.json.write(to: &text)
+    private func writeOnQueue(_ records: SampleRecords) {
+        var bytes = records.bytes
+        let tally = Tally(records: records.spans.count, samples: records.sampleCount)
+        bytes.withUnsafeMutableBytes { raw in
+            for span in records.spans {
+                let crc = virtmeter_crc32c(virtmeter_crc32c(0, raw.baseAddress! + span.start + 8, 4),
+                                           raw.baseAddress! + span.payload.lowerBound, span.payloadLength)
+                raw.storeBytes(of: crc.littleEndian, toByteOffset: span.start + 12, as: UInt32.self)
             }
-            text += "]"
-            let payload = Array(text.utf8)
-            data.append(contentsOf: Self.magic)
-            data.append(contentsOf: Self.littleEndian(UInt32(payload.count)))
-            data.append(contentsOf: Self.littleEndian(CRC32.checksum(payload)))
-            data.append(contentsOf: payload)
-            records += 1
         }
-        if let last = segments.last, last.bytes > 0, last.bytes + data.count > configuration.segmentBytes {
-            try openSegment(last.id + 1)
+        do throws(FileError) {
+            // A segment rolls over between cycles only, so a cycle's uncommitted records are all in the last one.
+            if writer < 0 || writerBroken || (uncommitted.records == 0 && segments.last.map({ $0.bytes > 0
+                && $0.bytes + bytes.count > configuration.segmentBytes }) == true) {
+                try openSegment()
+            }
+        } catch {
+            lose(tally.samples, error)
+            return
         }
-        guard let writer else { return }
-        try writer.write(contentsOf: data)
-        if configuration.fsync == .batch { try writer.synchronize() }
-        segments[segments.count - 1].bytes += data.count
-        segments[segments.count - 1].records += records
-        segments[segments.count - 1].samples += samples.count
+        let last = segments.count - 1
+        let start = segments[last].bytes
+        var offset = start
+        let failure: FileError? = bytes.withUnsafeBytes { raw in
+            for span in records.spans {
+                var done = 0
+                while done < span.record.count {
+                    let written = pwrite(writer, raw.baseAddress! + span.start + done, span.record.count - done,
+                                         off_t(offset + done))
+                    if written < 0 { return FileError("write", path: path(segments[last].id)) }
+                    done += written
+                }
+                offset += span.record.count
+            }
+            return nil
+        }
+        if let failure {
+            // Take the partial write back, so the segment ends with a whole record.
+            if ftruncate(writer, off_t(start)) != 0 { writerBroken = true }
+            lose(tally.samples, failure)
+            return
+        }
+        segments[last].bytes = offset
+        segments[last].pending.records += tally.records
+        segments[last].pending.samples += tally.samples
+        uncommitted.records += tally.records
+        uncommitted.samples += tally.samples
         enforceCap()
         recount()
-        wakeWaiters()
     }
 
-    private func wakeWaiters() {
-        let continuations = waiting
-        waiting = []
-        for continuation in continuations { continuation.resume() }
+    private func lose(_ samples: Int, _ error: FileError) {
+        counters.withLock { $0.lostSamples += samples }
+        lostInOutage += samples
+        guard writeOutageSince == nil else { return }
+        writeOutageSince = Clock.monotonic()
+        logger.error("spool cannot write: samples are lost until it can", metadata: [
+            "virtmeter.spool.error": "\(error)", "virtmeter.spool.directory": "\(configuration.directory)",
+        ])
     }
 
-    /// Drops the oldest segments while the spool is over its cap, never the one being written.
-    private func enforceCap() {
-        while segments.count > 1, segments.reduce(0, { $0 + $1.bytes }) > configuration.capBytes {
-            let oldest = segments.removeFirst()
-            try? FileManager.default.removeItem(atPath: path(oldest.id))
-            counters.droppedRecords += oldest.records
-            counters.droppedSamples += oldest.samples
-            logger.warning("spool full: dropped its oldest records", metadata: [
-                "records": "\(oldest.records)", "samples": "\(oldest.samples)",
-                "dropped_records_total": "\(counters.droppedRecords)", "cap_bytes": "\(configuration.capBytes)",
-            ])
-            let next = SpoolPosition(segment: segments[0].id, offset: 0)
-            if head < next { head = next }
-            if readPosition < next { readPosition = next }
-            saveHead()
+    private func openSegment() throws(FileError) {
+        if writer >= 0 { close(writer) }
+        writer = -1
+        let id = (segments.last?.id ?? head.segment - 1) + 1
+        let descriptor = open(path(id), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw FileError("open", path: path(id)) }
+        writer = descriptor
+        writerBroken = false
+        if let last = segments.last, last.bytes == 0, last.pending.records == 0 {
+            // An empty segment left behind (a failed first write): replace it.
+            unlink(path(last.id))
+            segments.removeLast()
         }
+        segments.append(Segment(id: id, bytes: 0, pending: Tally()))
     }
 
-    private func readOnQueue(maxRecords: Int) -> SpoolBatch? {
-        var samples: [Sample] = []
-        var records = 0
-        var taken: [UInt64: (records: Int, samples: Int)] = [:]
+    private func commitOnQueue() {
+        guard uncommitted.records > 0 else { return }
+        if configuration.fsync == .batch, writer >= 0, fsync(writer) != 0 {
+            let error = FileError("fsync", path: path(segments[segments.count - 1].id))
+            // What was written since the last commit may not be on disk: take it back.
+            let last = segments.count - 1
+            segments[last].bytes = committed.segment == segments[last].id ? committed.offset : 0
+            segments[last].pending.records -= uncommitted.records
+            segments[last].pending.samples -= uncommitted.samples
+            if ftruncate(writer, off_t(segments[last].bytes)) != 0 { writerBroken = true }
+            lose(uncommitted.samples, error)
+            uncommitted = Tally()
+            recount()
+            return
+        }
+        uncommitted = Tally()
+        if let since = writeOutageSince {
+            logger.notice("spool writing again", metadata: [
+                "virtmeter.spool.outage_seconds": "\(Int((Clock.monotonic() - since).rounded()))",
+                "virtmeter.spool.lost_samples": "\(lostInOutage)",
+            ])
+            writeOutageSince = nil
+            lostInOutage = 0
+        }
+        if let last = segments.last { committed = SpoolPosition(segment: last.id, offset: last.bytes) }
+        if headUnsaved { saveHead() }
+        ring.yield()
+    }
+
+    private enum ReadResult {
+        case batch(SpoolBatch)
+        /// Only damaged bytes were passed over: read again.
+        case skipped
+        /// Nothing committed is left to hand out.
+        case empty
+    }
+
+    /// Reads up to `maxRecords` records from the segment at the read position (a window of at most `readWindow`
+    /// bytes, or one record if it is larger), checking each record's CRC.
+    private func readOnQueue(maxRecords: Int) -> ReadResult {
         var position = readPosition
-        while records < maxRecords, position < end {
+        while position < committed {
             guard let index = segments.firstIndex(where: { $0.id >= position.segment }) else { break }
             let segment = segments[index]
             if segment.id != position.segment { position = SpoolPosition(segment: segment.id, offset: 0) }
-            if position.offset >= segment.bytes {
+            let limit = segment.id == committed.segment ? committed.offset : segment.bytes
+            guard position.offset < limit else {
                 guard index + 1 < segments.count else { break }
                 position = SpoolPosition(segment: segments[index + 1].id, offset: 0)
                 continue
             }
-            guard let bytes = segmentContents(segment.id, covering: segment.bytes) else {
-                position = SpoolPosition(segment: segment.id, offset: segment.bytes)
-                continue
-            }
-            while records < maxRecords, position.offset < min(bytes.count, segment.bytes) {
-                switch Self.record(in: bytes, at: position.offset) {
-                case .record(let payload, let next):
-                    position.offset = next
-                    records += 1
-                    let decoded = Self.decode(payload)
-                    samples += decoded
-                    taken[segment.id, default: (0, 0)].records += 1
-                    taken[segment.id, default: (0, 0)].samples += decoded.count
-                case .corrupt(let next):
-                    counters.corruptRecords += 1
-                    logger.warning("spool record damaged: skipped", metadata: [
-                        "segment": "\(path(segment.id))", "offset": "\(position.offset)",
-                    ])
-                    position.offset = next
-                }
-            }
-            if position.offset >= bytes.count { position.offset = segment.bytes }
+            return read(segment.id, from: position, limit: limit, maxRecords: maxRecords)
         }
-        guard records > 0 || position != readPosition else { return nil }
+        if position != readPosition { readPosition = position }
+        return .empty
+    }
+
+    private func read(_ id: UInt64, from position: SpoolPosition, limit: Int, maxRecords: Int) -> ReadResult {
+        var length = min(limit - position.offset, Self.readWindow)
+        var bytes = Self.readBytes(path(id), offset: position.offset, length: length)
+        // A record larger than the window: read it whole.
+        if let header = bytes.withUnsafeBytes({ SampleRecords.header(in: $0, at: 0) }),
+           SampleRecords.headerBytes + header.payloadLength > length,
+           SampleRecords.headerBytes + header.payloadLength <= limit - position.offset {
+            length = SampleRecords.headerBytes + header.payloadLength
+            bytes = Self.readBytes(path(id), offset: position.offset, length: length)
+        }
+        var spans: [SampleRecords.Span] = []
+        var tally = Tally(), offset = 0, corrupt = 0
+        let windowEndsEarly = position.offset + bytes.count < limit
+        records: while spans.count < maxRecords, offset < bytes.count {
+            switch bytes.withUnsafeBytes({ Self.record(in: $0, at: offset) }) {
+            case .record(let span):
+                spans.append(span)
+                tally.records += 1
+                tally.samples += span.samples
+                offset = span.record.upperBound
+            case .incomplete:
+                // Past the window's end: read next time. At the segment's end: cut short by a crash mid-write.
+                if windowEndsEarly { break records }
+                corrupt += 1
+                offset = bytes.count
+            case .corrupt(let next):
+                corrupt += 1
+                // A record's magic may straddle the window's end: look at the last bytes again next time.
+                offset = next == bytes.count && windowEndsEarly ? max(offset + 1, next - 3) : next
+            }
+        }
+        if corrupt > 0 {
+            counters.withLock { $0.corruptRecords += corrupt }
+            logger.warning("spool records damaged: skipped", metadata: [
+                "virtmeter.spool.segment": "\(path(id))", "virtmeter.spool.offset": "\(position.offset)",
+                "virtmeter.spool.records": "\(corrupt)",
+            ])
+        }
+        let end = SpoolPosition(segment: id, offset: position.offset + offset)
         let nothingInFlight = head == readPosition
-        readPosition = position
-        if records == 0 {
-            // Only damaged bytes were passed over: acknowledge them, unless records before them are in flight.
-            if nothingInFlight { acknowledgeOnQueue(position, taken: [:]) }
-            return nil
+        readPosition = end
+        guard !spans.isEmpty else {
+            // Only damaged bytes: acknowledge them, unless records before them are in flight.
+            if nothingInFlight { acknowledgeOnQueue(end, taken: [:]) }
+            return .skipped
         }
-        return SpoolBatch(samples: samples, end: position, taken: taken)
+        return .batch(SpoolBatch(records: SampleRecords(bytes: bytes, spans: spans), end: end, taken: [id: tally]))
     }
 
-    /// The bytes of segment `id`, read again only when the copy in memory is shorter than the `length` bytes written
-    /// to it so far (whole records only): a backlog is read a few records at a time, and a segment holds many.
-    private func segmentContents(_ id: UInt64, covering length: Int) -> [UInt8]? {
-        if let cached = readCache, cached.id == id, cached.bytes.count >= length { return cached.bytes }
-        guard let data = FileManager.default.contents(atPath: path(id)) else { return nil }
-        readCache = (id, [UInt8](data))
-        return readCache?.bytes
-    }
-
-    private func acknowledgeOnQueue(_ position: SpoolPosition, taken: [UInt64: (records: Int, samples: Int)]) {
+    private func acknowledgeOnQueue(_ position: SpoolPosition, taken: [UInt64: Tally]) {
         guard head < position else { return }
         head = position
         for index in segments.indices {
             guard let counts = taken[segments[index].id] else { continue }
-            segments[index].records = max(0, segments[index].records - counts.records)
-            segments[index].samples = max(0, segments[index].samples - counts.samples)
+            segments[index].pending.records = max(0, segments[index].pending.records - counts.records)
+            segments[index].pending.samples = max(0, segments[index].pending.samples - counts.samples)
         }
-        while segments.count > 1, let first = segments.first,
-              first.id < head.segment || (first.id == head.segment && head.offset >= first.bytes) {
-            try? FileManager.default.removeItem(atPath: path(first.id))
+        while let first = segments.first, first.id < head.segment
+                || (segments.count > 1 && first.id == head.segment && head.offset >= first.bytes) {
+            unlink(path(first.id))
             segments.removeFirst()
             if head.segment <= first.id { head = SpoolPosition(segment: segments[0].id, offset: 0) }
+        }
+        // Everything written is delivered: give the last segment's space back now (a full disk clears itself).
+        if let last = segments.last, last.id == head.segment, head.offset >= last.bytes, uncommitted.records == 0 {
+            if writer >= 0 { close(writer) }
+            writer = -1
+            unlink(path(last.id))
+            segments.removeAll()
+            head = SpoolPosition(segment: last.id + 1, offset: 0)
+            readPosition = head
+            committed = head
         }
         saveHead()
         recount()
     }
 
-    /// Persists the acknowledged position (atomically: written aside, then renamed).
+    /// Drops the oldest segments while the spool is over its cap, never the one being written.
+    private func enforceCap() {
+        while segments.count > 1, totalBytes > configuration.capBytes {
+            let oldest = segments.removeFirst()
+            unlink(path(oldest.id))
+            let dropped = counters.withLock { counters -> Int in
+                counters.droppedRecords += oldest.pending.records
+                counters.droppedSamples += oldest.pending.samples
+                return counters.droppedRecords
+            }
+            logger.warning("spool full: dropped its oldest records", metadata: [
+                "virtmeter.spool.records": "\(oldest.pending.records)",
+                "virtmeter.spool.samples": "\(oldest.pending.samples)",
+                "virtmeter.spool.dropped_records_total": "\(dropped)",
+                "virtmeter.spool.cap_bytes": "\(configuration.capBytes)",
+            ])
+            let next = SpoolPosition(segment: segments[0].id, offset: 0)
+            if head < next { head = next }
+            if readPosition < next { readPosition = next }
+            if committed < next { committed = next }
+            saveHead()
+        }
+    }
+
+    /// Persists the acknowledged position, in place (no new block is ever needed, so a full disk cannot stop it).
+    /// A failure is logged once and retried at the next acknowledgement or commit.
     private func saveHead() {
-        let text = "\(head.segment) \(head.offset)\n"
-        let temporary = configuration.directory + "/head.tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8)) else { return }
-        _ = rename(temporary, configuration.directory + "/head")
+        var record = Self.headMagic
+        withUnsafeBytes(of: head.segment.littleEndian) { record += $0 }
+        withUnsafeBytes(of: UInt64(head.offset).littleEndian) { record += $0 }
+        let crc = record.withUnsafeBytes { virtmeter_crc32c(0, $0.baseAddress! + 4, 16) }
+        withUnsafeBytes(of: crc.littleEndian) { record += $0 }
+        let written = record.withUnsafeBytes { pwrite(headDescriptor, $0.baseAddress, $0.count, 0) }
+        if written == record.count {
+            if headUnsaved { logger.notice("spool position saved again") }
+            headUnsaved = false
+        } else if !headUnsaved {
+            headUnsaved = true
+            logger.error("spool position not saved: a restart may deliver some samples twice; retrying", metadata: [
+                "virtmeter.spool.error": "\(FileError("write", path: configuration.directory + "/head"))",
+            ])
+        }
+    }
+
+    private static func readHead(_ descriptor: Int32) -> SpoolPosition? {
+        var record = [UInt8](repeating: 0, count: 24)
+        guard record.withUnsafeMutableBytes({ pread(descriptor, $0.baseAddress, 24, 0) }) == 24,
+              record.starts(with: headMagic)
+        else { return nil }
+        return record.withUnsafeBytes { raw -> SpoolPosition? in
+            guard virtmeter_crc32c(0, raw.baseAddress! + 4, 16)
+                    == raw.loadUnaligned(fromByteOffset: 20, as: UInt32.self).littleEndian else { return nil }
+            return SpoolPosition(segment: raw.loadUnaligned(fromByteOffset: 4, as: UInt64.self).littleEndian,
+                                 offset: Int(raw.loadUnaligned(fromByteOffset: 12, as: UInt64.self).littleEndian))
+        }
     }
 
     private func recount() {
-        counters.pendingRecords = segments.reduce(0) { $0 + $1.records }
-        counters.pendingBytes = max(0, segments.reduce(0) { $0 + $1.bytes } - head.offset)
+        let pending = segments.reduce(Tally()) {
+            Tally(records: $0.records + $1.pending.records, samples: $0.samples + $1.pending.samples)
+        }
+        let bytes = max(0, totalBytes - (segments.first?.id == head.segment ? head.offset : 0))
+        counters.withLock {
+            $0.pendingRecords = pending.records
+            $0.pendingSamples = pending.samples
+            $0.pendingBytes = bytes
+        }
     }
 
-    /// Records and samples in the segment file from `offset` on (damaged bytes are counted when they are read).
-    static func scan(_ file: String, from offset: Int) -> (records: Int, samples: Int) {
-        guard let data = FileManager.default.contents(atPath: file) else { return (0, 0) }
+    /// Takes the directory's lock for this process, or names who holds it.
+    private static func lock(_ directory: String) throws(SpoolError) -> Int32 {
+        let path = directory + "/lock"
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw .file(FileError("open", path: path)) }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let code = errno
+            var holder = [UInt8](repeating: 0, count: 32)
+            let count = holder.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, 32, 0) }
+            close(descriptor)
+            guard code == EWOULDBLOCK else { throw .file(FileError("lock", path: path, code: code)) }
+            let pid = String(decoding: holder.prefix(max(0, count)), as: UTF8.self)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            throw .locked(directory: directory, holder: pid.isEmpty ? "unknown" : pid)
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(descriptor, 0)
+        _ = pid.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+        return descriptor
+    }
+
+    /// The end of the segment file and the whole records in it from `offset` on.
+    static func scan(_ file: String, from offset: Int) -> (end: Int, tally: Tally) {
+        guard let data = FileManager.default.contents(atPath: file) else { return (0, Tally()) }
         let bytes = [UInt8](data)
-        var position = offset, records = 0, samples = 0
+        var position = offset, tally = Tally()
         while position < bytes.count {
-            switch record(in: bytes, at: position) {
-            case .record(let payload, let next):
-                records += 1
-                samples += decode(payload).count
-                position = next
-            case .corrupt(let next):
-                position = next
+            switch bytes.withUnsafeBytes({ record(in: $0, at: position) }) {
+            case .record(let span):
+                tally.records += 1
+                tally.samples += span.samples
+                position = span.record.upperBound
+            case .corrupt(let next): position = next
+            case .incomplete: position = bytes.count
             }
         }
-        return (records, samples)
+        return (bytes.count, tally)
     }
 
     enum Parsed {
-        case record(payload: ArraySlice<UInt8>, next: Int)
+        case record(SampleRecords.Span)
         /// Damaged bytes; reading resumes at `next`, the next record's magic (or the end).
         case corrupt(next: Int)
+        /// A header whose record does not end within the bytes.
+        case incomplete
     }
 
     /// The record at `offset`, or where to resume after damaged bytes.
-    static func record(in bytes: [UInt8], at offset: Int) -> Parsed {
+    static func record(in bytes: UnsafeRawBufferPointer, at offset: Int) -> Parsed {
+        let magic = SampleRecords.magic
         func resync() -> Parsed {
             var position = offset + 1
-            while position + 4 <= bytes.count {
-                if bytes[position..<position + 4].elementsEqual(magic) { return .corrupt(next: position) }
+            while position + magic.count <= bytes.count {
+                if bytes[position] == magic[0], bytes[position..<position + magic.count].elementsEqual(magic) {
+                    return .corrupt(next: position)
+                }
                 position += 1
             }
             return .corrupt(next: bytes.count)
         }
-        guard offset + headerBytes <= bytes.count, bytes[offset..<offset + 4].elementsEqual(magic) else {
+        guard let header = SampleRecords.header(in: bytes, at: offset) else {
+            let available = min(magic.count, bytes.count - offset)
+            if offset + SampleRecords.headerBytes > bytes.count,
+               bytes[offset..<offset + available].elementsEqual(magic.prefix(available)) {
+                return .incomplete
+            }
             return resync()
         }
-        let length = Int(readUInt32(bytes, offset + 4)), checksum = readUInt32(bytes, offset + 8)
-        let start = offset + headerBytes
-        guard length <= bytes.count - start else { return resync() }
-        let payload = bytes[start..<start + length]
-        guard CRC32.checksum(payload) == checksum else { return resync() }
-        return .record(payload: payload, next: start + length)
+        let start = offset + SampleRecords.headerBytes
+        guard header.payloadLength <= bytes.count - start else { return .incomplete }
+        let crc = virtmeter_crc32c(virtmeter_crc32c(0, bytes.baseAddress! + offset + 8, 4),
+                                   bytes.baseAddress! + start, header.payloadLength)
+        guard crc == header.checksum, header.samples > 0 else { return resync() }
+        return .record(SampleRecords.Span(start: offset, payloadLength: header.payloadLength, samples: header.samples))
     }
 
-    static func decode(_ payload: ArraySlice<UInt8>) -> [Sample] {
-        guard case .array(let items)? = try? JSONValue.parse(bytes: Array(payload)) else { return [] }
-        return items.compactMap(Sample.init(json:))
-    }
-
-    static func littleEndian(_ value: UInt32) -> [UInt8] {
-        [UInt8(value & 0xFF), UInt8((value >> 8) & 0xFF), UInt8((value >> 16) & 0xFF), UInt8(value >> 24)]
-    }
-
-    static func readUInt32(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
-        UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16
-            | UInt32(bytes[offset + 3]) << 24
-    }
-}
-
-/// CRC-32 (IEEE 802.3, as zlib computes it).
-enum CRC32 {
-    static let table: [UInt32] = (0..<256).map { n in
-        var c = UInt32(n)
-        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-        return c
-    }
-
-    static func checksum<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> UInt32 {
-        var crc: UInt32 = 0xFFFF_FFFF
-        for byte in bytes { crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8) }
-        return crc ^ 0xFFFF_FFFF
+    /// `length` bytes of `file` from `offset` (fewer if the file is shorter).
+    static func readBytes(_ file: String, offset: Int, length: Int) -> [UInt8] {
+        let descriptor = open(file, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return [] }
+        defer { close(descriptor) }
+        var bytes = [UInt8](repeating: 0, count: length)
+        var done = 0
+        while done < length {
+            let count = bytes.withUnsafeMutableBytes {
+                pread(descriptor, $0.baseAddress! + done, length - done, off_t(offset + done))
+            }
+            guard count > 0 else { break }
+            done += count
+        }
+        if done < length { bytes.removeSubrange(done...) }
+        return bytes
     }
 }

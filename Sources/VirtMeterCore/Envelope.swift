@@ -35,15 +35,6 @@ public struct NotificationEnvelope: Sendable, Equatable {
         self.uniqueID = uniqueID
     }
 
-    /// The `telemetry.polling` notification that carries `samples`, with fresh ids and the current time.
-    public init(samples: [Sample], publisherID: String = defaultPublisherID,
-                wallNanoseconds: Int64 = Clock.wallNanoseconds()) {
-        self.init(messageID: UUIDv1Generator.random(), publisherID: publisherID, eventType: Self.pollingEventType,
-                  priority: Self.samplePriority, payload: .object([("samples", .array(samples.map(\.json)))]),
-                  timestamp: Clock.utcTimestamp(nanoseconds: wallNanoseconds, separator: " "),
-                  uniqueID: UUIDv1Generator.random().filter { $0 != "-" })
-    }
-
     /// The inner message, in oslo.messaging's key order.
     public var message: JSONValue {
         .object([
@@ -53,37 +44,67 @@ public struct NotificationEnvelope: Sendable, Equatable {
         ])
     }
 
-    /// The AMQP body: the outer JSON object with the inner message encoded as a string.
-    public var body: String { String(decoding: bodyBytes, as: UTF8.self) }
-
-    /// The AMQP body as UTF-8 bytes, written in one pass (the inner message escaped as it is written).
-    public var bodyBytes: [UInt8] {
-        var writer = EnvelopeWriter()
-        writer.envelope(messageID: messageID, publisherID: publisherID, eventType: eventType, priority: priority,
-                        timestamp: timestamp, uniqueID: uniqueID) { $0.value(payload) }
-        return writer.out
+    /// The AMQP body: the outer JSON object with the inner message encoded as a string (written from the JSON
+    /// tree: for tools and tests; samples are published with `sampleBody`).
+    public var body: [UInt8] {
+        Array(JSONValue.object([("oslo.version", .string("2.0")), ("oslo.message", .string(message.jsonText))])
+            .jsonText.utf8)
     }
 
-    /// The body of the `telemetry.polling` notification that carries `samples`, written straight from the samples
-    /// (no intermediate JSON tree): what `NotificationEnvelope(samples:...).bodyBytes` gives, faster.
-    public static func sampleBody(_ samples: ArraySlice<Sample>, publisherID: String = defaultPublisherID,
+    /// The body of the `telemetry.polling` notification that carries the samples of one record (`payload`: sample
+    /// dicts separated by "\n", see `SampleRecords`), with fresh ids and the time now. The samples' bytes are
+    /// copied once, escaped as the content of the `oslo.message` string on the way, and never parsed.
+    public static func sampleBody(_ payload: ArraySlice<UInt8>, publisherID: String = defaultPublisherID,
                                   wallNanoseconds: Int64 = Clock.wallNanoseconds()) -> [UInt8] {
-        var writer = EnvelopeWriter()
-        writer.out.reserveCapacity(samples.count * 1400 + 512)
-        writer.envelope(messageID: UUIDv1Generator.random(), publisherID: publisherID, eventType: pollingEventType,
-                        priority: samplePriority,
-                        timestamp: Clock.utcTimestamp(nanoseconds: wallNanoseconds, separator: " "),
-                        uniqueID: UUIDv1Generator.random().filter { $0 != "-" }) { writer in
-            writer.raw(UInt8(ascii: "{"))
-            writer.string("samples")
-            writer.ascii(": [")
-            for (index, sample) in samples.enumerated() {
-                if index > 0 { writer.ascii(", ") }
-                writer.sample(sample)
-            }
-            writer.ascii("]}")
+        var inner: [UInt8] = [UInt8(ascii: "{")]
+        inner.reserveCapacity(256)
+        func field(_ key: String, _ value: String) {
+            JSONBytes.string(key, to: &inner)
+            inner += Array(": ".utf8)
+            JSONBytes.string(value, to: &inner)
+            inner += Array(", ".utf8)
         }
-        return writer.out
+        field("message_id", UUIDv1Generator.random())
+        field("publisher_id", publisherID)
+        field("event_type", pollingEventType)
+        field("priority", samplePriority)
+        inner += Array("\"payload\": {\"samples\": [".utf8)
+        let head = inner
+        inner = Array("]}, ".utf8)
+        field("timestamp", Clock.utcTimestamp(nanoseconds: wallNanoseconds, separator: " "))
+        JSONBytes.string("_unique_id", to: &inner)
+        inner += Array(": ".utf8)
+        JSONBytes.string(UUIDv1Generator.random().filter { $0 != "-" }, to: &inner)
+        inner.append(UInt8(ascii: "}"))
+
+        var out: [UInt8] = []
+        out.reserveCapacity(payload.count + payload.count / 4 + 2 * (head.count + inner.count) + 64)
+        out += Array("{\"oslo.version\": \"2.0\", \"oslo.message\": \"".utf8)
+        escapeNested(head[...], to: &out)
+        escapeNested(payload, to: &out)
+        escapeNested(inner[...], to: &out)
+        out += Array("\"}".utf8)
+        return out
+    }
+
+    /// Appends `json` as the content of a JSON string: a backslash before every quote and backslash, and ", " for
+    /// every "\n" (the separator of a record's sample dicts).
+    static func escapeNested(_ json: ArraySlice<UInt8>, to out: inout [UInt8]) {
+        json.withUnsafeBufferPointer { bytes in
+            var start = 0
+            for index in bytes.indices {
+                let byte = bytes[index]
+                guard byte == 0x22 || byte == 0x5C || byte == 0x0A else { continue }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<index]))
+                if byte == 0x0A {
+                    out += [UInt8(ascii: ","), UInt8(ascii: " ")]
+                } else {
+                    out += [UInt8(ascii: "\\"), byte]
+                }
+                start = index + 1
+            }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...]))
+        }
     }
 
     /// Reads an AMQP body. Never traps: anything that is not a 2.0 envelope with a well-formed inner message is an
@@ -165,169 +186,5 @@ public enum EnvelopeError: Error, Equatable, CustomStringConvertible {
         case .unsupportedVersion(let version): return "malformed message: unsupported oslo.version \(version)"
         case .missingField(let key): return "malformed message: missing or mistyped field \(key)"
         }
-    }
-}
-
-/// Writes an envelope's JSON as bytes. The inner message is written `nested`: every quote and backslash it
-/// produces is escaped on the way out, so it lands in the outer object as a JSON string in the same pass.
-struct EnvelopeWriter {
-    var out: [UInt8] = []
-    var nested = false
-
-    /// The outer object around the inner message, whose payload `payload` writes.
-    mutating func envelope(messageID: String, publisherID: String, eventType: String, priority: String,
-                           timestamp: String, uniqueID: String, payload: (inout EnvelopeWriter) -> Void) {
-        ascii("{\"oslo.version\": \"2.0\", \"oslo.message\": \"")
-        nested = true
-        ascii("{")
-        for (key, value) in [("message_id", messageID), ("publisher_id", publisherID), ("event_type", eventType),
-                             ("priority", priority)] {
-            string(key)
-            ascii(": ")
-            string(value)
-            ascii(", ")
-        }
-        string("payload")
-        ascii(": ")
-        payload(&self)
-        ascii(", ")
-        string("timestamp")
-        ascii(": ")
-        string(timestamp)
-        ascii(", ")
-        string("_unique_id")
-        ascii(": ")
-        string(uniqueID)
-        ascii("}")
-        nested = false
-        ascii("\"}")
-    }
-
-    /// One byte of JSON syntax (escaped when nested).
-    @inline(__always)
-    mutating func raw(_ byte: UInt8) {
-        if nested && (byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")) { out.append(UInt8(ascii: "\\")) }
-        out.append(byte)
-    }
-
-    mutating func ascii(_ text: StaticString) {
-        let bytes = UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)
-        for byte in bytes { raw(byte) }
-    }
-
-    /// A JSON string: quotes, and escapes for quote, backslash and control characters (UTF-8 passes through).
-    mutating func string(_ text: String) {
-        raw(UInt8(ascii: "\""))
-        let done: Void? = text.utf8.withContiguousStorageIfAvailable { bytes in
-            for byte in bytes { content(byte) }
-        }
-        if done == nil { for byte in text.utf8 { content(byte) } }
-        raw(UInt8(ascii: "\""))
-    }
-
-    @inline(__always)
-    private mutating func content(_ byte: UInt8) {
-        if byte >= 0x20 && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\") {
-            out.append(byte)
-            return
-        }
-        raw(UInt8(ascii: "\\"))
-        switch byte {
-        case UInt8(ascii: "\""), UInt8(ascii: "\\"): raw(byte)
-        case 0x0A: raw(UInt8(ascii: "n"))
-        case 0x0D: raw(UInt8(ascii: "r"))
-        case 0x09: raw(UInt8(ascii: "t"))
-        default:
-            let digits: StaticString = "0123456789abcdef"
-            for b in [UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), digits.utf8Start[Int(byte >> 4)],
-                      digits.utf8Start[Int(byte & 0xF)]] {
-                raw(b)
-            }
-        }
-    }
-
-    mutating func number(_ text: String) {
-        out.append(contentsOf: text.utf8)
-    }
-
-    mutating func value(_ value: JSONValue) {
-        switch value {
-        case .null: ascii("null")
-        case .bool(let flag): if flag { ascii("true") } else { ascii("false") }
-        case .int(let int): number(String(int))
-        case .double(let double): if double.isFinite { number(PythonRepr.float(double)) } else { ascii("null") }
-        case .string(let text): string(text)
-        case .array(let items):
-            raw(UInt8(ascii: "["))
-            for (index, item) in items.enumerated() {
-                if index > 0 { ascii(", ") }
-                self.value(item)
-            }
-            raw(UInt8(ascii: "]"))
-        case .object(let pairs):
-            raw(UInt8(ascii: "{"))
-            for (index, (key, item)) in pairs.enumerated() {
-                if index > 0 { ascii(", ") }
-                string(key)
-                ascii(": ")
-                self.value(item)
-            }
-            raw(UInt8(ascii: "}"))
-        }
-    }
-
-    /// `"name": `, after `, ` unless it opens the object.
-    private mutating func key(_ name: StaticString, first: Bool = false) {
-        if !first { ascii(", ") }
-        ascii("\"")
-        ascii(name)
-        ascii("\": ")
-    }
-
-    private mutating func optional(_ text: String?) {
-        if let text { string(text) } else { ascii("null") }
-    }
-
-    private mutating func float(_ value: Double) {
-        if value.isFinite { number(PythonRepr.float(value)) } else { ascii("null") }
-    }
-
-    /// A sample dict in `Sample.json`'s key order (tests check the two agree), without building the JSON tree.
-    mutating func sample(_ sample: Sample) {
-        raw(UInt8(ascii: "{"))
-        key("source", first: true)
-        string(sample.source)
-        key("counter_name")
-        string(sample.name)
-        key("counter_type")
-        string(sample.type.rawValue)
-        key("counter_unit")
-        string(sample.unit)
-        key("counter_volume")
-        switch sample.volume {
-        case .int(let int): number(String(int))
-        case .double(let double): float(double)
-        }
-        key("user_id")
-        optional(sample.userID)
-        key("user_name")
-        ascii("null")
-        key("project_id")
-        optional(sample.projectID)
-        key("project_name")
-        ascii("null")
-        key("resource_id")
-        string(sample.resourceID)
-        key("timestamp")
-        string(sample.timestamp)
-        key("resource_metadata")
-        value(sample.resourceMetadata)
-        key("message_id")
-        string(sample.messageID)
-        key("monotonic_time")
-        float(sample.monotonicTime)
-        key("message_signature")
-        string(sample.signature)
-        raw(UInt8(ascii: "}"))
     }
 }

@@ -16,25 +16,16 @@ public final class JSONLinesPublisher: Publisher {
         self.closesHandle = closesHandle
     }
 
-    /// Samples appended to the file at `path`, created if missing. Throws when it cannot be opened for writing.
-    public convenience init(appendingTo path: String) throws {
-        if !FileManager.default.fileExists(atPath: path) {
-            guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path])
-            }
-        }
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        try handle.seekToEnd()
-        self.init(handle: handle, closesHandle: true)
+    /// Samples appended to the file at `path`, created if missing, readable by its owner only (samples carry
+    /// tenant ids and names). Throws `FileError` when it cannot be opened for appending.
+    public convenience init(appendingTo path: String) throws(FileError) {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw FileError("open", path: path) }
+        self.init(handle: FileHandle(fileDescriptor: descriptor, closeOnDealloc: true), closesHandle: true)
     }
 
-    public func publish(_ samples: [Sample]) async throws {
-        var text = ""
-        for sample in samples {
-            sample.json.write(to: &text)
-            text += "\n"
-        }
-        try handle.write(contentsOf: Data(text.utf8))
+    public func publish(_ records: SampleRecords) async throws {
+        try handle.write(contentsOf: records.jsonLines)
     }
 
     public func close() async {

@@ -2,11 +2,16 @@ import Logging
 
 /// What one poll cycle produced.
 public struct CycleResult: Sendable {
-    public var samples: [Sample]
-    public var domains: Int
-    /// Seconds spent reading the hypervisor, and building and signing samples.
-    public var inspectSeconds: Double
-    public var buildSeconds: Double
+    /// Samples and records handed over.
+    public var samples = 0
+    public var records = 0
+    /// Samples refused because a number could not be written (a NaN or infinite volume).
+    public var refused = 0
+    public var domains = 0
+    /// Seconds spent reading the hypervisor, building and signing samples, and in `deliver`.
+    public var inspectSeconds = 0.0
+    public var buildSeconds = 0.0
+    public var deliverSeconds = 0.0
 }
 
 /// A set of meters polled together: a polling.yaml source, or the `--meters` of `virtmeter poll`.
@@ -21,67 +26,93 @@ public struct PollingGroup: Sendable {
 }
 
 /// One poll cycle: read every domain once, run each due group's meters over each snapshot (with the snapshot that
-/// group saw last time, for rates and deltas) and stamp the readings into samples. A group keeps the snapshots of
-/// the domains of its last cycle only, so vanished domains are forgotten.
-public actor Poller {
+/// group saw last time, for rates and deltas) and write the readings as signed samples, in records of
+/// `samplesPerRecord`, handed over a chunk at a time so a cycle never holds all its samples' bytes at once. A group
+/// keeps the snapshots of the domains of its last cycle only, so vanished domains are forgotten.
+///
+/// A value type whose `cycle` is `mutating`: whoever owns it runs one cycle at a time, by construction.
+public struct Poller {
     private let hypervisor: any Hypervisor
     private let defaultGroup: PollingGroup
     private let stamper: SampleStamper
+    private var encoder: SampleEncoder
+    private let samplesPerRecord: Int
+    /// Sealed records are handed over once the buffer holds this many bytes.
+    private let chunkBytes: Int
     private let logger: Logger
     /// Per group, the snapshots its last cycle used: `cpu_util` and delta meters compute from them.
     private var previous: [String: [String: DomainSnapshot]] = [:]
-    /// Each domain's metadata, built and walked for signing once, until what it is built from changes.
+    /// Each domain's rendered metadata, until what it is built from changes.
     private var prepared: [String: SampleStamper.PreparedDomain] = [:]
     /// "meter uuid" pairs already warned about, so each problem is logged once per domain.
     private var warned: Set<String> = []
 
-    /// A poller whose `cycle()` polls `meters`; `cycle(_:)` polls any groups.
-    public init(hypervisor: any Hypervisor, meters: [any Meter] = [], stamper: SampleStamper, logger: Logger) {
+    /// A poller whose `cycle(deliver:)` polls `meters`; `cycle(_:deliver:)` polls any groups.
+    public init(hypervisor: any Hypervisor, meters: [any Meter] = [], stamper: SampleStamper,
+                samplesPerRecord: Int = 50, chunkBytes: Int = 1 << 20, logger: Logger) {
         self.hypervisor = hypervisor
         self.defaultGroup = PollingGroup(name: "default", meters: meters)
         self.stamper = stamper
+        self.encoder = SampleEncoder(signer: stamper.signer)
+        self.samplesPerRecord = samplesPerRecord
+        self.chunkBytes = chunkBytes
         self.logger = logger
     }
 
     /// Polls once for the meters given at init. Throws only when the hypervisor cannot be read at all.
-    public func cycle() async throws -> CycleResult { try await cycle([defaultGroup]) }
+    public mutating func cycle(deliver: (SampleRecords) async throws -> Void) async throws -> CycleResult {
+        try await cycle([defaultGroup], deliver: deliver)
+    }
 
-    /// Reads the hypervisor once and makes the samples of every group in `groups`. Throws only when the hypervisor
-    /// cannot be read at all.
-    public func cycle(_ groups: [PollingGroup]) async throws -> CycleResult {
+    /// Reads the hypervisor once and writes the samples of every group in `groups`, handing the records to
+    /// `deliver` in chunks (in order; the last one when the cycle ends). Throws only when the hypervisor cannot be
+    /// read at all, or what `deliver` throws.
+    public mutating func cycle(_ groups: [PollingGroup], deliver: (SampleRecords) async throws -> Void)
+        async throws -> CycleResult {
         let start = Clock.monotonic()
         let snapshots = try await hypervisor.poll()
-        let read = Clock.monotonic()
-        var samples: [Sample] = []
-        samples.reserveCapacity(snapshots.count * groups.reduce(0) { $0 + $1.meters.count })
+        var result = CycleResult(domains: snapshots.count, inspectSeconds: Clock.monotonic() - start)
+        let built = Clock.monotonic()
+        var writer = RecordWriter(samplesPerRecord: samplesPerRecord, capacity: chunkBytes + (256 << 10))
+        func hand(_ records: SampleRecords) async throws {
+            guard !records.spans.isEmpty else { return }
+            result.samples += records.sampleCount
+            result.records += records.spans.count
+            let handing = Clock.monotonic()
+            try await deliver(records)
+            result.deliverSeconds += Clock.monotonic() - handing
+        }
         var currentPrepared: [String: SampleStamper.PreparedDomain] = [:]
         currentPrepared.reserveCapacity(snapshots.count)
         var seen: [String: DomainSnapshot] = [:]
         seen.reserveCapacity(snapshots.count)
         for snapshot in snapshots {
             seen[snapshot.uuid] = snapshot
-            var domain = prepared[snapshot.uuid]
-            if domain?.key != SampleStamper.MetadataKey(snapshot) { domain = stamper.prepare(snapshot) }
-            currentPrepared[snapshot.uuid] = domain
+            var domain = prepared[snapshot.uuid] ?? stamper.prepare(snapshot)
+            if domain.key != SampleStamper.MetadataKey(snapshot) { domain = stamper.prepare(snapshot) }
             for group in groups {
                 warnOnce(about: snapshot, meters: group.meters)
-                samples += stamper.samples(snapshot, previous: previous[group.name]?[snapshot.uuid],
-                                           meters: group.meters, prepared: domain)
+                result.refused += stamper.write(snapshot, previous: previous[group.name]?[snapshot.uuid],
+                                                meters: group.meters, prepared: &domain, encoder: &encoder,
+                                                to: &writer).refused
             }
+            currentPrepared[snapshot.uuid] = domain
+            if writer.byteCount >= chunkBytes { try await hand(writer.takeSealed()) }
         }
+        try await hand(writer.takeAll())
         for group in groups { previous[group.name] = seen }
         prepared = currentPrepared
         warned = warned.filter { seen[String($0.split(separator: " ").last ?? "")] != nil }
-        return CycleResult(samples: samples, domains: snapshots.count, inspectSeconds: read - start,
-                           buildSeconds: Clock.monotonic() - read)
+        result.buildSeconds = Clock.monotonic() - built - result.deliverSeconds
+        return result
     }
 
     /// Drops the state of groups not in `names` (sources removed by a reload).
-    public func keepGroups(_ names: Set<String>) {
+    public mutating func keepGroups(_ names: Set<String>) {
         previous = previous.filter { names.contains($0.key) }
     }
 
-    private func warnOnce(about snapshot: DomainSnapshot, meters: [any Meter]) {
+    private mutating func warnOnce(about snapshot: DomainSnapshot, meters: [any Meter]) {
         for meter in meters {
             guard let reason = meter.unavailableReason(snapshot) else { continue }
             guard warned.insert("\(meter.name) \(snapshot.uuid)").inserted else { continue }

@@ -19,12 +19,6 @@ public enum Volume: Sendable, Equatable {
     /// A counter read from libvirt, clamped into Int64 (libvirt's counters are unsigned 64-bit).
     public static func counter(_ value: UInt64) -> Volume { .int(Int64(clamping: value)) }
 
-    var json: JSONValue {
-        switch self {
-        case .int(let i): return .int(i)
-        case .double(let d): return .double(d)
-        }
-    }
 }
 
 /// What a meter measured for one resource, before it is stamped into a wire `Sample`.
@@ -42,7 +36,8 @@ public struct Reading: Sendable {
     }
 }
 
-/// One sample as ceilometer puts it on the bus: every key of its sample dict.
+/// One sample as a value: every key of ceilometer's sample dict. What tools and tests hold; polling writes samples
+/// straight to their bytes (`SampleEncoder`), and this is what reading them back gives.
 public struct Sample: Sendable {
     public var source: String
     public var name: String
@@ -50,7 +45,9 @@ public struct Sample: Sendable {
     public var unit: String
     public var volume: Volume
     public var userID: String?
+    public var userName: String?
     public var projectID: String?
+    public var projectName: String?
     public var resourceID: String
     /// UTC, `YYYY-MM-DDTHH:MM:SS.ffffff`.
     public var timestamp: String
@@ -61,56 +58,24 @@ public struct Sample: Sendable {
     public var signature: String
 
     public init(source: String, name: String, type: SampleType, unit: String, volume: Volume, userID: String?,
-                projectID: String?, resourceID: String, timestamp: String, resourceMetadata: JSONValue,
-                messageID: String, monotonicTime: Double, signature: String = "") {
+                userName: String? = nil, projectID: String?, projectName: String? = nil, resourceID: String,
+                timestamp: String, resourceMetadata: JSONValue, messageID: String, monotonicTime: Double,
+                signature: String = "") {
         self.source = source
         self.name = name
         self.type = type
         self.unit = unit
         self.volume = volume
         self.userID = userID
+        self.userName = userName
         self.projectID = projectID
+        self.projectName = projectName
         self.resourceID = resourceID
         self.timestamp = timestamp
         self.resourceMetadata = resourceMetadata
         self.messageID = messageID
         self.monotonicTime = monotonicTime
         self.signature = signature
-    }
-
-    /// The sample dict in ceilometer's key order, with `message_signature` last.
-    public var json: JSONValue {
-        .object(unsignedPairs + [("message_signature", .string(signature))])
-    }
-
-    /// The sample dict without its signature: what is signed.
-    var unsignedPairs: [(String, JSONValue)] {
-        [
-            ("source", .string(source)),
-            ("counter_name", .string(name)),
-            ("counter_type", .string(type.rawValue)),
-            ("counter_unit", .string(unit)),
-            ("counter_volume", volume.json),
-            ("user_id", .string(userID)),
-            ("user_name", .null),
-            ("project_id", .string(projectID)),
-            ("project_name", .null),
-            ("resource_id", .string(resourceID)),
-            ("timestamp", .string(timestamp)),
-            ("resource_metadata", resourceMetadata),
-            ("message_id", .string(messageID)),
-            ("monotonic_time", .double(monotonicTime)),
-        ]
-    }
-
-    /// Signs the sample in place with `signer` (the empty string when the signer has no secret).
-    public mutating func sign(with signer: SampleSigner) {
-        guard case .object(let metadata) = resourceMetadata else {
-            signature = signer.signature(of: .object(unsignedPairs))
-            return
-        }
-        var buffer: [UInt8] = []
-        signature = signer.signature(of: self, metadata: SigningSegments(metadata), buffer: &buffer)
     }
 
     /// Reads a sample back from its JSON dict (as `tail` receives it). Returns nil when a required key is missing
@@ -129,7 +94,8 @@ public struct Sample: Sendable {
         }
         self.init(source: json["source"]?.stringValue ?? "", name: name, type: type,
                   unit: json["counter_unit"]?.stringValue ?? "", volume: volume,
-                  userID: json["user_id"]?.stringValue, projectID: json["project_id"]?.stringValue,
+                  userID: json["user_id"]?.stringValue, userName: json["user_name"]?.stringValue,
+                  projectID: json["project_id"]?.stringValue, projectName: json["project_name"]?.stringValue,
                   resourceID: resourceID, timestamp: timestamp,
                   resourceMetadata: json["resource_metadata"] ?? .object([]),
                   messageID: json["message_id"]?.stringValue ?? "",
@@ -138,10 +104,35 @@ public struct Sample: Sendable {
     }
 }
 
+extension SampleEncoder {
+    /// Appends `sample`, signed, to `out` (its resource_metadata rendered on the way). Returns false, writing
+    /// nothing, when it has a NaN or infinite number.
+    @discardableResult
+    public mutating func write(_ sample: Sample, to out: inout [UInt8]) -> Bool {
+        let values = SampleValues(
+            source: sample.source, name: sample.name, type: sample.type, unit: sample.unit, volume: sample.volume,
+            userID: sample.userID, userName: sample.userName, projectID: sample.projectID,
+            projectName: sample.projectName, resourceID: sample.resourceID, timestamp: sample.timestamp,
+            messageID: sample.messageID, monotonicTime: sample.monotonicTime)
+        guard case .object(let pairs) = sample.resourceMetadata else {
+            return write(values, metadata: .empty, to: &out)
+        }
+        return write(values, metadata: RenderedMetadata(pairs), to: &out)
+    }
+}
+
+extension RecordWriter {
+    /// Appends `sample`, signed by `encoder`. Returns false when it cannot be written (a NaN or infinite number).
+    @discardableResult
+    public mutating func append(_ sample: Sample, encoder: inout SampleEncoder) -> Bool {
+        append { encoder.write(sample, to: &$0) }
+    }
+}
+
 /// Where samples go: stdout, a file, an AMQP broker.
 public protocol Publisher: Sendable {
-    /// Hands `samples` over; throws when they could not be delivered.
-    func publish(_ samples: [Sample]) async throws
+    /// Hands over `records` (each record's samples make one message); throws when they could not be delivered.
+    func publish(_ records: SampleRecords) async throws
     /// Lets go of connections and files once nothing more will be published.
     func close() async
 }

@@ -1,5 +1,5 @@
 /// Turns meters' readings into wire samples: the domain's resource_metadata (from nova's XML), owner ids,
-/// timestamps, a v1 message_id and the signature.
+/// timestamps, a v1 message_id, and the signature, written as the samples' final bytes.
 public struct SampleStamper: Sendable {
     /// This compute host's name (`instance_host`).
     public let host: String
@@ -14,13 +14,25 @@ public struct SampleStamper: Sendable {
         self.signer = signer
     }
 
-    /// A domain's metadata, built and walked for signing once and reused for all its samples (and by the
-    /// `Poller` for later cycles while `key` stays the same).
+    /// A domain's metadata, built and rendered once and reused for all its samples (and by the `Poller` for later
+    /// cycles while `key` stays the same).
     public struct PreparedDomain: Sendable {
         /// What the metadata was built from: when a snapshot has another key, prepare it again.
         public let key: MetadataKey
-        let metadata: [(String, JSONValue)]
-        let segments: SigningSegments
+        let metadata: RenderedMetadata
+        /// The metadata with a meter's extra keys merged in (`disk_name: vda`), per set of extra keys seen so far:
+        /// device meters repeat the same keys for every meter of a device, cycle after cycle.
+        var merged: [(extra: [(String, JSONValue)], metadata: RenderedMetadata)] = []
+
+        mutating func metadata(with extra: [(String, JSONValue)]) -> RenderedMetadata {
+            if extra.isEmpty { return metadata }
+            if let hit = merged.first(where: { $0.extra.elementsEqual(extra, by: { $0.0 == $1.0 && $0.1 == $1.1 }) }) {
+                return hit.metadata
+            }
+            let new = metadata.merged(with: extra)
+            merged.append((extra, new))
+            return new
+        }
     }
 
     /// The parts of a snapshot that resource_metadata depends on.
@@ -40,48 +52,37 @@ public struct SampleStamper: Sendable {
         }
     }
 
-    /// Builds `domain`'s resource_metadata and walks it for signing.
+    /// Builds and renders `domain`'s resource_metadata.
     public func prepare(_ domain: DomainSnapshot) -> PreparedDomain {
-        let metadata = baseMetadata(domain)
-        return PreparedDomain(key: MetadataKey(domain), metadata: metadata, segments: SigningSegments(metadata))
+        PreparedDomain(key: MetadataKey(domain), metadata: RenderedMetadata(baseMetadata(domain)))
     }
 
-    /// The samples of `meters` for one domain snapshot, all stamped with the same wall-clock time. `prepared` is
-    /// `prepare(now)`, possibly from an earlier cycle.
-    public func samples(_ now: DomainSnapshot, previous: DomainSnapshot?, meters: [any Meter],
-                        prepared: PreparedDomain? = nil, wallNanoseconds: Int64 = Clock.wallNanoseconds()) -> [Sample] {
-        let domain = prepared ?? prepare(now)
+    /// Writes the samples of `meters` for one domain snapshot to `records`, signed by `encoder`, all stamped with
+    /// the same wall-clock time. `prepared` is `prepare(now)`, possibly from an earlier cycle (it keeps what it
+    /// merges). Returns the samples written and those refused (a NaN or infinite volume).
+    @discardableResult
+    public func write(_ now: DomainSnapshot, previous: DomainSnapshot?, meters: [any Meter],
+                      prepared domain: inout PreparedDomain, encoder: inout SampleEncoder,
+                      to records: inout RecordWriter, wallNanoseconds: Int64 = Clock.wallNanoseconds())
+        -> (written: Int, refused: Int) {
         let timestamp = Clock.utcTimestamp(nanoseconds: wallNanoseconds)
-        var samples: [Sample] = []
-        var buffer: [UInt8] = []
+        var written = 0, refused = 0
         for meter in meters {
             for reading in meter.readings(now, previous: previous) {
-                var sample = Sample(
+                let values = SampleValues(
                     source: source, name: meter.name, type: meter.type, unit: meter.unit, volume: reading.volume,
                     userID: now.nova?.userID, projectID: now.nova?.projectID,
                     resourceID: reading.resourceID ?? now.uuid, timestamp: timestamp,
-                    resourceMetadata: .object(Self.merge(domain.metadata, reading.metadata)),
                     messageID: ids.next(wallNanoseconds: wallNanoseconds), monotonicTime: Clock.monotonic())
-                sample.signature = signer.signature(of: sample, metadata: domain.segments,
-                                                    extra: SigningSegments(reading.metadata), buffer: &buffer)
-                samples.append(sample)
+                let rendered = domain.metadata(with: reading.metadata)
+                if records.append({ encoder.write(values, metadata: rendered, to: &$0) }) {
+                    written += 1
+                } else {
+                    refused += 1
+                }
             }
         }
-        return samples
-    }
-
-    /// `base` with each of `extra`'s keys replacing the same key in place, or appended.
-    static func merge(_ base: [(String, JSONValue)], _ extra: [(String, JSONValue)]) -> [(String, JSONValue)] {
-        guard !extra.isEmpty else { return base }
-        var pairs = base
-        for (key, value) in extra {
-            if let index = pairs.firstIndex(where: { $0.0 == key }) {
-                pairs[index].1 = value
-            } else {
-                pairs.append((key, value))
-            }
-        }
-        return pairs
+        return (written, refused)
     }
 
     /// The domain's resource_metadata as ceilometer's libvirt discovery builds it, in ceilometer's key order.

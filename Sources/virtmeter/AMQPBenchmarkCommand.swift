@@ -57,19 +57,20 @@ struct AMQPBenchmarkCommand: AsyncParsableCommand {
             let (snapshots, previous) = try await Self.snapshots(domains: domains)
             let stamper = SampleStamper(host: "bench-host", signer: SampleSigner(secret: Self.secret))
             let meters = MeterRegistry.builtIn.meters
-            let prepared = snapshots.map { stamper.prepare($0) }
+            var prepared = snapshots.map { stamper.prepare($0) }
             let topic = "virtmeter-bench-\(getpid())"
             let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(
                 url: brokerURL, tls: amqp.tls, exchange: amqp.exchange, durableExchange: amqp.exchangeDurable,
-                topic: topic, batchSize: batchSize, heartbeatSeconds: amqp.amqpHeartbeat))
+                topic: topic, heartbeatSeconds: amqp.amqpHeartbeat))
             try await publisher.connect()
-            func round() -> [Sample] {
-                var out: [Sample] = []
+            var encoder = SampleEncoder(signer: stamper.signer)
+            func round() -> SampleRecords {
+                var out = RecordWriter(samplesPerRecord: batchSize)
                 for (index, snapshot) in snapshots.enumerated() {
-                    out += stamper.samples(snapshot, previous: previous[index], meters: meters,
-                                           prepared: prepared[index])
+                    stamper.write(snapshot, previous: previous[index], meters: meters, prepared: &prepared[index],
+                                  encoder: &encoder, to: &out)
                 }
-                return out
+                return out.takeAll()
             }
             // Warm-up round, kept for the Python peer.
             let firstRound = round()
@@ -82,7 +83,7 @@ struct AMQPBenchmarkCommand: AsyncParsableCommand {
                 let batch = round()
                 stampCPU += BenchmarkCommand.cpuSeconds() - stampStart
                 try await publisher.publish(batch)
-                sent += batch.count
+                sent += batch.sampleCount
             }
             let wall = Clock.monotonic() - wallStart, cpu = BenchmarkCommand.cpuSeconds() - cpuStart
             try await publisher.deleteQueue()
@@ -120,26 +121,28 @@ struct AMQPBenchmarkCommand: AsyncParsableCommand {
         return (second, second.map { byUUID[$0.uuid] })
     }
 
-    static func repeated(_ samples: [Sample], count: Int) -> [Sample] {
-        guard !samples.isEmpty else { return [] }
-        return (0..<count).map { samples[$0 % samples.count] }
+    /// `count` JSON lines, taken round after round from `records`' samples.
+    static func repeated(_ records: SampleRecords, count: Int) -> [UInt8] {
+        let dicts = records.sampleDicts
+        guard !dicts.isEmpty else { return [] }
+        var out: [UInt8] = []
+        for index in 0..<count {
+            out += dicts[index % dicts.count]
+            out.append(UInt8(ascii: "\n"))
+        }
+        return out
     }
 
     struct PeerResult {
         var samples: Int, seconds: Double, cpuSeconds: Double
     }
 
-    /// Runs the oslo.messaging peer on `samples` (written to a temporary file, one dict per line). The broker URL
+    /// Runs the oslo.messaging peer on the JSON lines `lines` (written to a temporary file). The broker URL
     /// with its password goes in the environment, never on a command line.
-    private func runPython(_ python: String, url: AMQPURL, samples: [Sample]) throws -> PeerResult {
+    private func runPython(_ python: String, url: AMQPURL, samples lines: [UInt8]) throws -> PeerResult {
         let file = FileManager.default.temporaryDirectory
             .appendingPathComponent("virtmeter-amqp-bench-\(getpid()).jsonl")
-        var text = ""
-        for sample in samples {
-            sample.json.write(to: &text)
-            text += "\n"
-        }
-        try text.write(to: file, atomically: true, encoding: .utf8)
+        try Data(lines).write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: python)

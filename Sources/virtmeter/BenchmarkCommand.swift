@@ -3,21 +3,37 @@ import CLibvirt
 import CLibvirtFloor
 import Foundation
 import Logging
+import Synchronization
 import VirtMeterCore
 import VirtMeterLibvirt
 
-/// `virtmeter benchmark`: the cost of a poll cycle over N test-driver domains, next to the bare libvirt calls.
+/// `virtmeter benchmark`: what the product costs per poll cycle over N test-driver domains, next to the bare libvirt
+/// calls. Every row runs in a process of its own, so its peak RSS is its own: the floor (the inspector's libvirt calls
+/// made bare in C), a poll cycle alone (core and all meters, samples built and signed), and the whole daemon
+/// (`virtmeter run`: poll, spool with the default fsync, publisher with confirms), measured from outside over
+/// steady-state cycles.
 struct BenchmarkCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "benchmark",
-        abstract: "Measure poll cycles over generated test-driver nodes of N domains and print the figures."
+        abstract: "Measure the daemon and poll cycles over generated test-driver nodes of N domains beside the floor."
     )
 
     @Option(help: "Domain counts, comma-separated.")
     var sizes = "100,1000,5000"
 
-    @Option(help: "Measured cycles per size (after one warm-up cycle that reads every domain's XML).")
+    @Option(help: "Measured poll cycles per row (after a warm-up cycle that reads every domain's XML).")
     var cycles = 5
+
+    @Option(help: ArgumentHelp("Broker for the daemon rows (amqp://USER@HOST:PORT/VHOST, password in "
+                               + "VIRTMETER_AMQP_PASSWORD); without it the daemon publishes to a file.",
+                               valueName: "url"))
+    var broker: String?
+
+    @Flag(help: "Skip the daemon rows.")
+    var noDaemon = false
+
+    @Option(help: .hidden)
+    var child: String?
 
     static let disks = ["vda", "vdb"]
     static let interfaces = ["tap0"]
@@ -25,6 +41,7 @@ struct BenchmarkCommand: AsyncParsableCommand {
     func run() async throws {
         bootstrapLogging(.error)
         try await reportingErrors {
+            if let child { return try await runChild(child) }
             let counts = sizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard !counts.isEmpty, counts.allSatisfy({ $0 > 0 }), cycles > 0 else {
                 throw CLIError("--sizes needs positive counts and --cycles a positive number")
@@ -32,56 +49,99 @@ struct BenchmarkCommand: AsyncParsableCommand {
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-bench-\(getpid())")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: directory) }
-            print("poll cycle over N test-driver domains, each with nova metadata, 2 disks, 1 interface; "
-                  + "median of \(cycles)"
-                  + " cycles after a warm-up; CPU = user+system of the whole process; samples signed (HMAC-SHA256)")
-            print("meters: 'core' = the 10 instance meters (cpu ... power.state), "
-                  + "'all' = every meter incl. disk/network")
-            print("domains  meters  floor-wall  floor-cpu  inspect-wall  inspect-cpu  cycle-wall  cycle-cpu  samples"
-                  + "  cpu/sample  peak-rss")
+            print("per poll cycle over N test-driver domains (nova metadata, 2 disks, 1 interface, balloon stats); "
+                  + "each row a process of its own;")
+            print("CPU = user+system of the whole process, every thread (exited ones too); RSS = the process's peak; "
+                  + "samples signed (HMAC-SHA256)")
+            print("rows: floor = the same libvirt calls bare in C; poll core/all = one cycle, 10 core or all meters; "
+                  + "daemon = virtmeter run, every meter: poll, spool (fsync per cycle), "
+                  + (broker == nil ? "file publisher" : "AMQP with confirms"))
+            print("domains  row        wall       cpu   samples  cpu/sample  peak-rss  cpu/floor  rss-floor")
             for count in counts {
-                let file = directory.appendingPathComponent("node-\(count).xml")
-                try Self.nodeXML(domains: count).write(to: file, atomically: true, encoding: .utf8)
-                let floor = try floorTimes(uri: "test://" + file.path, expected: count)
-                for (label, meters) in [("core", InstanceMeters.all), ("all", MeterRegistry.builtIn.meters)] {
-                    try await measure(count: count, uri: "test://" + file.path, label: label, meters: meters,
-                                      floor: floor)
+                let node = directory.appendingPathComponent("node-\(count).xml")
+                try Self.nodeXML(domains: count).write(to: node, atomically: true, encoding: .utf8)
+                let floor = try childRow("floor", node: node)
+                var rows = [("floor", floor)]
+                rows.append(("poll core", try childRow("core", node: node)))
+                rows.append(("poll all", try childRow("all", node: node)))
+                if !noDaemon {
+                    rows.append(("daemon", try daemonRow(node: node, domains: count, directory: directory)))
                 }
+                for (label, row) in rows { print(row.line(domains: count, label: label, floor: floor)) }
             }
         }
     }
 
-    private func measure(count: Int, uri: String, label: String, meters: [any Meter], floor: [(Double, Double)])
-        async throws {
-        let hypervisor = try LibvirtHypervisor(uri: uri)
-        let poller = Poller(hypervisor: hypervisor, meters: meters,
-                            stamper: SampleStamper(host: "bench-host", signer: SampleSigner(secret: "bench secret")),
-                            logger: Logger(label: "virtmeter.bench"))
-        _ = try await poller.cycle()
-        var inspect: [(Double, Double)] = [], whole: [(Double, Double)] = [], samples = 0
-        for _ in 0..<cycles {
-            let (wall, cpu) = try await Self.timed { _ = try await hypervisor.poll() }
-            inspect.append((wall, cpu))
-            let (cycleWall, cycleCPU) = try await Self.timed { samples = try await poller.cycle().samples.count }
-            whole.append((cycleWall, cycleCPU))
+    /// One row's figures.
+    struct Row: Codable {
+        var wallMs: Double
+        var cpuMs: Double
+        var samples: Int
+        var peakRSSMiB: Double
+
+        func line(domains: Int, label: String, floor: Row) -> String {
+            let perSample = samples > 0 ? String(format: "%.2f us", cpuMs * 1000 / Double(samples)) : "-"
+            let columns = [
+                String(domains), label, String(format: "%.1f ms", wallMs), String(format: "%.1f ms", cpuMs),
+                String(samples), perSample, String(format: "%.1f MiB", peakRSSMiB),
+                String(format: "%.1fx", cpuMs / max(floor.cpuMs, 0.001)),
+                String(format: "%+.1f MiB", peakRSSMiB - floor.peakRSSMiB),
+            ]
+            let widths = [7, -9, 9, 9, 9, 11, 9, 10, 10]
+            return zip(columns, widths).map { column, width in
+                let pad = String(repeating: " ", count: max(0, abs(width) - column.count))
+                return width < 0 ? column + pad : pad + column
+            }.joined(separator: "  ")
         }
-        func ms(_ values: [(Double, Double)], _ pick: ((Double, Double)) -> Double) -> String {
-            let sorted = values.map(pick).sorted()
-            return String(format: "%.1f ms", sorted[sorted.count / 2] * 1000)
-        }
-        let perSample = (whole.map(\.1).sorted()[whole.count / 2]) / Double(max(1, samples)) * 1e6
-        let columns = [
-            String(count), label, ms(floor, \.0), ms(floor, \.1), ms(inspect, \.0), ms(inspect, \.1), ms(whole, \.0),
-            ms(whole, \.1), String(samples), String(format: "%.2f us", perSample),
-            String(format: "%.1f MiB", Self.peakRSSMiB()),
-        ]
-        let widths = [7, 6, 10, 9, 12, 11, 10, 9, 7, 10, 9]
-        print(zip(columns, widths).map { String(repeating: " ", count: max(0, $1 - $0.count)) + $0 }
-            .joined(separator: "  "))
     }
 
-    /// The floor: the same libvirt calls, bare, on a connection of its own.
-    private func floorTimes(uri: String, expected: Int) throws -> [(Double, Double)] {
+    // MARK: - Rows measured in a child process
+
+    /// Runs `virtmeter benchmark --child KIND:NODE` and reads its row.
+    private func childRow(_ kind: String, node: URL) throws -> Row {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+        process.arguments = ["benchmark", "--cycles", String(cycles), "--child", kind + ":" + node.path]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0, let row = try? JSONDecoder().decode(Row.self, from: data) else {
+            throw CLIError("benchmark row \(kind) failed (exit \(process.terminationStatus))")
+        }
+        return row
+    }
+
+    private func runChild(_ spec: String) async throws {
+        let parts = spec.split(separator: ":", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { throw CLIError("bad --child") }
+        let uri = "test://" + parts[1]
+        let row: Row
+        switch parts[0] {
+        case "floor": row = try floorRow(uri: uri)
+        case "core": row = try await pollRow(uri: uri, meters: InstanceMeters.all)
+        default: row = try await pollRow(uri: uri, meters: MeterRegistry.builtIn.meters)
+        }
+        FileHandle.standardOutput.write(try JSONEncoder().encode(row))
+    }
+
+    private func pollRow(uri: String, meters: [any Meter]) async throws -> Row {
+        let hypervisor = try LibvirtHypervisor(uri: uri)
+        var poller = Poller(hypervisor: hypervisor, meters: meters,
+                            stamper: SampleStamper(host: "bench-host", signer: SampleSigner(secret: "bench secret")),
+                            logger: Logger(label: "virtmeter.bench"))
+        _ = try await poller.cycle { _ in }
+        var times: [(Double, Double)] = [], samples = 0
+        for _ in 0..<cycles {
+            times.append(try await Self.timed { samples = try await poller.cycle { _ in }.samples })
+        }
+        return Row(wallMs: Self.median(times.map(\.0)) * 1000, cpuMs: Self.median(times.map(\.1)) * 1000,
+                   samples: samples, peakRSSMiB: Self.peakRSSMiB())
+    }
+
+    /// The floor: the same libvirt calls, bare.
+    private func floorRow(uri: String) throws -> Row {
         guard let conn = virConnectOpenReadOnly(uri) else { throw CLIError("floor: cannot open \(uri)") }
         defer { virConnectClose(conn) }
         var times: [(Double, Double)] = []
@@ -93,11 +153,86 @@ struct BenchmarkCommand: AsyncParsableCommand {
             let wall = Clock.monotonic(), cpu = Self.cpuSeconds()
             let read = virtmeter_floor_cycle(conn, &diskPointers, Int32(disks.count), &interfacePointers,
                                              Int32(interfaces.count), &checksum)
-            guard read == expected else { throw CLIError("floor read \(read) domains, expected \(expected)") }
+            guard read >= 0 else { throw CLIError("floor: the libvirt calls failed") }
             times.append((Clock.monotonic() - wall, Self.cpuSeconds() - cpu))
         }
-        return Array(times.dropFirst())
+        times.removeFirst()
+        return Row(wallMs: Self.median(times.map(\.0)) * 1000, cpuMs: Self.median(times.map(\.1)) * 1000,
+                   samples: 0, peakRSSMiB: Self.peakRSSMiB())
     }
+
+    // MARK: - The daemon
+
+    /// Runs `virtmeter run` on the node with every meter and measures, from outside, the CPU it used (from
+    /// /proc/PID/stat: every thread, exited ones too) between the end of its second cycle and the end of `cycles`
+    /// cycles later, and its peak RSS (VmHWM). Each interval holds one cycle's polling and the previous cycle's
+    /// publishing: the whole pipeline in steady state.
+    private func daemonRow(node: URL, domains: Int, directory: URL) throws -> Row {
+        let interval = max(1, Int((Double(domains) / 250).rounded(.up)))
+        let measured = domains <= 100 ? max(cycles, 10) : cycles
+        let state = directory.appendingPathComponent("state-\(domains)")
+        let polling = directory.appendingPathComponent("polling-\(domains).yaml")
+        let config = directory.appendingPathComponent("virtmeter-\(domains).yaml")
+        try "sources:\n  - name: all\n    interval: \(interval)\n    meters: ['*']\n"
+            .write(to: polling, atomically: true, encoding: .utf8)
+        let publisher = broker.map { "  - {type: amqp, url: '\($0)', topic: virtmeter-bench-\(getpid())}\n" }
+            ?? "  - {type: file, path: '\(directory.path)/published-\(domains).jsonl'}\n"
+        try ("libvirt_uri: 'test://\(node.path)'\npolling_file: '\(polling.path)'\nstate_dir: '\(state.path)'\n"
+             + "log_level: debug\nsummary_every_cycles: 0\nspool_cap_mib: 4096\nhost: bench-host\n"
+             + "publishers:\n" + publisher)
+            .write(to: config, atomically: true, encoding: .utf8)
+        let secret = directory.appendingPathComponent("secret")
+        try "bench secret\n".write(to: secret, atomically: true, encoding: .utf8)
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+        process.arguments = ["run", "--config", config.path, "--secret-file", secret.path]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        defer {
+            if process.isRunning { process.terminate() }
+            process.waitUntilExit()
+            try? FileManager.default.removeItem(at: state)
+            try? FileManager.default.removeItem(atPath: "\(directory.path)/published-\(domains).jsonl")
+        }
+        let pid = process.processIdentifier
+        // Marks taken as each "cycle done" line arrives: the daemon's CPU then, and the cycle's samples.
+        let marks = Mutex<[(cpu: Double, samples: Int)]>([])
+        let reader = Thread {
+            var pending = Data()
+            while true {
+                let chunk = errors.fileHandleForReading.availableData
+                if chunk.isEmpty { return }
+                pending += chunk
+                while let newline = pending.firstIndex(of: 0x0A) {
+                    let line = String(decoding: pending[..<newline], as: UTF8.self)
+                    pending = Data(pending[(newline + 1)...])
+                    guard line.contains("cycle done"), let cpu = Self.processCPUSeconds(pid) else { continue }
+                    let samples = line.split(separator: " ").first { $0.hasPrefix("samples=") }
+                        .flatMap { Int($0.dropFirst("samples=".count)) } ?? 0
+                    marks.withLock { $0.append((cpu, samples)) }
+                }
+            }
+        }
+        reader.start()
+        let needed = 2 + measured
+        let deadline = Clock.monotonic() + Double(needed * interval) + 120
+        while marks.withLock({ $0.count }) < needed {
+            guard process.isRunning, Clock.monotonic() < deadline else {
+                throw CLIError("the daemon did not complete \(needed) cycles (see virtmeter run's log)")
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        let rss = Self.peakRSSMiB(pid)
+        let taken = marks.withLock { Array($0.prefix(needed)) }
+        let cpu = (taken[needed - 1].cpu - taken[1].cpu) / Double(measured)
+        let samples = taken[2...].reduce(0) { $0 + $1.samples } / measured
+        return Row(wallMs: Double(interval) * 1000, cpuMs: cpu * 1000, samples: samples, peakRSSMiB: rss)
+    }
+
+    // MARK: - Measuring
 
     static func timed(_ body: () async throws -> Void) async throws -> (Double, Double) {
         let wall = Clock.monotonic(), cpu = cpuSeconds()
@@ -105,7 +240,9 @@ struct BenchmarkCommand: AsyncParsableCommand {
         return (Clock.monotonic() - wall, cpuSeconds() - cpu)
     }
 
-    /// User + system CPU time of the whole process (all threads), in seconds.
+    static func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+    /// User + system CPU time of this process (all threads), in seconds.
     static func cpuSeconds() -> Double {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
@@ -113,11 +250,30 @@ struct BenchmarkCommand: AsyncParsableCommand {
             + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
     }
 
-    /// The process's peak resident set so far (VmHWM), in MiB.
+    /// User + system CPU time of process `pid` (every thread, exited ones included), from /proc/PID/stat.
+    static func processCPUSeconds(_ pid: Int32) -> Double? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")")
+        else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // After the command: state is field 3, utime 14 and stime 15 (1-based over the whole line).
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// This process's peak resident set so far, in MiB.
     static func peakRSSMiB() -> Double {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         return Double(usage.ru_maxrss) / 1024
+    }
+
+    /// Process `pid`'s peak resident set (VmHWM), in MiB.
+    static func peakRSSMiB(_ pid: Int32) -> Double {
+        let text = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let line = text.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }
+        let kib = line.flatMap { Double($0.split(separator: " ", omittingEmptySubsequences: true)[1]) } ?? 0
+        return kib / 1024
     }
 
     /// A test-driver node with `domains` running domains, each with nova metadata, two disks and one interface.

@@ -45,13 +45,12 @@ struct PollCommand: AsyncParsableCommand {
             let stamper = SampleStamper(host: sampling.hostName, signer: try sampling.signer())
             let hypervisor = try LibvirtHypervisor(uri: sampling.uri, readOnly: !sampling.readWrite,
                                                    logger: Logger(label: "virtmeter.libvirt"))
-            let poller = Poller(hypervisor: hypervisor, meters: meters, stamper: stamper,
+            var poller = Poller(hypervisor: hypervisor, meters: meters, stamper: stamper, samplesPerRecord: batchSize,
                                 logger: Logger(label: "virtmeter.poll"))
             let publisher = try await makePublisher()
             for cycle in 0..<count {
                 let started = ContinuousClock.now
-                let result = try await poller.cycle()
-                try await publisher.publish(result.samples)
+                _ = try await poller.cycle { records in try await publisher.publish(records) }
                 if cycle + 1 < count {
                     try await Task.sleep(until: started + .milliseconds(Int64(interval * 1000)))
                 }
@@ -66,8 +65,7 @@ extension PollCommand {
         guard publish != "stdout" else { return JSONLinesPublisher.standardOutput }
         let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(
             url: try amqp.url(publish), tls: amqp.tls, exchange: amqp.exchange, durableExchange: amqp.exchangeDurable,
-            topic: amqp.topic, declareQueue: !noDeclareQueue, batchSize: batchSize,
-            heartbeatSeconds: amqp.amqpHeartbeat), logger: Logger(label: "virtmeter.amqp"))
+            topic: amqp.topic, declareQueue: !noDeclareQueue, heartbeatSeconds: amqp.amqpHeartbeat), logger: Logger(label: "virtmeter.amqp"))
         try await publisher.connect()
         return publisher
     }

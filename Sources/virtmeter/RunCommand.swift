@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import VirtMeterAgent
 import VirtMeterAMQP
 import VirtMeterCore
@@ -88,19 +89,19 @@ struct RunCommand: AsyncParsableCommand {
         let stamper = SampleStamper(host: settings.host, signer: try loadSigner(settings.secretFile))
         var publishers: [any Publisher] = []
         for publisher in settings.publishers {
-            publishers.append(try await makePublisher(publisher, batchSize: settings.batchSize))
+            publishers.append(try await makePublisher(publisher))
         }
         let stats = AgentStats()
         let spool: Spool
         do {
             spool = try Spool(configuration: settings.spool, logger: Logger(label: "virtmeter.spool"))
         } catch {
-            throw CLIError("spool: cannot use \(settings.spool.directory): \(error.localizedDescription)")
+            throw CLIError("spool: \(error)")
         }
         let pollService = PollService(
-            poller: Poller(hypervisor: hypervisor, stamper: stamper, logger: Logger(label: "virtmeter.poll")),
-            polling: polling, loadPolling: loadPolling, spool: spool, stats: stats,
-            summaryEveryCycles: settings.summaryEveryCycles, logger: Logger(label: "virtmeter.poll"))
+            hypervisor: hypervisor, stamper: stamper, samplesPerRecord: settings.batchSize, polling: polling,
+            loadPolling: loadPolling, spool: spool, stats: stats, summaryEveryCycles: settings.summaryEveryCycles,
+            logger: Logger(label: "virtmeter.poll"))
         let publishService = PublishService(
             spool: spool, publishers: publishers, stats: stats,
             backoff: Backoff(initial: settings.retryInitial, maximum: settings.retryMaximum),
@@ -115,22 +116,34 @@ struct RunCommand: AsyncParsableCommand {
             ],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         configuration.maximumGracefulShutdownDuration = .milliseconds(Int64(settings.shutdownTimeout * 1000))
-        configuration.maximumCancellationDuration = .seconds(5)
+        // Never a fatal error on the way out: what cannot be cancelled (a libvirt call, a broker that stopped reading)
+        // is left behind by the backstop below, and what is unconfirmed stays in the spool for the next start.
+        configuration.maximumCancellationDuration = nil
+        let stopped = Atomic(false)
+        let logStopped: @Sendable () -> Void = {
+            guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+            let counters = stats.snapshot, spooled = spool.currentCounters
+            logger.info("virtmeter stopped", metadata: [
+                "cycles": "\(counters.cycles)", "samples_produced": "\(counters.samplesProduced)",
+                "samples_published": "\(counters.samplesPublished)", "samples_lost": "\(spooled.lostSamples)",
+                "spool_records": "\(spooled.pendingRecords)",
+            ])
+        }
+        let backstop = ShutdownBackstop(after: settings.shutdownTimeout + 0.5) {
+            logger.warning("shutdown timeout reached: leaving what is still running; the spool keeps the rest")
+            logStopped()
+        }
         logger.info("virtmeter started", metadata: [
             "libvirt": "\(settings.libvirtURI)", "sources": "\(polling.sources.map(\.name))",
             "publishers": "\(publishers.count)",
         ])
         try await ServiceGroup(configuration: configuration).run()
-        let counters = stats.snapshot
-        logger.info("virtmeter stopped", metadata: [
-            "cycles": "\(counters.cycles)", "samples_produced": "\(counters.samplesProduced)",
-            "samples_published": "\(counters.samplesPublished)", "samples_lost": "\(counters.samplesLost)",
-            "spool_records": "\(spool.currentCounters.pendingRecords)",
-        ])
+        backstop.cancel()
+        logStopped()
     }
 
     /// A publisher from its settings; an AMQP one connects now, so a bad URL or password stops start-up.
-    private func makePublisher(_ settings: PublisherSettings, batchSize: Int) async throws -> any Publisher {
+    private func makePublisher(_ settings: PublisherSettings) async throws -> any Publisher {
         switch settings {
         case .stdout:
             return JSONLinesPublisher.standardOutput
@@ -156,7 +169,7 @@ struct RunCommand: AsyncParsableCommand {
                 tls: AMQPTLSOptions(caFile: amqp.caFile, certFile: amqp.certFile, keyFile: amqp.keyFile,
                                     verifyHostname: amqp.verifyHostname),
                 exchange: amqp.exchange, durableExchange: amqp.exchangeDurable, topic: amqp.topic,
-                declareQueue: amqp.declareQueue, batchSize: batchSize, heartbeatSeconds: amqp.heartbeatSeconds),
+                declareQueue: amqp.declareQueue, heartbeatSeconds: amqp.heartbeatSeconds),
                 logger: Logger(label: "virtmeter.amqp"))
             do {
                 try await publisher.connect()
@@ -169,4 +182,29 @@ struct RunCommand: AsyncParsableCommand {
             return publisher
         }
     }
+}
+
+/// Ends the process with status 0 once `seconds` have passed after SIGTERM or SIGINT, whatever is still stuck: the
+/// graceful shutdown has had its time, and everything unconfirmed is safe in the spool (a `kill -9` loses nothing
+/// either). Listens beside the service group's own signal handling.
+final class ShutdownBackstop {
+    private let sources: [any DispatchSourceSignal]
+
+    init(after seconds: Double, _ last: @escaping @Sendable () -> Void) {
+        let queue = DispatchQueue(label: "virtmeter.shutdown-backstop")
+        sources = [SIGTERM, SIGINT].map { signal in
+            let source = DispatchSource.makeSignalSource(signal: signal, queue: queue)
+            source.setEventHandler {
+                queue.asyncAfter(deadline: .now() + seconds) {
+                    last()
+                    exit(0)
+                }
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    /// The shutdown completed by itself.
+    func cancel() { sources.forEach { $0.cancel() } }
 }

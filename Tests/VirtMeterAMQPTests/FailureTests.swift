@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import VirtMeterAMQP
 import VirtMeterCore
+import VirtMeterTestSupport
 
 /// `rabbitmqctl` on the test broker (its folder comes from scripts/test-amqp).
 func brokerControl(_ arguments: [String], mustSucceed: Bool = true) throws {
@@ -21,17 +22,17 @@ struct ConfirmFailureTests {
                            "--apply-to", "queues"])
         let topic = uniqueName("vmtest-nack")
         let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(
-            url: url, exchange: uniqueName("vmtest-ex"), topic: topic, batchSize: 1))
+            url: url, exchange: uniqueName("vmtest-ex"), topic: topic))
         try await publisher.connect()
         try await Task.sleep(for: .milliseconds(300))  // the policy reaches the new queue
         let samples = try (0..<3).map { _ in try testSample() }
         do {
-            try await publisher.publish(samples)
+            try await publisher.publish(wire(samples, perRecord: 1))
             Issue.record("publish succeeded although the queue rejects all but one message")
         } catch let error as AMQPUnconfirmedError {
-            #expect(error.samples.map(\.messageID) == samples[1...].map(\.messageID))
+            #expect(error.records == [1, 2] && error.samples == 2)
             #expect(error.total == 3)
-            #expect("\(error)".hasPrefix("2 of 3 samples not confirmed"))
+            #expect("\(error)".hasPrefix("2 of 3 messages (2 samples) not confirmed"))
         }
         // The connection is still usable after a nack.
         _ = try? await publisher.deleteQueue()
@@ -48,19 +49,18 @@ struct ConfirmFailureTests {
         let topic = uniqueName("vmtest-lost")
         let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(
             url: url, exchange: uniqueName("vmtest-ex"), topic: topic, heartbeatSeconds: 0))
-        try await publisher.publish([try testSample()])
+        try await publisher.publish(wire([try testSample()]))
         try brokerControl(["close_all_connections", "-p", url.vhost, "virtmeter test"])
         try await Task.sleep(for: .milliseconds(300))
         let samples = try (0..<120).map { _ in try testSample() }
         do {
-            try await publisher.publish(samples)
+            try await publisher.publish(wire(samples))
             Issue.record("publish succeeded on a connection the broker closed")
         } catch let error as AMQPUnconfirmedError {
-            #expect(error.samples.count == 120)
-            #expect(error.samples.map(\.messageID) == samples.map(\.messageID))
+            #expect(error.samples == 120 && error.records == [0, 1, 2])
             #expect("\(error)".contains("not confirmed"))
         }
-        try await publisher.publish(samples)
+        try await publisher.publish(wire(samples))
         await publisher.close()
         let deliveries = try await drain(url, queue: topic + ".sample")
         #expect(deliveries.count == 1 + 3)

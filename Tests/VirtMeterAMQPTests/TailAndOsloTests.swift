@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import VirtMeterAMQP
 import VirtMeterCore
+import VirtMeterTestSupport
 
 @Suite("virtmeter tail and poll --publish")
 struct TailTests {
@@ -34,9 +35,11 @@ struct TailTests {
         let topic = uniqueName("vmtest-sig")
         let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(
             url: url, exchange: uniqueName("vmtest-ex"), topic: topic))
-        let good = try (0..<3).map { _ in try testSample(secret: "the right secret") }
-        let forged = try testSample(secret: "another secret")
-        try await publisher.publish(good + [forged] + good)
+        let good = try (0..<3).map { _ in try testSample() }
+        let forged = try testSample()
+        try await publisher.publish(wire(good, secret: "the right secret"))
+        try await publisher.publish(wire([forged], secret: "another secret"))
+        try await publisher.publish(wire(good, secret: "the right secret"))
         await publisher.close()
         let secret = try temporaryFile("secret", "the right secret\n")
         let tail = try runProgram(amqpVirtmeterBinary, [
@@ -77,14 +80,14 @@ struct TailTests {
         try await publisher.publish(rawBodies: [Array("not an envelope".utf8),
                                                 Array(#"{"oslo.version": "2.0", "oslo.message": "{}"}"#.utf8)])
         let samples = try (0..<2).map { _ in try testSample() }
-        try await publisher.publish(samples)
+        try await publisher.publish(wire(samples))
         await publisher.close()
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         stderr += err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)
         let lines = String(decoding: stdout, as: UTF8.self).split(separator: "\n")
-        #expect(try lines.map { try JSONValue.parse(String($0)) } == samples.map(\.json))
+        #expect(try lines.map { try JSONValue.parse(String($0)) } == samples.map { $0.expectedJSON() })
         let errors = String(decoding: stderr, as: UTF8.self)
         #expect(errors.contains("malformed message: invalid JSON"))
         #expect(errors.contains("malformed message: missing or mistyped field"))
@@ -100,9 +103,9 @@ struct OsloListenerTests {
         let python = try TestBroker.variable("VIRTMETER_TEST_PYTHON")
         let exchange = uniqueName("vmtest-oslo-ex"), topic = uniqueName("vmtest-oslo")
         let secret = "oslo test secret"
-        let samples = try (0..<120).map { _ in try testSample(secret: secret) }
+        let samples = try (0..<120).map { _ in try testSample() }
         let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(url: url, exchange: exchange, topic: topic))
-        try await publisher.publish(samples)
+        try await publisher.publish(wire(samples, secret: secret))
         await publisher.close()
         let result = try runProgram(python, [amqpRepositoryRoot.appendingPathComponent("scripts/oslo-listener-check.py").path],
                                     environment: [

@@ -4,6 +4,7 @@ import ServiceLifecycle
 import Synchronization
 import Testing
 import VirtMeterCore
+import VirtMeterTestSupport
 @testable import VirtMeterAgent
 
 @Suite("schedules")
@@ -61,8 +62,9 @@ final class SlowPublisher: Publisher {
     let delay: Double
     let received = Mutex<[Sample]>([])
     init(delay: Double) { self.delay = delay }
-    func publish(_ samples: [Sample]) async throws {
+    func publish(_ records: SampleRecords) async throws {
         try await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
+        let samples = try records.decodedSamples()
         received.withLock { $0 += samples }
     }
 }
@@ -83,10 +85,9 @@ struct PollServiceTests {
             PollingSource(name: "s", interval: interval, selector: try MeterSelector(["cpu", "vcpus"])),
         ], warnings: [])
         let poll = PollService(
-            poller: Poller(hypervisor: hypervisor, stamper: SampleStamper(host: "h", signer: SampleSigner(secret: "")),
-                           logger: logger),
-            polling: polling, loadPolling: { polling }, spool: spool, stats: stats, summaryEveryCycles: 0,
-            logger: logger)
+            hypervisor: hypervisor, stamper: SampleStamper(host: "h", signer: SampleSigner(secret: "")),
+            samplesPerRecord: 50, polling: polling, loadPolling: { polling }, spool: spool, stats: stats,
+            summaryEveryCycles: 0, logger: logger)
         let publish = PublishService(spool: spool, publishers: [publisher], stats: stats, logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [
             .init(service: publish, successTerminationBehavior: .gracefullyShutdownGroup),
@@ -116,7 +117,7 @@ struct PollServiceTests {
         // Shutdown drained the queue: every sample produced reached the publisher.
         #expect(counters.samplesProduced == reads.count * 2)
         #expect(publisher.received.withLock { $0.count } == counters.samplesProduced)
-        #expect(counters.samplesLost == 0 && counters.publishFailures == 0)
+        #expect(counters.samplesRefused == 0 && counters.publishFailures == 0)
     }
 
     @Test("a read longer than the interval makes the next cycle start late, never two at once")

@@ -2,30 +2,52 @@ import Foundation
 import Logging
 import Testing
 import VirtMeterCore
+import VirtMeterTestSupport
 @testable import VirtMeterAgent
 
 /// Samples with distinct message ids and volumes, as a cycle makes them.
 func makeSamples(_ count: Int, from start: Int = 0) -> [Sample] {
     (start..<start + count).map { i in
-        var sample = Sample(source: "openstack", name: "cpu", type: .cumulative, unit: "ns", volume: .int(Int64(i)),
-                            userID: "u", projectID: "p", resourceID: "r-\(i)", timestamp: "2026-11-27T00:00:00.000000",
-                            resourceMetadata: .object([("display_name", .string("vm")), ("cpu_number", .int(2))]),
-                            messageID: "id-\(i)", monotonicTime: Double(i) + 0.25)
-        sample.sign(with: SampleSigner(secret: "s"))
-        return sample
+        Sample(source: "openstack", name: "cpu", type: .cumulative, unit: "ns", volume: .int(Int64(i)),
+               userID: "u", projectID: "p", resourceID: "r-\(i)", timestamp: "2026-11-27T00:00:00.000000",
+               resourceMetadata: .object([("display_name", .string("vm")), ("cpu_number", .int(2))]),
+               messageID: "id-\(i)", monotonicTime: Double(i) + 0.25)
     }
 }
 
-func openSpool(_ directory: URL, capBytes: Int = 256 << 20, perRecord: Int = 10) throws -> Spool {
-    try Spool(configuration: SpoolConfiguration(directory: directory.path, capBytes: capBytes, samplesPerRecord: perRecord),
-              logger: Logger(label: "test"))
+/// Samples made into records of `perRecord`, signed with the secret "s".
+func makeRecords(_ count: Int, from start: Int = 0, perRecord: Int = 10) -> SampleRecords {
+    encodedRecords(makeSamples(count, from: start), signer: SampleSigner(secret: "s"), perRecord: perRecord)
+}
+
+/// Opens the spool in `directory`. A spool dropped just before may still hold the directory's lock for a moment (its
+/// queue releases it after the last call returned), so a lock held by this very process is waited for, briefly.
+func openSpool(_ directory: URL, capBytes: Int = 256 << 20) throws -> Spool {
+    let configuration = SpoolConfiguration(directory: directory.path, capBytes: capBytes)
+    for _ in 0..<100 {
+        do {
+            return try Spool(configuration: configuration, logger: Logger(label: "test"))
+        } catch {
+            guard case .locked(_, let holder) = error, holder == String(getpid()) else { throw error }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+    }
+    return try Spool(configuration: configuration, logger: Logger(label: "test"))
+}
+
+extension Spool {
+    /// Writes and commits records, as one poll cycle does.
+    func append(_ records: SampleRecords) async {
+        await write(records)
+        await commit()
+    }
 }
 
 /// Reads and acknowledges everything the spool has, in order.
-func drainSpool(_ spool: Spool) async -> [Sample] {
+func drainSpool(_ spool: Spool) async throws -> [Sample] {
     var samples: [Sample] = []
-    while spool.hasUnread, let batch = await spool.next(maxRecords: 7) {
-        samples += batch.samples
+    while spool.currentCounters.pendingRecords > 0, let batch = await spool.next(maxRecords: 7) {
+        samples += try batch.records.decodedSamples()
         await spool.acknowledge(batch)
     }
     return samples
@@ -39,13 +61,14 @@ struct SpoolTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let spool = try openSpool(directory)
         let samples = makeSamples(95)
-        try await spool.append(Array(samples[0..<40]))
-        try await spool.append(Array(samples[40...]))
+        await spool.append(makeRecords(40))
+        await spool.append(makeRecords(55, from: 40))
         #expect(spool.currentCounters.pendingRecords == 10)   // 4 + 6 records of at most 10 samples
-        let out = await drainSpool(spool)
+        let out = try await drainSpool(spool)
         #expect(out.map(\.messageID) == samples.map(\.messageID))
-        #expect(zip(out, samples).allSatisfy { $0.json == $1.json })
-        #expect(out.allSatisfy { SampleSigner(secret: "s").verify($0.json) })
+        let signer = SampleSigner(secret: "s")
+        #expect(zip(out, samples).allSatisfy { $0.oracleJSON == $1.oracleSigned(with: signer).oracleJSON })
+        #expect(out.allSatisfy { signer.verify($0.oracleJSON) })
         #expect(spool.currentCounters.pendingRecords == 0)
     }
 
@@ -55,17 +78,19 @@ struct SpoolTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         do {
             let spool = try openSpool(directory)
-            try await spool.append(makeSamples(30))
+            await spool.append(makeRecords(30))
             let first = try #require(await spool.next(maxRecords: 1))
             await spool.acknowledge(first)                      // 10 delivered
             _ = await spool.next(maxRecords: 1)                 // 10 handed out, never acknowledged: "in flight"
         }   // the process dies here
-        let reopened = try openSpool(directory)
-        #expect(reopened.currentCounters.pendingRecords == 2)
-        try await reopened.append(makeSamples(5, from: 100))
-        let out = await drainSpool(reopened)
-        #expect(out.map(\.messageID) == (10..<30).map { "id-\($0)" } + (100..<105).map { "id-\($0)" })
-        // Nothing is left once everything is acknowledged, even across another restart.
+        do {
+            let reopened = try openSpool(directory)
+            #expect(reopened.currentCounters.pendingRecords == 2)
+            await reopened.append(makeRecords(5, from: 100))
+            let out = try await drainSpool(reopened)
+            #expect(out.map(\.messageID) == (10..<30).map { "id-\($0)" } + (100..<105).map { "id-\($0)" })
+            // Nothing is left once everything is acknowledged, even across another restart.
+        }
         #expect(try openSpool(directory).currentCounters.pendingRecords == 0)
     }
 
@@ -74,11 +99,11 @@ struct SpoolTests {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let spool = try openSpool(directory, capBytes: 256 << 10)   // segments of 64 KiB
-        for cycle in 0..<100 { try await spool.append(makeSamples(10, from: cycle * 10)) }   // about 400 KiB
+        for cycle in 0..<100 { await spool.append(makeRecords(10, from: cycle * 10)) }   // about 400 KiB
         let counters = spool.currentCounters
         #expect(counters.droppedRecords > 0 && counters.droppedSamples == counters.droppedRecords * 10)
         #expect(counters.pendingBytes <= 256 << 10)
-        let out = await drainSpool(spool)
+        let out = try await drainSpool(spool)
         #expect(out.count + counters.droppedSamples == 1000)
         #expect(out.last?.messageID == "id-999")
         #expect(out.map(\.messageID) == (1000 - out.count..<1000).map { "id-\($0)" })
@@ -90,7 +115,7 @@ struct SpoolTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         do {
             let spool = try openSpool(directory)
-            for cycle in 0..<5 { try await spool.append(makeSamples(10, from: cycle * 10)) }
+            for cycle in 0..<5 { await spool.append(makeRecords(10, from: cycle * 10)) }
         }
         let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: directory.path)
             .filter { $0.hasSuffix(".seg") }.sorted().first)
@@ -104,7 +129,7 @@ struct SpoolTests {
         try Data(bytes).write(to: file)
 
         let reopened = try openSpool(directory)
-        let out = await drainSpool(reopened)
+        let out = try await drainSpool(reopened)
         #expect(out.map(\.messageID) == ((0..<10).map { "id-\($0)" } + (20..<40).map { "id-\($0)" }))
         #expect(reopened.currentCounters.corruptRecords == 2)
     }
@@ -116,9 +141,65 @@ struct SpoolTests {
         let spool = try openSpool(directory)
         async let waited = spool.next(maxRecords: 10)
         try await Task.sleep(for: .milliseconds(100))
-        try await spool.append(makeSamples(3))
-        #expect(await waited?.samples.count == 3)
+        await spool.append(makeRecords(3))
+        #expect(await waited?.records.sampleCount == 3)
         spool.finish()
         #expect(await spool.next(maxRecords: 10) == nil)
+    }
+
+    @Test("one agent per state directory: a second spool on it is refused, naming the directory and the holder")
+    func lock() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let first = try openSpool(directory)
+        await first.append(makeRecords(10))
+        #expect {
+            _ = try Spool(configuration: SpoolConfiguration(directory: directory.path), logger: Logger(label: "test"))
+        } throws: { error in
+            "\(error)" == "\(directory.path) is in use by another virtmeter (pid \(getpid())); one agent per state "
+                + "directory"
+        }
+        // The first one is unharmed.
+        #expect(try await drainSpool(first).count == 10)
+    }
+
+    @Test("delivered records give their space back at once, not when a segment rolls over")
+    func spaceReturned() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let spool = try openSpool(directory)
+        func segmentBytes() throws -> Int {
+            try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".seg") }
+                .reduce(0) { total, name in
+                    let size = try FileManager.default.attributesOfItem(
+                        atPath: directory.appendingPathComponent(name).path)[.size] as? Int
+                    return total + (size ?? 0)
+                }
+        }
+        await spool.append(makeRecords(30))
+        #expect(try segmentBytes() > 0)
+        _ = try await drainSpool(spool)
+        #expect(try segmentBytes() == 0)
+        // And writing goes on after that, in order.
+        await spool.append(makeRecords(5, from: 50))
+        #expect(try await drainSpool(spool).map(\.messageID) == (50..<55).map { "id-\($0)" })
+    }
+
+    @Test("the spool is private whatever the umask: directory 0700, files 0600")
+    func privateFiles() async throws {
+        let parent = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: parent) }
+        let directory = parent.appendingPathComponent("spool")
+        let old = umask(0o022)
+        defer { umask(old) }
+        let spool = try openSpool(directory)
+        await spool.append(makeRecords(3))
+        func mode(_ path: String) throws -> Int {
+            try #require(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+        }
+        #expect(try mode(directory.path) == 0o700)
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        #expect(files.contains("lock") && files.contains("head") && files.contains { $0.hasSuffix(".seg") })
+        for file in files { #expect(try mode(directory.appendingPathComponent(file).path) == 0o600, "\(file)") }
     }
 }

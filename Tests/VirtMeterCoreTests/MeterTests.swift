@@ -1,15 +1,30 @@
 import Logging
 import Testing
+import VirtMeterTestSupport
 @testable import VirtMeterCore
 
-/// Runs the given meters over scripted polls through the real Poller and returns each cycle's samples.
+/// Runs the given meters over scripted polls through the real Poller and returns each cycle's sample dicts exactly
+/// as written (the bytes parsed back, in their key order).
+func runDicts(_ meters: [any Meter], _ polls: [[DomainSnapshot]], logger: Logger = Logger(label: "test"),
+              secret: String = "", perRecord: Int = 50) async throws -> [[JSONValue]] {
+    var poller = Poller(hypervisor: FakeHypervisor(polls), meters: meters,
+                        stamper: SampleStamper(host: "compute-1", signer: SampleSigner(secret: secret)),
+                        samplesPerRecord: perRecord, logger: logger)
+    var cycles: [[JSONValue]] = []
+    for _ in polls {
+        var dicts: [JSONValue] = []
+        _ = try await poller.cycle { records in dicts += try records.decodedDicts() }
+        cycles.append(dicts)
+    }
+    return cycles
+}
+
+/// Runs the given meters over scripted polls through the real Poller and returns each cycle's samples, read back.
 func run(_ meters: [any Meter], _ polls: [[DomainSnapshot]], logger: Logger = Logger(label: "test"),
          secret: String = "") async throws -> [[Sample]] {
-    let poller = Poller(hypervisor: FakeHypervisor(polls), meters: meters,
-                        stamper: SampleStamper(host: "compute-1", signer: SampleSigner(secret: secret)), logger: logger)
-    var cycles: [[Sample]] = []
-    for _ in polls { cycles.append(try await poller.cycle().samples) }
-    return cycles
+    try await runDicts(meters, polls, logger: logger, secret: secret).map { dicts in
+        try dicts.map { try #require(Sample(json: $0)) }
+    }
 }
 
 @Suite("cpu and cpu_util")

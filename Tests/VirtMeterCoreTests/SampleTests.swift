@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VirtMeterTestSupport
 @testable import VirtMeterCore
 
 @Suite("samples on the wire")
@@ -13,8 +14,8 @@ struct SampleTests {
         var domain = snapshot(nova: Self.nova)
         domain.architecture = "x86_64"
         domain.osType = "hvm"
-        let cycles = try await run([CPUMeter()], [[domain]], secret: "change this for valid signing")
-        let json = try #require(cycles[0].first).json
+        let cycles = try await runDicts([CPUMeter()], [[domain]], secret: "change this for valid signing")
+        let json = try #require(cycles[0].first)
         guard case .object(let pairs) = json else { Issue.record("not an object"); return }
         #expect(pairs.map(\.0) == [
             "source", "counter_name", "counter_type", "counter_unit", "counter_volume", "user_id", "user_name",
@@ -84,11 +85,12 @@ struct SampleTests {
         #expect(throws: JSONParseError.self) { try JSONValue.parse(String(repeating: "[", count: 100_000)) }
     }
 
-    @Test("Sample(json:) reads back what Sample.json wrote")
+    @Test("Sample(json:) reads back every key the encoder wrote")
     func decode() async throws {
-        let cycles = try await run([CPUMeter()], [[snapshot(cpu: 77, nova: Self.nova)]], secret: "x")
-        let original = try #require(cycles[0].first)
-        let decoded = try #require(Sample(json: try JSONValue.parse(original.json.jsonText)))
-        #expect(decoded.json == original.json)
+        let dicts = try await runDicts([CPUMeter()], [[snapshot(cpu: 77, nova: Self.nova)]], secret: "x")
+        let written = try #require(dicts[0].first)
+        let decoded = try #require(Sample(json: written))
+        #expect(decoded.oracleJSON == written)
+        #expect(decoded.volume == .int(77) && decoded.name == "cpu" && decoded.userID == "u1")
     }
 }

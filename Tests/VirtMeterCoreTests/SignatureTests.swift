@@ -1,4 +1,5 @@
 import Testing
+import VirtMeterTestSupport
 @testable import VirtMeterCore
 
 @Suite("message_signature against ceilometer's own vectors")
@@ -47,17 +48,17 @@ struct SignatureTests {
     }
 
     @Test("a signed sample verifies, and fails once a value changes")
-    func verifyDetectsTampering() {
+    func verifyDetectsTampering() throws {
         let signer = SampleSigner(secret: "s3cret")
-        var sample = Sample(source: "openstack", name: "cpu", type: .cumulative, unit: "ns", volume: .int(5),
+        let sample = Sample(source: "openstack", name: "cpu", type: .cumulative, unit: "ns", volume: .int(5),
                             userID: "u", projectID: "p", resourceID: "r", timestamp: "2026-01-01T00:00:00.000000",
                             resourceMetadata: .object([("display_name", .string("vm"))]), messageID: "m",
                             monotonicTime: 1.5)
-        sample.sign(with: signer)
-        #expect(signer.verify(sample.json))
-        #expect(!SampleSigner(secret: "other").verify(sample.json))
-        sample.volume = .int(6)
-        #expect(!signer.verify(sample.json))
+        var signed = try #require(try encodedRecords([sample], signer: signer).decodedSamples().first)
+        #expect(signer.verify(signed.oracleJSON))
+        #expect(!SampleSigner(secret: "other").verify(signed.oracleJSON))
+        signed.volume = .int(6)
+        #expect(!signer.verify(signed.oracleJSON))
     }
 
     @Test("the samples ceilometer sent on the bus verify with its secret")
@@ -128,13 +129,13 @@ struct FastSignatureTests {
         nic.rxBytes = 3
         domain.interfaces = [nic]
         let signer = SampleSigner(secret: "change this for valid signing")
-        let cycles = try await run(MeterRegistry.builtIn.meters, [[domain], [domain]],
-                                   secret: "change this for valid signing")
-        let samples = cycles.flatMap { $0 }
-        #expect(samples.count > 15)
-        for sample in samples {
-            #expect(sample.signature == signer.signature(of: .object(sample.json.objectPairsWithoutSignature)),
-                    "\(sample.name)")
+        let cycles = try await runDicts(MeterRegistry.builtIn.meters, [[domain], [domain]],
+                                        secret: "change this for valid signing")
+        let dicts = cycles.flatMap { $0 }
+        #expect(dicts.count > 15)
+        for dict in dicts {
+            #expect(dict["message_signature"]?.stringValue == signer.signature(of: .object(dict.objectPairsWithoutSignature)),
+                    "\(dict["counter_name"]?.stringValue ?? "?")")
         }
     }
 

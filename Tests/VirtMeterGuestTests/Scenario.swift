@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 import VirtMeterCore
 import VirtMeterLibvirt
+import VirtMeterTestSupport
 
 /// The snapshots of the last poll, kept beside the samples the Poller builds from them.
 final class RecordingHypervisor: Hypervisor {
@@ -129,7 +130,7 @@ actor Scenario {
             CapturingLogHandler(store: store)
         })
         let hypervisor = RecordingHypervisor(libvirt)
-        let poller = Poller(hypervisor: hypervisor, meters: MeterRegistry.builtIn.meters,
+        var poller = Poller(hypervisor: hypervisor, meters: MeterRegistry.builtIn.meters,
                             stamper: SampleStamper(host: "guest-tests", signer: SampleSigner(secret: "")),
                             logger: logger)
         var cycles: [CycleRecord] = []
@@ -138,7 +139,8 @@ actor Scenario {
 
         func cycle(_ phase: CycleRecord.Phase, watching: [String]) async throws {
             let began = ContinuousClock.now
-            let result = try await poller.cycle()
+            var samples: [Sample] = []
+            _ = try await poller.cycle { records in samples += try records.decodedSamples() }
             let at = Clock.monotonic()
             let snapshots = hypervisor.last.withLock { $0 }
             let counters = libvirt.lastCounters
@@ -149,7 +151,7 @@ actor Scenario {
                 nameOf[snapshot.uuid] = snapshot.name
             }
             var values: [String: [String: Double]] = [:]
-            for sample in result.samples {
+            for sample in samples {
                 guard let name = nameOf[sample.resourceID] else { continue }
                 values[name, default: [:]][sample.name] = sample.volume.doubleValue
             }
@@ -175,7 +177,7 @@ actor Scenario {
             }
             let vcpu = phase == .steady ? await vcpuClocks() : [:]
             cycles.append(CycleRecord(index: cycles.count, phase: phase, at: at, snapshots: byName, values: values,
-                                      samples: result.samples, counters: counters, hostRSSKiB: rss,
+                                      samples: samples, counters: counters, hostRSSKiB: rss,
                                       virshCPUTime: virshCPU, guestMemory: memory, events: events, vcpu: vcpu))
             try await Task.sleep(until: began + .milliseconds(Int64(interval * 1000)))
         }
