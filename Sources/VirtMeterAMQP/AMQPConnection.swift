@@ -206,6 +206,10 @@ final class AMQPConnection {
     enum Event {
         case ack(tag: UInt64, multiple: Bool)
         case nack(tag: UInt64, multiple: Bool)
+        /// The broker stopped taking messages (a memory or disk alarm), and why.
+        case blocked(reason: String)
+        /// The broker takes messages again.
+        case unblocked
         /// Nothing arrived before the timeout.
         case timeout
         /// Another frame (a heartbeat, a returned message): nothing to act on.
@@ -234,6 +238,13 @@ final class AMQPConnection {
         case virtmeter_amqp_basic_nack:
             let nack = method.decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
             return .nack(tag: nack.delivery_tag, multiple: nack.multiple != 0)
+        case virtmeter_amqp_connection_blocked:
+            let blocked = method.decoded.assumingMemoryBound(to: amqp_connection_blocked_t.self).pointee
+            return .blocked(reason: String(decoding: UnsafeRawBufferPointer(start: blocked.reason.bytes,
+                                                                              count: blocked.reason.len),
+                                           as: UTF8.self))
+        case virtmeter_amqp_connection_unblocked:
+            return .unblocked
         case virtmeter_amqp_channel_close, virtmeter_amqp_connection_close:
             throw closed(by: method, operation: "wait for the broker on \(url.endpoint)")
         default:
@@ -278,7 +289,7 @@ final class AMQPConnection {
            reply.library_error == AMQP_STATUS_UNEXPECTED_STATE.rawValue {
             // A frame other than a delivery is waiting: read it, and see whether the broker is closing.
             switch try nextEvent(timeoutSeconds: 0) {
-            case .ack, .nack, .timeout, .other: return nil
+            case .ack, .nack, .blocked, .unblocked, .timeout, .other: return nil
             }
         }
         try check(reply, "consume from \(url.endpoint)")

@@ -1,5 +1,6 @@
 import CRabbitMQ
 import Dispatch
+import Foundation
 import Logging
 import VirtMeterCore
 
@@ -146,6 +147,8 @@ final class PublisherLink: @unchecked Sendable {
     private var timer: DispatchSourceTimer?
     /// The publish calls in flight (concurrent calls share the connection, so confirms go to all of them).
     private var runs: [PublishRun] = []
+    /// Since when the broker has blocked this connection (its memory or disk alarm), if it has.
+    private var blockedSince: Double?
     private let exchange: OwnedBytes
     private let routingKey: OwnedBytes
     private let contentType = OwnedBytes("application/json")
@@ -251,11 +254,14 @@ final class PublisherLink: @unchecked Sendable {
     }
 
     /// Waits until every message of `run` is acked or nacked; the confirms of other runs in flight are recorded on
-    /// the way. A lost connection or a timeout fails every run's outstanding messages.
+    /// the way. A lost connection or a timeout fails every run's outstanding messages. While the broker blocks the
+    /// connection no timeout runs: a new connection would only be blocked too, and left behind on the broker.
     private func wait(for run: PublishRun, on connection: AMQPConnection) {
-        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(configuration.timeoutSeconds * 1e9)
+        let timeout = UInt64(configuration.timeoutSeconds * 1e9)
+        var deadline = DispatchTime.now().uptimeNanoseconds + timeout
         while run.window.outstandingCount > 0 {
             let now = DispatchTime.now().uptimeNanoseconds
+            if blockedSince != nil { deadline = now + timeout }
             guard now < deadline else {
                 fail(AMQPError(operation: "wait for publisher confirms",
                                message: "no confirm within \(configuration.timeoutSeconds) s"))
@@ -270,18 +276,31 @@ final class PublisherLink: @unchecked Sendable {
         }
     }
 
-    /// Gives an ack or nack to every run in flight (each takes the tags that are its own).
+    /// Gives an ack or nack to every run in flight (each takes the tags that are its own); notes the broker blocking
+    /// and unblocking the connection, logged once each way.
     private func record(_ event: AMQPConnection.Event) {
         switch event {
         case .ack(let tag, let multiple): runs.forEach { $0.window.confirm(tag: tag, multiple: multiple, ok: true) }
         case .nack(let tag, let multiple): runs.forEach { $0.window.confirm(tag: tag, multiple: multiple, ok: false) }
+        case .blocked(let reason):
+            guard blockedSince == nil else { return }
+            blockedSince = Clock.monotonic()
+            logger.warning("the broker blocks publishing: samples wait in the spool until it takes them again",
+                           metadata: ["virtmeter.amqp.reason": "\(reason)"])
+        case .unblocked:
+            guard let since = blockedSince else { return }
+            blockedSince = nil
+            logger.notice("the broker takes samples again", metadata: [
+                "virtmeter.amqp.blocked_seconds": "\(String(format: "%.1f", Clock.monotonic() - since))",
+            ])
         case .timeout, .other: break
         }
     }
 
     /// The connection is unusable: every run in flight fails its outstanding messages, and the next publish
-    /// reconnects.
+    /// reconnects (a new connection starts unblocked).
     private func fail(_ error: AMQPError) {
+        blockedSince = nil
         for run in runs {
             run.window.failAll()
             if run.failure == nil { run.failure = error }

@@ -182,6 +182,8 @@ public final class Spool: @unchecked Sendable {
         recount()
         // New records always go to a new segment (opened at the first write): never after bytes a crash cut short.
         writerBroken = true
+        // The head file gets its block now, so that a full disk can never keep it from being updated.
+        saveHead()
         if counters.withLock({ $0.pendingRecords }) > 0 {
             logger.info("spool recovered: delivering what a previous run left first", metadata: [
                 "virtmeter.spool.records": "\(counters.withLock { $0.pendingRecords })",

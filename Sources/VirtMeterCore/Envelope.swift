@@ -97,9 +97,11 @@ public struct NotificationEnvelope: Sendable, Equatable {
                 guard byte == 0x22 || byte == 0x5C || byte == 0x0A else { continue }
                 out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<index]))
                 if byte == 0x0A {
-                    out += [UInt8(ascii: ","), UInt8(ascii: " ")]
+                    out.append(UInt8(ascii: ","))
+                    out.append(UInt8(ascii: " "))
                 } else {
-                    out += [UInt8(ascii: "\\"), byte]
+                    out.append(UInt8(ascii: "\\"))
+                    out.append(byte)
                 }
                 start = index + 1
             }

@@ -221,15 +221,19 @@ public struct SampleEncoder: Sendable {
     public mutating func write(_ values: SampleValues, metadata: RenderedMetadata, to out: inout [UInt8]) -> Bool {
         guard values.isWritable else { return false }
         let signature = sign(values, metadata: metadata)
+        let prefixes = SampleField.keyPrefixes
         out.append(UInt8(ascii: "{"))
         for field in SampleField.wireOrder {
-            if field != .source { out += [UInt8(ascii: ","), UInt8(ascii: " ")] }
-            out += SampleField.keyPrefixes[field.rawValue]
+            if field != .source {
+                out.append(UInt8(ascii: ","))
+                out.append(UInt8(ascii: " "))
+            }
+            out.append(contentsOf: prefixes[field.rawValue])
             switch field == .messageSignature ? .string(signature) : values.value(of: field) {
             case .string(let text): JSONBytes.string(text, to: &out)
-            case .null: out += Array("null".utf8)
-            case .number(let text): out += text.utf8
-            case .metadata: out += metadata.json
+            case .null: out.append(contentsOf: "null".utf8)
+            case .number(let text): out.append(contentsOf: text.utf8)
+            case .metadata: out.append(contentsOf: metadata.json)
             }
         }
         out.append(UInt8(ascii: "}"))
@@ -238,20 +242,21 @@ public struct SampleEncoder: Sendable {
 
     private mutating func sign(_ values: SampleValues, metadata: RenderedMetadata) -> String {
         guard signer.isSigning else { return "" }
+        let keys = SampleField.signingKeys
         signingInput.removeAll(keepingCapacity: true)
         for field in SampleField.signingOrder {
             switch values.value(of: field) {
             case .string(let text):
-                signingInput += SampleField.signingKeys[field.rawValue]
-                signingInput += text.utf8
+                signingInput.append(contentsOf: keys[field.rawValue])
+                signingInput.append(contentsOf: text.utf8)
             case .null:
-                signingInput += SampleField.signingKeys[field.rawValue]
-                signingInput += "None".utf8
+                signingInput.append(contentsOf: keys[field.rawValue])
+                signingInput.append(contentsOf: "None".utf8)
             case .number(let text):
-                signingInput += SampleField.signingKeys[field.rawValue]
-                signingInput += text.utf8
+                signingInput.append(contentsOf: keys[field.rawValue])
+                signingInput.append(contentsOf: text.utf8)
             case .metadata:
-                signingInput += metadata.signing
+                signingInput.append(contentsOf: metadata.signing)
             }
         }
         return signer.signature(ofInput: signingInput)
@@ -264,26 +269,33 @@ enum JSONBytes {
     /// decodes to the same string as Python's `\uXXXX` escapes).
     static func string(_ text: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        var text = text
-        text.withUTF8 { bytes in
-            var start = 0
-            for (index, byte) in bytes.enumerated() where byte < 0x20 || byte == 0x22 || byte == 0x5C {
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<index]))
-                start = index + 1
-                out.append(UInt8(ascii: "\\"))
-                switch byte {
-                case 0x22, 0x5C: out.append(byte)
-                case 0x0A: out.append(UInt8(ascii: "n"))
-                case 0x0D: out.append(UInt8(ascii: "r"))
-                case 0x09: out.append(UInt8(ascii: "t"))
-                default:
-                    let digits = Array("0123456789abcdef".utf8)
-                    out += [UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), digits[Int(byte >> 4)],
-                            digits[Int(byte & 0xF)]]
-                }
-            }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...]))
+        if text.utf8.withContiguousStorageIfAvailable({ content($0, to: &out) }) == nil {
+            content(Array(text.utf8), to: &out)
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    private static func content<Bytes: RandomAccessCollection<UInt8>>(_ bytes: Bytes, to out: inout [UInt8])
+        where Bytes.Index == Int {
+        var start = bytes.startIndex
+        for index in bytes.indices {
+            let byte = bytes[index]
+            guard byte < 0x20 || byte == 0x22 || byte == 0x5C else { continue }
+            out.append(contentsOf: bytes[start..<index])
+            start = index + 1
+            out.append(UInt8(ascii: "\\"))
+            switch byte {
+            case 0x22, 0x5C: out.append(byte)
+            case 0x0A: out.append(UInt8(ascii: "n"))
+            case 0x0D: out.append(UInt8(ascii: "r"))
+            case 0x09: out.append(UInt8(ascii: "t"))
+            default:
+                let digits: StaticString = "0123456789abcdef"
+                out.append(contentsOf: "u00".utf8)
+                out.append(digits.utf8Start[Int(byte >> 4)])
+                out.append(digits.utf8Start[Int(byte & 0xF)])
+            }
+        }
+        out.append(contentsOf: bytes[start...])
     }
 }

@@ -106,22 +106,9 @@ struct RunCommand: AsyncParsableCommand {
             spool: spool, publishers: publishers, stats: stats,
             backoff: Backoff(initial: settings.retryInitial, maximum: settings.retryMaximum),
             logger: Logger(label: "virtmeter.publish"))
-        // Graceful shutdown runs in reverse order: the reload listener, then polling (finishing its cycle and the
-        // queue), then publishing (draining the queue and closing the publishers).
-        var configuration = ServiceGroupConfiguration(
-            services: [
-                .init(service: publishService, successTerminationBehavior: .gracefullyShutdownGroup),
-                .init(service: pollService, successTerminationBehavior: .gracefullyShutdownGroup),
-                .init(service: ReloadOnHangup(pollService), successTerminationBehavior: .ignore),
-            ],
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        configuration.maximumGracefulShutdownDuration = .milliseconds(Int64(settings.shutdownTimeout * 1000))
-        // Never a fatal error on the way out: what cannot be cancelled (a libvirt call, a broker that stopped reading)
-        // is left behind by the backstop below, and what is unconfirmed stays in the spool for the next start.
-        configuration.maximumCancellationDuration = nil
-        let stopped = Atomic(false)
+        let stopped = Once()
         let logStopped: @Sendable () -> Void = {
-            guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+            guard stopped.first() else { return }
             let counters = stats.snapshot, spooled = spool.currentCounters
             logger.info("virtmeter stopped", metadata: [
                 "cycles": "\(counters.cycles)", "samples_produced": "\(counters.samplesProduced)",
@@ -129,16 +116,29 @@ struct RunCommand: AsyncParsableCommand {
                 "spool_records": "\(spooled.pendingRecords)",
             ])
         }
-        let backstop = ShutdownBackstop(after: settings.shutdownTimeout + 0.5) {
+        let backstop = ShutdownBackstop(seconds: settings.shutdownTimeout + 0.5) {
             logger.warning("shutdown timeout reached: leaving what is still running; the spool keeps the rest")
             logStopped()
         }
+        // Graceful shutdown runs in reverse order: the backstop's timer, the reload listener, then polling (finishing its cycle and the
+        // queue), then publishing (draining the queue and closing the publishers).
+        var configuration = ServiceGroupConfiguration(
+            services: [
+                .init(service: publishService, successTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: pollService, successTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: ReloadOnHangup(pollService), successTerminationBehavior: .ignore),
+                .init(service: backstop, successTerminationBehavior: .ignore),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        configuration.maximumGracefulShutdownDuration = .milliseconds(Int64(settings.shutdownTimeout * 1000))
+        // Never a fatal error on the way out: what cannot be cancelled (a libvirt call, a broker that stopped reading)
+        // is left behind by the backstop, and what is unconfirmed stays in the spool for the next start.
+        configuration.maximumCancellationDuration = nil
         logger.info("virtmeter started", metadata: [
             "libvirt": "\(settings.libvirtURI)", "sources": "\(polling.sources.map(\.name))",
             "publishers": "\(publishers.count)",
         ])
         try await ServiceGroup(configuration: configuration).run()
-        backstop.cancel()
         logStopped()
     }
 
@@ -184,27 +184,27 @@ struct RunCommand: AsyncParsableCommand {
     }
 }
 
-/// Ends the process with status 0 once `seconds` have passed after SIGTERM or SIGINT, whatever is still stuck: the
-/// graceful shutdown has had its time, and everything unconfirmed is safe in the spool (a `kill -9` loses nothing
-/// either). Listens beside the service group's own signal handling.
-final class ShutdownBackstop {
-    private let sources: [any DispatchSourceSignal]
+/// Ends the process with status 0 once `seconds` have passed since the graceful shutdown began, whatever is still
+/// stuck (a libvirt call, a broker that stopped reading): the shutdown has had its time, and everything unconfirmed is
+/// safe in the spool (a `kill -9` loses nothing either). The last service in the group, so the first to hear of the
+/// shutdown.
+struct ShutdownBackstop: Service {
+    let seconds: Double
+    let last: @Sendable () -> Void
 
-    init(after seconds: Double, _ last: @escaping @Sendable () -> Void) {
-        let queue = DispatchQueue(label: "virtmeter.shutdown-backstop")
-        sources = [SIGTERM, SIGINT].map { signal in
-            let source = DispatchSource.makeSignalSource(signal: signal, queue: queue)
-            source.setEventHandler {
-                queue.asyncAfter(deadline: .now() + seconds) {
-                    last()
-                    exit(0)
-                }
-            }
-            source.resume()
-            return source
+    func run() async throws {
+        guard (try? await gracefulShutdown()) != nil else { return }
+        let last = self.last
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds) {
+            last()
+            exit(0)
         }
     }
+}
 
-    /// The shutdown completed by itself.
-    func cancel() { sources.forEach { $0.cancel() } }
+/// True the first time only.
+final class Once: Sendable {
+    private let done = Atomic(false)
+
+    func first() -> Bool { !done.exchange(true, ordering: .acquiringAndReleasing) }
 }

@@ -46,8 +46,11 @@ struct DaemonTests {
         process.standardOutput = FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice
         let collector = ErrorCollector(err.fileHandleForReading)
+        let started = Clock.monotonic()
         try process.run()
         try await Task.sleep(for: .milliseconds(5500))
+        // On a loaded machine the sleep can end late: the cycles expected follow from the time the agent really ran.
+        let ran = Int(Clock.monotonic() - started)
         process.terminate()   // SIGTERM
         let log = String(decoding: collector.wait(), as: UTF8.self)
         process.waitUntilExit()
@@ -63,8 +66,8 @@ struct DaemonTests {
             if sources.contains("fast") { fastCycles += 1 }
             if sources.contains("slow") { slowCycles += 1 }
         }
-        #expect((5...7).contains(fastCycles), "fast cycles: \(fastCycles)")
-        #expect((2...4).contains(slowCycles), "slow cycles: \(slowCycles)")
+        #expect((ran - 1...ran + 1).contains(fastCycles), "fast cycles: \(fastCycles) in \(ran) s")
+        #expect((ran / 2 - 1...ran / 2 + 2).contains(slowCycles), "slow cycles: \(slowCycles) in \(ran) s")
         #expect(abs(fastCycles - 2 * slowCycles) <= 1)
         #expect(log.contains("summary"))
 
