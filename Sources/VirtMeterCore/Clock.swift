@@ -80,15 +80,29 @@ public final class UUIDv1Generator: Sendable {
             return position
         }
     }
+}
 
-    /// A random (version 4) UUID string.
-    public static func random() -> String {
-        var bytes = (0..<16).map { _ in UInt8.random(in: 0...255) }
-        bytes[6] = bytes[6] & 0x0F | 0x40
-        bytes[8] = bytes[8] & 0x3F | 0x80
-        let text = SampleSigner.hex(bytes)
-        let chars = Array(text)
-        return String(chars[0..<8]) + "-" + String(chars[8..<12]) + "-" + String(chars[12..<16]) + "-"
-            + String(chars[16..<20]) + "-" + String(chars[20..<32])
+/// Random (version 4) UUIDs, as oslo.messaging gives its messages.
+public enum RandomUUID {
+    /// A new random UUID, `xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`.
+    public static func string() -> String {
+        var generator = SystemRandomNumberGenerator()
+        var high = generator.next() as UInt64, low = generator.next() as UInt64
+        high = high & ~0xF000 | 0x4000                                 // version 4
+        low = low & 0x3FFF_FFFF_FFFF_FFFF | 0x8000_0000_0000_0000     // RFC 4122 variant
+        return String(unsafeUninitializedCapacity: 36) { buffer in
+            let digits: StaticString = "0123456789abcdef"
+            var position = 0
+            for (index, nibble) in (0..<32).enumerated() {
+                if index == 8 || index == 12 || index == 16 || index == 20 {
+                    buffer[position] = UInt8(ascii: "-")
+                    position += 1
+                }
+                let word = nibble < 16 ? high : low
+                buffer[position] = digits.utf8Start[Int((word >> UInt64(60 - (nibble % 16) * 4)) & 0xF)]
+                position += 1
+            }
+            return position
+        }
     }
 }

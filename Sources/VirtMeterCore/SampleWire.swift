@@ -177,19 +177,27 @@ public struct RenderedMetadata: Sendable {
         })
     }
 
-    private init(entries: [Entry]) {
-        var json: [UInt8] = [UInt8(ascii: "{")]
+    /// The dict of `entries`; `keepEntries` false keeps only the rendered dict (it cannot be merged into again), as a
+    /// domain keeps one per device for every cycle.
+    private init(entries: [Entry], keepEntries: Bool = true) {
+        // Sized exactly: a domain keeps these for every cycle, thousands of domains at once.
+        var json: [UInt8] = []
+        json.reserveCapacity(entries.reduce(2 + 2 * max(0, entries.count - 1)) { $0 + $1.json.count })
+        json.append(UInt8(ascii: "{"))
         for (index, entry) in entries.enumerated() {
             if index > 0 { json += Array(", ".utf8) }
             json += entry.json
         }
         json.append(UInt8(ascii: "}"))
-        self.entries = entries
+        self.entries = keepEntries ? entries : []
         self.json = json
-        signing = entries.sorted { SampleField.precedes($0.key, $1.key) }.flatMap(\.signing)
+        var signing: [UInt8] = []
+        signing.reserveCapacity(entries.reduce(0) { $0 + $1.signing.count })
+        for entry in entries.sorted(by: { SampleField.precedes($0.key, $1.key) }) { signing += entry.signing }
+        self.signing = signing
     }
 
-    /// This dict updated with `extra`'s keys.
+    /// This dict updated with `extra`'s keys (rendered only: the result is not merged into again).
     public func merged(with extra: [(String, JSONValue)]) -> RenderedMetadata {
         guard !extra.isEmpty else { return self }
         var merged = entries
@@ -200,7 +208,7 @@ public struct RenderedMetadata: Sendable {
                 merged.append(entry)
             }
         }
-        return RenderedMetadata(entries: merged)
+        return RenderedMetadata(entries: merged, keepEntries: false)
     }
 }
 

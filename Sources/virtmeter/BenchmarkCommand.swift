@@ -68,6 +68,7 @@ struct BenchmarkCommand: AsyncParsableCommand {
                     rows.append(("daemon", try daemonRow(node: node, domains: count, directory: directory)))
                 }
                 for (label, row) in rows { print(row.line(domains: count, label: label, floor: floor)) }
+                fflush(nil)
             }
         }
     }
