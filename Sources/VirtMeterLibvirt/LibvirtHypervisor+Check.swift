@@ -114,18 +114,14 @@ extension LibvirtHypervisor {
                     lookup = .failed(error.description)
                 }
             }
-            var uuid = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
-            guard virDomainGetUUIDString(domain, &uuid) == 0 else { continue }
-            let key = String(decoding: uuid.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard let key = try? uuidString(domain) else { continue }
             byUUID[key] = lookup
             order.append(key)
         }
         guard let domains else { return order.compactMap { byUUID[$0] } }
         // Records come back in the order asked, but match them by UUID rather than rely on it.
         return domains.map { domain in
-            var uuid = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
-            guard let domain, virDomainGetUUIDString(domain, &uuid) == 0 else { return .failed("no UUID") }
-            let key = String(decoding: uuid.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard let domain, let key = try? uuidString(domain) else { return .failed("libvirt gave no UUID for it") }
             return byUUID[key] ?? .failed("libvirt returned no statistics for it")
         }
     }

@@ -151,7 +151,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         return snapshot
     }
 
-    private func uuidString(_ domain: virDomainPtr) throws(LibvirtError) -> String {
+    func uuidString(_ domain: virDomainPtr) throws(LibvirtError) -> String {
         let uuid = withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(VIR_UUID_STRING_BUFLEN)) { buffer in
             virDomainGetUUIDString(domain, buffer.baseAddress) == 0 ? String(cString: buffer.baseAddress!) : nil
         }
