@@ -132,10 +132,11 @@ struct CheckCommand: AsyncParsableCommand {
     /// One domain read: its snapshot and id, or why it could not be read.
     private typealias Read = (name: String, domain: Result<IdentifiedSnapshot, CheckArgumentError>)
 
-    /// Reads the domains once (every active one when the plan names none).
+    /// Reads the domains once (every active one, by name, when the plan names none).
     private func read(_ plan: Plan, _ hypervisor: LibvirtHypervisor) async throws -> [Read] {
         guard !plan.domains.isEmpty else {
-            return try await hypervisor.readActive().map { ($0.snapshot.name, .success($0)) }
+            return try await hypervisor.readActive().sorted { $0.snapshot.name < $1.snapshot.name }
+                .map { ($0.snapshot.name, .success($0)) }
         }
         return try await zip(plan.domains, hypervisor.read(domains: plan.domains)).map { query, lookup in
             switch lookup {
