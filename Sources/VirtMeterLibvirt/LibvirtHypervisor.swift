@@ -36,7 +36,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     private let readOnly: Bool
     /// The open connection; nil once it died, until the next poll opens a new one.
     private var connection: LibvirtConnection?
-    private let queue = DispatchQueue(label: "virtmeter.libvirt")
+    let queue = DispatchQueue(label: "virtmeter.libvirt")
     private let logger: Logger
     private let xmlMaxAge: Double
     private var xmlCache: [String: CachedXML] = [:]
@@ -60,7 +60,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
 
     /// The connection to use: the open one while it is alive, else a new one (libvirtd restarted, the socket
     /// closed). Runs on `queue`.
-    private func liveConnection() throws(LibvirtError) -> LibvirtConnection {
+    func liveConnection() throws(LibvirtError) -> LibvirtConnection {
         if let connection, connection.isAlive { return connection }
         if connection != nil {
             connection = nil
@@ -120,7 +120,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     }
 
     /// One domain's snapshot from its bulk record, with per-domain calls for the groups the record lacks.
-    private func snapshot(_ domain: virDomainPtr, _ bulk: BulkStats, readAt: Double)
+    func snapshot(_ domain: virDomainPtr, _ bulk: BulkStats, readAt: Double)
         throws(LibvirtError) -> DomainSnapshot {
         let uuid = try uuidString(domain)
         let name = virDomainGetName(domain).map { String(cString: $0) } ?? uuid
@@ -151,7 +151,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         return snapshot
     }
 
-    private func uuidString(_ domain: virDomainPtr) throws(LibvirtError) -> String {
+    func uuidString(_ domain: virDomainPtr) throws(LibvirtError) -> String {
         let uuid = withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(VIR_UUID_STRING_BUFLEN)) { buffer in
             virDomainGetUUIDString(domain, buffer.baseAddress) == 0 ? String(cString: buffer.baseAddress!) : nil
         }

@@ -9,7 +9,7 @@ struct VirtMeter: AsyncParsableCommand {
         abstract: "Ceilometer-compatible telemetry for the virtual machines of a libvirt host.",
         subcommands: [
             RunCommand.self, PollCommand.self, MetersCommand.self, TailCommand.self, BenchmarkCommand.self,
-            AMQPBenchmarkCommand.self,
+            AMQPBenchmarkCommand.self, CheckCommand.self,
         ]
     )
 
@@ -25,6 +25,8 @@ struct VirtMeter: AsyncParsableCommand {
                 try command.run()
             }
         } catch {
+            // The monitoring plugin reports even bad arguments as its UNKNOWN line, exit 3.
+            if CommandLine.arguments.dropFirst().first == "check" { CheckCommand.exitParsing(error) }
             exit(withError: error)
         }
     }
