@@ -20,5 +20,8 @@ public struct FileError: Error, Equatable, CustomStringConvertible {
     /// The disk (or the file system's quota) is full.
     public var isNoSpace: Bool { code == ENOSPC || code == EDQUOT }
 
-    public var description: String { "\(operation) \(path): \(String(cString: strerror(code)))" }
+    /// The system's words for the errno ("No space left on device").
+    public var reason: String { String(cString: strerror(code)) }
+
+    public var description: String { "\(operation) \(path): \(reason)" }
 }

@@ -155,7 +155,7 @@ struct RunCommand: AsyncParsableCommand {
             do {
                 return try JSONLinesPublisher(appendingTo: path)
             } catch {
-                throw CLIError("publisher file: cannot open \(path) for appending")
+                throw CLIError("publisher file: cannot append to \(path): \(error.reason)")
             }
         case .amqp(let amqp):
             var url = try AMQPURL(amqp.url)
