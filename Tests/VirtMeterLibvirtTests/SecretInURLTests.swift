@@ -1,0 +1,89 @@
+import Foundation
+import Testing
+import VirtMeterAMQP
+
+/// A password with `/`, `@`, `:` and `%` in an AMQP URL, written raw (a malformed URL) or percent-encoded (a
+/// valid one, to a broker that is not there): no piece of it appears in any output, at any log level.
+@Suite("AMQP URL passwords never shown")
+struct SecretInURLTests {
+    /// Every piece of the password between its special characters contains this.
+    static let marker = "PWSECRET"
+    static let password = "\(marker)1/\(marker)2@\(marker)3:\(marker)4%\(marker)5"
+    static let encoded = "\(marker)1%2F\(marker)2%40\(marker)3%3A\(marker)4%25\(marker)5"
+    /// Nothing listens on port 1 of loopback.
+    static let urls = [
+        "amqp://user:\(password)@127.0.0.1:1/",
+        "amqp://user:\(password)@127.0.0.1/",
+        "amqps://user:\(password)@[::1]:1/vhost",
+        "amqp://user:\(password)",
+        "amqp://user:\(encoded)@127.0.0.1:1/",
+        "amqp://user:\(encoded)@127.0.0.1:99999/",
+        "amqp://user:\(encoded)%zz@127.0.0.1:1/",
+        "amqx://user:\(encoded)@127.0.0.1:1/",
+    ]
+
+    @Test("parse errors name the part that is wrong, never the URL")
+    func parseErrors() {
+        for url in Self.urls {
+            do {
+                let parsed = try AMQPURL(url)
+                #expect(!parsed.description.contains(Self.marker))
+            } catch {
+                #expect(!"\(error)".contains(Self.marker), "\(error)")
+                #expect("\(error)".contains("URL"))
+            }
+        }
+        #expect(throws: AMQPError.self) { try AMQPURL("amqp://user:\(Self.password)@127.0.0.1:1/") }
+        #expect((try? AMQPURL("amqp://user:\(Self.encoded)@127.0.0.1:1/"))?.password == Self.password)
+    }
+
+    @Test("poll, run and tail at trace level print no piece of the password")
+    func commands() async throws {
+        try await offThePool { try self.runCommands() }
+    }
+
+    func runCommands() throws {
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-secret-url-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: state) }
+        for url in Self.urls {
+            let poll = try run(virtmeterBinary, ["poll", "--connect", "test:///default", "--publish", url,
+                                                 "--log-level", "trace"])
+            #expect(poll.status != 0)
+            #expect(!(poll.stdout + poll.stderr).contains(Self.marker), "poll: \(poll.stderr)")
+            let tail = try run(virtmeterBinary, ["tail", url, "--count", "1"])
+            #expect(tail.status != 0)
+            #expect(!(tail.stdout + tail.stderr).contains(Self.marker), "tail: \(tail.stderr)")
+            let agent = try runFor(seconds: 2, ["run", "--connect", "test:///default", "--publish", url,
+                                                "--state-dir", state.path, "--log-level", "trace"])
+            #expect(!agent.contains(Self.marker), "run: \(agent)")
+        }
+    }
+
+    /// Runs `virtmeter` with `arguments`, sends SIGTERM after `seconds` if it still runs; returns stdout + stderr.
+    func runFor(seconds: Double, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: virtmeterBinary)
+        process.arguments = arguments
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-secret-\(getpid()).out")
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: output) }
+        let handle = try FileHandle(forWritingTo: output)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        try handle.close()
+        return (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+    }
+}
+
+/// Runs blocking work (child processes) on a thread of its own: blocking the 2 threads of Swift's cooperative pool
+/// would stall the timing tests that run beside it.
+func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try work() }) }.start()
+    }
+}
