@@ -47,14 +47,17 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         let record: StatsRecord?
         /// The cached XML; nil: read it.
         let xml: DomainXML?
-        /// Whether the connection's driver never returns the groups (per-domain calls fill them in).
-        let fallback: Bool
+        /// Whether the connection's driver returns the groups in stats records (nil: not known yet, the record
+        /// decides); where it does not, per-domain calls fill them in.
+        let servesGroups: Bool?
         /// Whether a record without `balloon.rss` is from a busy domain.
         let rssMeansAnswered: Bool
     }
 
     private enum Reading: Sendable {
-        case read(DomainSnapshot, xml: DomainXML?, malformedXML: String?, calls: Int, fellBack: Bool)
+        /// `record` is the stats record read here, if any: the connection learns from it what its driver serves.
+        case read(DomainSnapshot, xml: DomainXML?, malformedXML: String?, calls: Int, fellBack: Bool,
+                  record: BulkStats?)
         case busy(calls: Int)
         case failed(LibvirtError, calls: Int)
     }
@@ -75,8 +78,18 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     /// A connection whose open returned after its deadline, for the next poll to use.
     private let lateConnection = Mutex<LibvirtConnection?>(nil)
     private let events = DomainEventSink()
-    /// Domains not answering, by uuid: name and since when (monotonic seconds).
-    private var silent: [String: (name: String, since: Double)] = [:]
+    /// A domain not answering: since when (monotonic seconds), for how many polls in a row, whether it was logged.
+    private struct Silence {
+        var name: String
+        var since: Double
+        var polls = 0
+        var logged = false
+    }
+
+    /// Domains not answering, by uuid.
+    private var silent: [String: Silence] = [:]
+    /// Silent polls in a row before a domain is logged as not answering.
+    static let silentPollsBeforeWarning = 2
     /// Since when the bulk call has been stuck (the domains are read one by one meanwhile).
     private var bulkStuckSince: Double?
     /// Test seam: called on the worker before each call with the call's key ("open", "bulk", "list" or a uuid).
@@ -114,9 +127,9 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         self.beforeCall = beforeCall
     }
 
-    /// The deadline of each libvirt call for polls every `interval` seconds: a quarter of it, between 0.2 and 5 s,
-    /// so that a cycle that lost a call still ends well within its interval.
-    public static func callTimeout(interval: Double) -> Double { min(5, max(0.2, interval / 4)) }
+    /// The deadline of each libvirt call for polls every `interval` seconds: 40% of it, between 0.5 and 5 s, so that
+    /// a cycle that lost its bulk call still ends within its interval, and a busy host is not taken for a hung one.
+    public static func callTimeout(interval: Double) -> Double { min(5, max(0.5, interval * 0.4)) }
 
     /// Whether the connection is read-only (the default: monitoring needs no write access).
     public var isReadOnly: Bool { readOnly }
@@ -227,10 +240,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             domains = try listed.get()
         }
         counters.domains = domains.count
-        if connection.servesGroups == nil, !records.isEmpty {
-            connection.servesGroups = records.values.contains { $0.stats.cpuTime != nil }
-        }
-        if records.values.contains(where: { $0.stats.balloon.rss != nil }) { connection.servesRSS = true }
+        learn(from: records.values.map(\.stats), connection)
 
         // 2. Per domain, on the workers with one deadline: the stats not read in bulk, the XML not cached, the
         //    groups a driver never returns. A domain still stuck from an earlier poll gets no new call; a busy one
@@ -251,8 +261,8 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
                 continue
             }
             let item = DomainWork(domain: domain, record: record, xml: cachedXML(domain, now: readAt),
-                                  fallback: connection.servesGroups != true, rssMeansAnswered: rssMeansAnswered)
-            if let record, let xml = item.xml, !item.fallback {
+                                  servesGroups: connection.servesGroups, rssMeansAnswered: rssMeansAnswered)
+            if let record, let xml = item.xml, connection.servesGroups == true {
                 snapshots.append(Self.snapshot(domain, record.stats, xml, readAt: record.readAt))
             } else {
                 work.append(item)
@@ -275,8 +285,9 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
                 let level: Logger.Level = error.isNoDomain ? .debug : .warning
                 logger.log(level: level, "domain skipped this cycle",
                            metadata: ["domain": "\(item.domain.name)", "error": "\(error)"])
-            case .read(let snapshot, let xml, let malformed, let calls, let fellBack)?:
+            case .read(let snapshot, let xml, let malformed, let calls, let fellBack, let record)?:
                 counters.perDomainCalls += calls
+                if let record { learn(from: [record], connection) }
                 if fellBack { counters.fallbackDomains += 1 }
                 if let xml {
                     xmlCache[item.domain.uuid] = CachedXML(domainID: item.domain.id, xml: xml, readAt: readAt)
@@ -297,6 +308,16 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         }
         self.counters.withLock { $0 = counters }
         return snapshots
+    }
+
+    /// Decides, from the first stats records with a domain in them, whether the connection's driver returns the
+    /// groups (else per-domain calls fill them in), and notes whether it reports `balloon.rss` (QEMU leaves it out
+    /// for a busy domain only).
+    private func learn(from records: [BulkStats], _ connection: LibvirtConnection) {
+        if connection.servesGroups == nil, !records.isEmpty {
+            connection.servesGroups = records.contains { $0.cpuTime != nil }
+        }
+        if !connection.servesRSS, records.contains(where: { $0.balloon.rss != nil }) { connection.servesRSS = true }
     }
 
     /// The bulk answer; nil when the bulk call missed its deadline or an earlier one is still stuck.
@@ -324,19 +345,28 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     }
 
     /// Logs each domain that stopped answering, once, and each that answers again, once, with how long it did not
-    /// (from the start of the poll it first missed to the end of the one it answered).
+    /// (from the start of the poll it first missed to the end of the one it answered). A domain is named from its
+    /// second silent poll in a row: one slow answer on a loaded host (a deadline missed once) is only a debug line.
     private func track(_ silentNow: [(LibvirtDomain, String)], answered: [DomainSnapshot], listed: [LibvirtDomain],
                        started: Double) {
         let now = Clock.monotonic()
-        for (domain, reason) in silentNow where silent[domain.uuid] == nil {
-            silent[domain.uuid] = (domain.name, started)
-            logger.warning("domain not answering: its samples are left out until it does", metadata: [
+        for (domain, reason) in silentNow {
+            var entry = silent[domain.uuid] ?? Silence(name: domain.name, since: started)
+            entry.polls += 1
+            let metadata: Logger.Metadata = [
                 "domain": "\(domain.name)", "uuid": "\(domain.uuid)", "reason": "\(reason)",
-            ])
+            ]
+            if entry.polls == Self.silentPollsBeforeWarning {
+                entry.logged = true
+                logger.warning("domain not answering: its samples are left out until it does", metadata: metadata)
+            } else if entry.polls < Self.silentPollsBeforeWarning {
+                logger.debug("domain did not answer this cycle", metadata: metadata)
+            }
+            silent[domain.uuid] = entry
         }
         for snapshot in answered {
             guard let entry = silent.removeValue(forKey: snapshot.uuid) else { continue }
-            logger.notice("domain answering again", metadata: [
+            logger.log(level: entry.logged ? .notice : .debug, "domain answering again", metadata: [
                 "domain": "\(entry.name)", "uuid": "\(snapshot.uuid)",
                 "silent_seconds": "\(Self.seconds(now - entry.since))",
             ])
@@ -370,16 +400,17 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         var calls = 0
         do throws(LibvirtError) {
             let record: StatsRecord
+            var read: BulkStats?
             if let known = work.record {
                 record = known
             } else {
                 calls += 1
-                guard let read = try DomainCalls.stats(connection, [work.domain]).get().first else {
+                guard let answer = try DomainCalls.stats(connection, [work.domain]).get().first else {
                     throw LibvirtError(operation: "virDomainListGetStats(\(work.domain.name))",
                                        code: Int32(VIR_ERR_NO_DOMAIN.rawValue), message: "domain not found")
                 }
-                if work.rssMeansAnswered, isBusy(read) { return .busy(calls: calls) }
-                record = read
+                if work.rssMeansAnswered, isBusy(answer) { return .busy(calls: calls) }
+                (record, read) = (answer, answer.stats)
             }
             var xml = work.xml
             var malformed: String?
@@ -391,13 +422,14 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             }
             var snapshot = snapshot(work.domain, record.stats, xml ?? DomainXML(), readAt: record.readAt)
             var fellBack = false
-            if work.fallback {
+            if !(work.servesGroups ?? (record.stats.cpuTime != nil)) {
                 let before = calls
                 try fillIn(&snapshot, work.domain, record.stats, xml ?? DomainXML(), calls: &calls)
                 fellBack = calls > before
                 snapshot.monotonicTime = Clock.monotonic()
             }
-            return .read(snapshot, xml: readXML, malformedXML: malformed, calls: calls, fellBack: fellBack)
+            return .read(snapshot, xml: readXML, malformedXML: malformed, calls: calls, fellBack: fellBack,
+                         record: read)
         } catch {
             return .failed(error, calls: calls)
         }

@@ -209,7 +209,8 @@ struct StallTests {
 
         // In-place reboot (system reset, the same qemu): its XML is read again, cpu_util stays in range.
         _ = try await poller.cycle()
-        #expect(libvirt.lastCounters.perDomainCalls == 0, "steady cycles make no per-domain call")
+        #expect(!libvirt.lastCounters.readInBulk || libvirt.lastCounters.perDomainCalls == 0,
+                "steady cycles in bulk make no per-domain call")
         let eventsBeforeReset = libvirt.domainEventsReceived
         _ = try await kit.virsh(["reset", rebooted.name])
         let deadline = Clock.monotonic() + 5
@@ -217,8 +218,12 @@ struct StallTests {
             try await Task.sleep(for: .milliseconds(50))
         }
         try await Task.sleep(for: .milliseconds(500))
+        #expect(libvirt.domainEventsReceived > eventsBeforeReset, "a reboot event for the reset")
         let reset = try await poller.cycle()
-        #expect(libvirt.lastCounters.perDomainCalls == 1, "the reset guest's XML read again (reboot event)")
+        // In bulk, the only per-domain call is the reset guest's XML, read again because of the event (a loaded
+        // host may make the bulk call miss its deadline: the domains are then read one by one).
+        let counters = libvirt.lastCounters
+        #expect(!counters.readInBulk || counters.perDomainCalls == 1, "\(counters)")
         let value = util(reset, rebooted.uuid)
         #expect(value.map { $0 >= 0 && $0 <= 100 } == true, "cpu_util after the reset: \(String(describing: value))")
         figure("hard reboot: cpu_util across the restart", expected: "none, then in [0, 100]",
