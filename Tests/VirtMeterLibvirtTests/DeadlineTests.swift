@@ -64,12 +64,14 @@ struct DeadlineTests {
     }
 
     @Test("a batch returns at its deadline with the finished items; the stuck one holds only its own thread")
-    func batch() {
+    func batch() async throws {
         let gate = DispatchSemaphore(value: 0)
         let started = Clock.monotonic()
-        let (outputs, abandoned) = DeadlineBatch.run([1, 2, 3, 4, 5, 6], workers: 2, seconds: 0.3) { item -> Int in
-            if item == 2 { _ = gate.wait(timeout: .now() + 10) }
-            return item * 10
+        let (outputs, abandoned) = try await offThePool {
+            DeadlineBatch.run([1, 2, 3, 4, 5, 6], workers: 2, seconds: 0.3) { item -> Int in
+                if item == 2 { _ = gate.wait(timeout: .now() + 10) }
+                return item * 10
+            }
         }
         let elapsed = Clock.monotonic() - started
         #expect(elapsed >= 0.3 && elapsed < 1.5, "returned after \(elapsed) s")
