@@ -36,8 +36,6 @@ final class LibvirtConnection: @unchecked Sendable {
         pointer = opened
         self.uri = uri
         self.readOnly = readOnly
-        // Keepalive (needs the event loop) notices a daemon that went away, so the next poll reconnects.
-        _ = virConnectSetKeepAlive(opened, 5, 3)
         if let events { register(events) }
     }
 
@@ -54,7 +52,8 @@ final class LibvirtConnection: @unchecked Sendable {
     }
 
     /// libvirt's default event loop, registered once per process before the first connection opens, and run by a
-    /// thread of its own for the life of the process: it delivers domain events and keeps connections alive.
+    /// thread of its own for the life of the process: it delivers domain events. (No keepalive: a call that
+    /// stopped short is abandoned at its deadline, and a connection clogged with such calls replaced.)
     static let eventLoop: Void = {
         guard virEventRegisterDefaultImpl() == 0 else { return }
         let thread = Thread {

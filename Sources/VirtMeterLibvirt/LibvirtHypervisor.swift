@@ -184,11 +184,14 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     /// The connection to use: the open one while it is alive and not clogged with stuck calls, else a new one
     /// (libvirtd restarted, the socket closed), opened with a deadline. Runs on `queue`.
     func liveConnection() throws(LibvirtError) -> LibvirtConnection {
+        // What a connection to the same daemon learnt about its driver carries over to the one that replaces it.
+        var learnt: (servesGroups: Bool?, servesRSS: Bool)?
         if let connection, connection.isAlive {
             let stuck = connection.stuckCalls.withLock { $0 }
             if stuck < Self.maxStuckCalls { return connection }
             logger.warning("libvirt calls stuck on the connection: opening another one",
                            metadata: ["stuck_calls": "\(stuck)"])
+            learnt = (connection.servesGroups, connection.servesRSS)
         }
         if connection != nil {
             connection = nil
@@ -196,6 +199,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         }
         if let late = lateConnection.withLock({ let late = $0; $0 = nil; return late }), late.isAlive {
             connection = late
+            if let learnt { (late.servesGroups, late.servesRSS) = learnt }
             return late
         }
         let opened = withDeadline("open", connection: nil) { () -> Result<Void, LibvirtError> in
@@ -211,6 +215,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             throw LibvirtError.timedOut(operation, seconds: callTimeout)
         }
         connection = new
+        if let learnt { (new.servesGroups, new.servesRSS) = learnt }
         logger.debug("libvirt connection opened", metadata: ["uri": "\(uri)"])
         return new
     }

@@ -130,6 +130,8 @@ struct StallTests {
         try await Task.sleep(for: .seconds(4 * Self.interval))
         let status = agent.stop()
         #expect(status == 0)
+        // What the inspector said, for the record (not answering, back, bulk call stuck and returned).
+        for line in agent.log("virtmeter.libvirt") { print("AGENT \(line)") }
 
         // Every cycle has a sample of each healthy guest: the longest gap between their cpu samples' timestamps.
         let samples = agent.samples()
