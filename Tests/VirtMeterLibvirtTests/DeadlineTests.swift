@@ -55,6 +55,7 @@ final class CallGate: Sendable {
 
 @Suite("deadlines on libvirt calls (test driver)", .serialized)
 struct DeadlineTests {
+    /// The deadline here; the bounds asserted stay far below the 30 s a held call waits, so a busy host passes.
     static let timeout = 0.3
 
     func hypervisor(_ gate: CallGate, _ store: RecordingLogHandler.Store) -> LibvirtHypervisor {
@@ -66,14 +67,15 @@ struct DeadlineTests {
     @Test("a batch returns at its deadline with the finished items; the stuck one holds only its own thread")
     func batch() async throws {
         let gate = DispatchSemaphore(value: 0)
-        let started = Clock.monotonic()
-        let (outputs, abandoned) = try await offThePool {
-            DeadlineBatch.run([1, 2, 3, 4, 5, 6], workers: 2, seconds: 0.3) { item -> Int in
+        // Timed on the thread that waits: the cooperative pool may be slow to resume the test on a busy host.
+        let (outputs, abandoned, elapsed) = try await offThePool {
+            let started = Clock.monotonic()
+            let (outputs, abandoned) = DeadlineBatch.run([1, 2, 3, 4, 5, 6], workers: 2, seconds: 0.3) { item -> Int in
                 if item == 2 { _ = gate.wait(timeout: .now() + 10) }
                 return item * 10
             }
+            return (outputs, abandoned, Clock.monotonic() - started)
         }
-        let elapsed = Clock.monotonic() - started
         #expect(elapsed >= 0.3 && elapsed < 1.5, "returned after \(elapsed) s")
         #expect(outputs == [10, nil, 30, 40, 50, 60])
         #expect(abandoned == [2])
@@ -93,7 +95,7 @@ struct DeadlineTests {
             let started = Clock.monotonic()
             let snapshots = try await hypervisor.poll()
             let elapsed = Clock.monotonic() - started
-            #expect(elapsed < Self.timeout + 0.7, "round \(round) took \(elapsed) s")
+            #expect(elapsed < Self.timeout + 4, "round \(round) took \(elapsed) s")
             #expect(snapshots.map(\.name).sorted() == ["instance-0000002a", "instance-0000002b", "instance-0000002c"])
             #expect(hypervisor.lastCounters.notAnswering == 1)
         }
@@ -117,7 +119,7 @@ struct DeadlineTests {
         for _ in 1...2 {
             let started = Clock.monotonic()
             let snapshots = try await hypervisor.poll()
-            #expect(Clock.monotonic() - started < Self.timeout + 0.7)
+            #expect(Clock.monotonic() - started < Self.timeout + 4)
             #expect(snapshots.count == 4 && snapshots.allSatisfy { $0.cpuTime != nil && $0.maxMemoryKiB > 0 })
             #expect(!hypervisor.lastCounters.readInBulk && hypervisor.lastCounters.notAnswering == 0)
         }
