@@ -53,17 +53,31 @@ struct SecretInURLTests {
             let tail = try run(virtmeterBinary, ["tail", url, "--count", "1"])
             #expect(tail.status != 0)
             #expect(!(tail.stdout + tail.stderr).contains(Self.marker), "tail: \(tail.stderr)")
-            let agent = try runFor(seconds: 2, ["run", "--connect", "test:///default", "--publish", url,
+            let agent = try runFor(seconds: 1.2, ["run", "--connect", "test:///default", "--publish", url,
                                                 "--state-dir", state.path, "--log-level", "trace"])
-            #expect(!agent.contains(Self.marker), "run: \(agent)")
+            #expect(!agent.isEmpty && !agent.contains(Self.marker), "run: \(agent)")
+            // A raw and an encoded one from the configuration file, and from the environment.
+            guard url == Self.urls[0] || url == Self.urls[4] else { continue }
+            let config = state.appendingPathComponent("virtmeter.yaml")
+            try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
+            try "publishers:\n  - type: amqp\n    url: '\(url)'\n".write(to: config, atomically: true, encoding: .utf8)
+            let configured = try runFor(seconds: 1.2, ["run", "--config", config.path, "--connect", "test:///default",
+                                                     "--state-dir", state.path, "--log-level", "trace"])
+            #expect(!configured.isEmpty && !configured.contains(Self.marker), "run --config: \(configured)")
+            let fromEnvironment = try runFor(seconds: 1.2, ["run", "--connect", "test:///default", "--state-dir",
+                                                          state.path, "--log-level", "trace"],
+                                             environment: ["VIRTMETER_AMQP_URL": url])
+            #expect(!fromEnvironment.isEmpty && !fromEnvironment.contains(Self.marker),
+                    "run with VIRTMETER_AMQP_URL: \(fromEnvironment)")
         }
     }
 
     /// Runs `virtmeter` with `arguments`, sends SIGTERM after `seconds` if it still runs; returns stdout + stderr.
-    func runFor(seconds: Double, _ arguments: [String]) throws -> String {
+    func runFor(seconds: Double, _ arguments: [String], environment: [String: String] = [:]) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: virtmeterBinary)
         process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-secret-\(getpid()).out")
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: output) }
