@@ -3,6 +3,7 @@ import Logging
 import Testing
 import VirtMeterCore
 import VirtMeterLibvirt
+import VirtMeterTestSupport
 
 /// `virtmeter run` as a process with its stdout and stderr in files, polling every `interval` seconds.
 final class AgentProcess {
@@ -176,24 +177,30 @@ struct StallTests {
         let gone = try #require(guests.first { $0.spec == "idle" }, "no running idle guest")
         let rebooted = try #require(guests.first { $0.spec == "idle,balloon=none" }, "no idle,balloon=none guest")
         let libvirt = try LibvirtHypervisor(uri: kit.uri, callTimeout: LibvirtHypervisor.callTimeout(interval: 2))
-        let poller = Poller(hypervisor: libvirt, meters: [CPUMeter(), CPUUtilMeter()],
+        var poller = Poller(hypervisor: libvirt, meters: [CPUMeter(), CPUUtilMeter()],
                             stamper: SampleStamper(host: "stall-tests", signer: SampleSigner(secret: "")),
                             logger: Logger(label: "stall-tests"))
-        func names(_ result: CycleResult) -> Set<String> {
-            Set(result.samples.compactMap { $0.resourceMetadata["name"]?.stringValue })
+        /// One cycle's samples, read back from the records the poller made.
+        func cycle() async throws -> [Sample] {
+            var samples: [Sample] = []
+            _ = try await poller.cycle { records in samples += try records.decodedSamples() }
+            return samples
         }
-        func util(_ result: CycleResult, _ uuid: String) -> Double? {
-            result.samples.first { $0.resourceID == uuid && $0.name == "cpu_util" }?.volume.doubleValue
+        func names(_ samples: [Sample]) -> Set<String> {
+            Set(samples.compactMap { $0.resourceMetadata["name"]?.stringValue })
         }
-        _ = try await poller.cycle()
-        let before = try await poller.cycle()
+        func util(_ samples: [Sample], _ uuid: String) -> Double? {
+            samples.first { $0.resourceID == uuid && $0.name == "cpu_util" }?.volume.doubleValue
+        }
+        _ = try await cycle()
+        let before = try await cycle()
         let eventsBefore = libvirt.domainEventsReceived
         #expect(names(before).contains(gone.name))
 
         // Churn between two cycles.
         _ = try await kit.kit(["destroy", gone.name])
         _ = try await kit.kit(["start", "vmtest-new", "idle", "--no-wait"])
-        let after = try await poller.cycle()
+        let after = try await cycle()
         #expect(!names(after).contains(gone.name), "the destroyed guest is gone from the next cycle")
         #expect(names(after).contains("vmtest-new"), "the started guest is in the next cycle")
         #expect(libvirt.domainEventsReceived >= eventsBefore + 2, "stopped and started events")
@@ -204,13 +211,13 @@ struct StallTests {
         var utils: [Double?] = []
         for _ in 0..<3 {
             try await Task.sleep(for: .seconds(Self.interval))
-            utils.append(util(try await poller.cycle(), rebooted.uuid))
+            utils.append(util(try await cycle(), rebooted.uuid))
         }
         #expect(utils[0] == nil, "no cpu_util across the restart (the counter went back): \(utils)")
         #expect(utils.dropFirst().allSatisfy { $0 != nil && $0! >= 0 && $0! <= 100 }, "\(utils)")
 
         // In-place reboot (system reset, the same qemu): its XML is read again, cpu_util stays in range.
-        _ = try await poller.cycle()
+        _ = try await cycle()
         #expect(!libvirt.lastCounters.readInBulk || libvirt.lastCounters.perDomainCalls == 0,
                 "steady cycles in bulk make no per-domain call")
         let eventsBeforeReset = libvirt.domainEventsReceived
@@ -221,7 +228,7 @@ struct StallTests {
         }
         try await Task.sleep(for: .milliseconds(500))
         #expect(libvirt.domainEventsReceived > eventsBeforeReset, "a reboot event for the reset")
-        let reset = try await poller.cycle()
+        let reset = try await cycle()
         // In bulk, the only per-domain call is the reset guest's XML, read again because of the event (a loaded
         // host may make the bulk call miss its deadline: the domains are then read one by one).
         let counters = libvirt.lastCounters

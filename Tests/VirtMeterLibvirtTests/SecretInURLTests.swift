@@ -53,19 +53,25 @@ struct SecretInURLTests {
             let tail = try run(virtmeterBinary, ["tail", url, "--count", "1"])
             #expect(tail.status != 0)
             #expect(!(tail.stdout + tail.stderr).contains(Self.marker), "tail: \(tail.stderr)")
-            let agent = try runFor(seconds: 1.2, ["run", "--connect", "test:///default", "--publish", url,
-                                                "--state-dir", state.path, "--log-level", "trace"])
-            #expect(!agent.isEmpty && !agent.contains(Self.marker), "run: \(agent)")
-            // A raw and an encoded one from the configuration file, and from the environment.
+            // `run` (which starts even when the broker is unreachable) with a raw and an encoded URL: from the command
+            // line, the configuration file and the environment.
             guard url == Self.urls[0] || url == Self.urls[4] else { continue }
-            let config = state.appendingPathComponent("virtmeter.yaml")
+            // A short shutdown_timeout: with the broker unreachable, SIGTERM would wait that long for delivery.
             try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
-            try "publishers:\n  - type: amqp\n    url: '\(url)'\n".write(to: config, atomically: true, encoding: .utf8)
+            let base = state.appendingPathComponent("base.yaml")
+            try "shutdown_timeout: 0.5\n".write(to: base, atomically: true, encoding: .utf8)
+            let agent = try runFor(seconds: 1.2, ["run", "--config", base.path, "--connect", "test:///default",
+                                                  "--publish", url, "--state-dir", state.path, "--log-level", "trace"])
+            #expect(!agent.isEmpty && !agent.contains(Self.marker), "run: \(agent)")
+            let config = state.appendingPathComponent("virtmeter.yaml")
+            try "shutdown_timeout: 0.5\npublishers:\n  - type: amqp\n    url: '\(url)'\n"
+                .write(to: config, atomically: true, encoding: .utf8)
             let configured = try runFor(seconds: 1.2, ["run", "--config", config.path, "--connect", "test:///default",
-                                                     "--state-dir", state.path, "--log-level", "trace"])
+                                                       "--state-dir", state.path, "--log-level", "trace"])
             #expect(!configured.isEmpty && !configured.contains(Self.marker), "run --config: \(configured)")
-            let fromEnvironment = try runFor(seconds: 1.2, ["run", "--connect", "test:///default", "--state-dir",
-                                                          state.path, "--log-level", "trace"],
+            let fromEnvironment = try runFor(seconds: 1.2, ["run", "--config", base.path, "--connect",
+                                                            "test:///default", "--state-dir", state.path,
+                                                            "--log-level", "trace"],
                                              environment: ["VIRTMETER_AMQP_URL": url])
             #expect(!fromEnvironment.isEmpty && !fromEnvironment.contains(Self.marker),
                     "run with VIRTMETER_AMQP_URL: \(fromEnvironment)")
