@@ -216,36 +216,29 @@ struct StallTests {
         #expect(utils[0] == nil, "no cpu_util across the restart (the counter went back): \(utils)")
         #expect(utils.dropFirst().allSatisfy { $0 != nil && $0! >= 0 && $0! <= 100 }, "\(utils)")
 
-        // In-place reboot (system reset, the same qemu): its XML is read again, cpu_util stays in range.
+        figure("hard reboot: cpu_util across the restart", expected: "none, then in [0, 100]",
+               measured: utils.map { $0.map { format($0, 1) } ?? "none" }.joined(separator: ", "))
+
+        // A lifecycle event without a restart (suspended, resumed: same qemu, same domain ID) makes its XML be read
+        // again at the next cycle. (No in-place reset here: kit guests have on_reboot=destroy, a reset stops them.)
         _ = try await cycle()
         #expect(!libvirt.lastCounters.readInBulk || libvirt.lastCounters.perDomainCalls == 0,
                 "steady cycles in bulk make no per-domain call")
-        let eventsBeforeReset = libvirt.domainEventsReceived
-        _ = try await kit.virsh(["reset", rebooted.name])
+        let eventsBeforePause = libvirt.domainEventsReceived
+        _ = try await kit.virsh(["suspend", rebooted.name])
+        _ = try await kit.virsh(["resume", rebooted.name])
         let deadline = Clock.monotonic() + 5
-        while libvirt.domainEventsReceived == eventsBeforeReset, Clock.monotonic() < deadline {
+        while libvirt.domainEventsReceived < eventsBeforePause + 2, Clock.monotonic() < deadline {
             try await Task.sleep(for: .milliseconds(50))
         }
-        try await Task.sleep(for: .milliseconds(500))
-        #expect(libvirt.domainEventsReceived > eventsBeforeReset, "a reboot event for the reset")
-        let reset = try await cycle()
-        // In bulk, the only per-domain call is the reset guest's XML, read again because of the event (a loaded
-        // host may make the bulk call miss its deadline: the domains are then read one by one).
+        #expect(libvirt.domainEventsReceived >= eventsBeforePause + 2, "suspended and resumed events")
+        let resumed = try await cycle()
+        // In bulk, the only per-domain call is that guest's XML, read again because of the events (a loaded host
+        // may make the bulk call miss its deadline: the domains are then read one by one).
         let counters = libvirt.lastCounters
         #expect(!counters.readInBulk || counters.perDomainCalls == 1, "\(counters)")
-        // The vCPU threads' counters may start again with the reset (then no cpu_util for that cycle, a reset, not
-        // a spike); the next cycles have it, in range.
-        var afterReset = [util(reset, rebooted.uuid)]
-        for _ in 0..<2 {
-            try await Task.sleep(for: .seconds(Self.interval))
-            afterReset.append(util(try await cycle(), rebooted.uuid))
-        }
-        #expect(afterReset.compactMap { $0 }.allSatisfy { $0 >= 0 && $0 <= 100 }, "\(afterReset)")
-        #expect(afterReset.dropFirst().contains { $0 != nil }, "cpu_util again after the reset: \(afterReset)")
-        figure("hard reboot: cpu_util across the restart", expected: "none, then in [0, 100]",
-               measured: utils.map { $0.map { format($0, 1) } ?? "none" }.joined(separator: ", "))
-        figure("in-place reset: cpu_util across it", expected: "in [0, 100] (none where the counters restarted)",
-               measured: afterReset.map { $0.map { format($0, 1) } ?? "none" }.joined(separator: ", "))
+        let value = util(resumed, rebooted.uuid)
+        #expect(value.map { $0 >= 0 && $0 <= 100 } ?? true, "cpu_util after the pause: \(String(describing: value))")
 
         // Leave the kit as it was.
         _ = try? await kit.kit(["destroy", "vmtest-new"])
