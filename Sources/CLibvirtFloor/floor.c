@@ -13,7 +13,8 @@ int virtmeter_floor_cycle(virConnectPtr conn, const char *const *disks, int ndis
     unsigned int groups = VIR_DOMAIN_STATS_STATE | VIR_DOMAIN_STATS_CPU_TOTAL | VIR_DOMAIN_STATS_BALLOON |
                           VIR_DOMAIN_STATS_VCPU | VIR_DOMAIN_STATS_INTERFACE | VIR_DOMAIN_STATS_BLOCK;
     virDomainStatsRecordPtr *records = NULL;
-    int count = virConnectGetAllDomainStats(conn, groups, &records, VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE);
+    int count = virConnectGetAllDomainStats(conn, groups, &records, VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE |
+                                                                 VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT);
     if (count < 0) return -1;
     unsigned long long sum = 0;
     for (int r = 0; r < count; r++) {

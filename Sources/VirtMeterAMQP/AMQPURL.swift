@@ -15,7 +15,8 @@ public struct AMQPURL: Sendable, Equatable, CustomStringConvertible {
     public var password: String
 
     /// Parses `text`. The user, password and vhost are percent-decoded (`%2F` is `/`); an empty path is the vhost
-    /// `/`. Throws `AMQPError` for another scheme, a missing host or a bad port; the error never shows the password.
+    /// `/`. Throws `AMQPError` for another scheme, a missing host, a bad port or a bad percent escape; the error
+    /// names the part that is wrong and never quotes the URL (a password may be anywhere in it when it is malformed).
     public init(_ text: String) throws(AMQPError) {
         let scheme: String
         var rest: Substring
@@ -26,8 +27,7 @@ public struct AMQPURL: Sendable, Equatable, CustomStringConvertible {
             scheme = "amqp"
             rest = text.dropFirst("amqp://".count)
         } else {
-            throw AMQPError(operation: "parse URL",
-                            message: "\(Self.redacting(text)) must start with amqp:// or amqps://")
+            throw AMQPError(operation: "parse URL", message: "the URL must start with amqp:// or amqps://")
         }
         tls = scheme == "amqps"
         var path: Substring = ""
@@ -60,11 +60,13 @@ public struct AMQPURL: Sendable, Equatable, CustomStringConvertible {
         }
         host = try Self.percentDecoded(hostPart, what: "host")
         guard !host.isEmpty else {
-            throw AMQPError(operation: "parse URL", message: "\(Self.redacting(text)) has no host")
+            throw AMQPError(operation: "parse URL", message: "the URL has no host (a '/' in the password must be "
+                            + "written %2F, an '@' %40)")
         }
         if let portText {
             guard let value = Int(portText), (1...65535).contains(value) else {
-                throw AMQPError(operation: "parse URL", message: "\(Self.redacting(text)) has a bad port '\(portText)'")
+                throw AMQPError(operation: "parse URL", message: "the URL's port is not a number from 1 to 65535 "
+                                + "(a '/' in the password must be written %2F, an '@' %40)")
             }
             port = value
         } else {
@@ -82,18 +84,6 @@ public struct AMQPURL: Sendable, Equatable, CustomStringConvertible {
 
     /// `host:port`, for messages about the network.
     public var endpoint: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-
-    /// `text` with whatever stands between `://` and `@` after the first `:` replaced by `***`.
-    static func redacting(_ text: String) -> String {
-        guard let schemeEnd = text.range(of: "://") else { return text }
-        let afterScheme = text[schemeEnd.upperBound...]
-        let authorityEnd = afterScheme.firstIndex(of: "/") ?? afterScheme.endIndex
-        let authority = afterScheme[..<authorityEnd]
-        guard let at = authority.lastIndex(of: "@"), let colon = authority[..<at].firstIndex(of: ":") else {
-            return text
-        }
-        return String(text[..<colon]) + ":***" + String(text[at...])
-    }
 
     static func percentDecoded(_ text: Substring, what: String) throws(AMQPError) -> String {
         guard text.contains("%") else { return String(text) }

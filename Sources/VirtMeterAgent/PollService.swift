@@ -21,14 +21,21 @@ public final class PollService: Service {
     private let reloadRequested = Mutex(false)
     /// When libvirt was first found unreachable in the current outage.
     private let libvirtDownSince = Mutex<Double?>(nil)
+    private let retry: Backoff
+    private let domainsNotAnswering: @Sendable () -> Int
 
     /// Polls `hypervisor` and writes samples stamped by `stamper` to `spool`, in records of `samplesPerRecord` (the
     /// samples of one AMQP message). `loadPolling` reads polling.yaml again on reload; `polling` is what it returned
-    /// at start-up.
+    /// at start-up. While libvirt is unreachable the cycle is tried again after `retry`'s delays (at most a quarter of
+    /// the shortest interval apart), so polling resumes as soon as libvirt answers. `domainsNotAnswering` tells how
+    /// many domains the last cycle left out because they did not answer in time (for the summary).
     public init(hypervisor: any Hypervisor, stamper: SampleStamper, samplesPerRecord: Int,
                 polling: PollingConfiguration, loadPolling: @escaping @Sendable () throws -> PollingConfiguration,
-                spool: Spool, stats: AgentStats, summaryEveryCycles: Int, logger: Logger) {
+                spool: Spool, stats: AgentStats, summaryEveryCycles: Int, retry: Backoff = Backoff(),
+                domainsNotAnswering: @escaping @Sendable () -> Int = { 0 }, logger: Logger) {
         self.hypervisor = hypervisor
+        self.retry = retry
+        self.domainsNotAnswering = domainsNotAnswering
         self.stamper = stamper
         self.samplesPerRecord = samplesPerRecord
         self.initialPolling = polling
@@ -50,13 +57,22 @@ public final class PollService: Service {
                             logger: logger)
         var polling = initialPolling
         var schedule = Schedule(sources: Self.scheduled(polling), start: Clock.monotonic())
+        // While libvirt is unreachable: the failed attempts so far, and when to try again if before the next tick.
+        var failedAttempts = 0
+        var retryAt: Double?
+        func failed() {
+            failedAttempts += 1
+            let shortest = Self.scheduled(polling).map(\.interval).min() ?? 1
+            retryAt = Clock.monotonic() + min(retry.delay(attempt: failedAttempts), shortest / 4)
+        }
         while !Task.isShuttingDownGracefully {
             if reloadRequested.withLock({ let requested = $0; $0 = false; return requested }) {
                 polling = reload(polling, schedule: &schedule, poller: &poller)
             }
             guard let (time, due) = schedule.next() else { return }
+            let retrying = retryAt.map { $0 < time } ?? false
             // Sleep in short steps so a reload or a shutdown is not held up by a long interval.
-            let wait = time - Clock.monotonic()
+            let wait = (retrying ? retryAt ?? time : time) - Clock.monotonic()
             if wait > 0 {
                 do {
                     try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(min(wait, 0.5))) }
@@ -65,7 +81,23 @@ public final class PollService: Service {
                 }
                 continue
             }
-            await cycle(polling.sources.filter { due.contains($0.name) }, poller: &poller)
+            if retrying {
+                // Between ticks: every source at once; once libvirt answers, the schedule starts again from now.
+                let all = Self.scheduled(polling).map(\.name)
+                if await cycle(polling.sources.filter { all.contains($0.name) }, poller: &poller) {
+                    schedule = Schedule(sources: Self.scheduled(polling), start: Clock.monotonic())
+                    _ = schedule.advance(all, now: Clock.monotonic())
+                    (failedAttempts, retryAt) = (0, nil)
+                } else {
+                    failed()
+                }
+                continue
+            }
+            if await cycle(polling.sources.filter { due.contains($0.name) }, poller: &poller) {
+                (failedAttempts, retryAt) = (0, nil)
+            } else {
+                failed()
+            }
             let skipped = schedule.advance(due, now: Clock.monotonic())
             if !skipped.isEmpty {
                 stats.update { $0.skippedTicks += skipped.values.reduce(0, +) }
@@ -76,8 +108,9 @@ public final class PollService: Service {
     }
 
     /// One cycle for the `sources` due now, its records written to the spool as they are made and committed at the
-    /// end; a failed libvirt read is logged once (and its return once), and the next cycle tries again.
-    private func cycle(_ sources: [PollingSource], poller: inout Poller) async {
+    /// end; a failed libvirt read is logged once (and its return once), and the caller tries again. Returns whether
+    /// libvirt answered.
+    private func cycle(_ sources: [PollingSource], poller: inout Poller) async -> Bool {
         let result: CycleResult
         do {
             result = try await poller.cycle(sources.map(\.group)) { records in await spool.write(records) }
@@ -91,7 +124,7 @@ public final class PollService: Service {
             } else {
                 logger.debug("libvirt still unreachable", metadata: ["error": "\(error)"])
             }
-            return
+            return false
         }
         await spool.commit()
         let counters = stats.update { counters -> AgentStats.Counters in
@@ -101,13 +134,17 @@ public final class PollService: Service {
             counters.samplesRefused += result.refused
             return counters
         }
+        let notAnswering = domainsNotAnswering()
         logger.debug("cycle done", metadata: [
             "sources": "\(sources.map(\.name).joined(separator: ","))", "domains": "\(result.domains)",
-            "samples": "\(result.samples)", "refused": "\(result.refused)",
+            "domains_not_answering": "\(notAnswering)", "samples": "\(result.samples)", "refused": "\(result.refused)",
             "inspect_ms": "\(Int(result.inspectSeconds * 1000))", "build_ms": "\(Int(result.buildSeconds * 1000))",
             "spool_ms": "\(Int(result.deliverSeconds * 1000))",
         ])
-        if summaryEveryCycles > 0, counters.cycles % summaryEveryCycles == 0 { summarize(counters) }
+        if summaryEveryCycles > 0, counters.cycles % summaryEveryCycles == 0 {
+            summarize(counters, notAnswering: notAnswering)
+        }
+        return true
     }
 
     /// The sources worth a cycle: those with at least one meter virtmeter has.
@@ -115,12 +152,13 @@ public final class PollService: Service {
         polling.sources.filter { !$0.meters.isEmpty }.map { ($0.name, $0.interval) }
     }
 
-    private func summarize(_ counters: AgentStats.Counters) {
+    private func summarize(_ counters: AgentStats.Counters, notAnswering: Int) {
         let latency = counters.publishCalls > 0 ? counters.publishSeconds / Double(counters.publishCalls) * 1000 : 0
         let spooled = spool.currentCounters
         logger.info("summary", metadata: [
             "cycles": "\(counters.cycles)", "domains": "\(counters.domains)",
-            "samples_produced": "\(counters.samplesProduced)", "samples_published": "\(counters.samplesPublished)",
+            "domains_not_answering": "\(notAnswering)", "samples_produced": "\(counters.samplesProduced)",
+            "samples_published": "\(counters.samplesPublished)",
             "publish_failures": "\(counters.publishFailures)", "samples_lost": "\(spooled.lostSamples)",
             "spool_records": "\(spooled.pendingRecords)", "spool_dropped_samples": "\(spooled.droppedSamples)",
             "spool_corrupt_records": "\(spooled.corruptRecords)", "skipped_ticks": "\(counters.skippedTicks)",

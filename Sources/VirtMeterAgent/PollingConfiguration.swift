@@ -5,6 +5,8 @@ public struct PollingSource: Sendable {
     public let name: String
     /// Seconds between two cycles of this source.
     public let interval: Double
+    /// The intervals a source (or `virtmeter poll --interval`) may have, in seconds: a millisecond to a year.
+    public static let intervalRange: ClosedRange<Double> = 0.001...31_536_000
     public let selector: MeterSelector
     /// The registry's meters this source admits (none when it names only meters virtmeter lacks).
     public let meters: [any Meter]
@@ -71,7 +73,7 @@ public struct PollingConfiguration: Sendable {
             guard !sources.contains(where: { $0.name == name }) else {
                 throw entry.error("name", "duplicated source name '\(name)'")
             }
-            let interval = try entry.double("interval", range: 0.001...31_536_000) ?? defaultInterval
+            let interval = try entry.double("interval", range: PollingSource.intervalRange) ?? defaultInterval
             guard let patterns = try entry.strings("meters"), !patterns.isEmpty else {
                 throw entry.error("meters", "a source needs at least one meter")
             }

@@ -3,7 +3,7 @@ import VirtMeterCore
 
 /// One domain's record from `virConnectGetAllDomainStats`, decoded from its typed parameters. The `has…` flags say
 /// which groups the driver actually returned, so the inspector knows where to fall back to per-domain calls.
-struct BulkStats {
+struct BulkStats: Sendable {
     var state: DomainState?
     var cpuTime: UInt64?
     var vcpuCount: Int?

@@ -16,6 +16,11 @@ public struct LibvirtError: Error, CustomStringConvertible, Sendable {
     /// Whether the driver does not implement the call.
     public var isUnsupported: Bool { code == Int32(VIR_ERR_NO_SUPPORT.rawValue) }
 
+    /// A call that had not returned `seconds` after it was made (abandoned, not cancelled: libvirt cannot).
+    static func timedOut(_ operation: String, seconds: Double) -> LibvirtError {
+        LibvirtError(operation: operation, code: 0, message: "no answer within \(seconds) s")
+    }
+
     /// The error libvirt recorded for the failed call; must run on the thread that made the call.
     static func last(_ operation: String) -> LibvirtError {
         guard let error = virGetLastError() else {

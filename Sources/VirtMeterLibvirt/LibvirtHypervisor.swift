@@ -2,34 +2,64 @@ import CLibvirt
 import Dispatch
 import Foundation
 import Logging
+import Synchronization
 import VirtMeterCore
 
 /// How the last poll read libvirt: a test (or an operator) can see whether the bulk path served every domain.
 public struct InspectionCounters: Sendable, Equatable {
-    /// Domains in the last bulk answer.
+    /// Running domains the last poll knew of (in the bulk answer, or listed when it read them one by one).
     public var domains = 0
     /// Domains for which at least one group had to be read with per-domain calls.
     public var fallbackDomains = 0
-    /// Per-domain libvirt calls made in the last poll (fallbacks and XML reads).
+    /// Per-domain libvirt calls made in the last poll (stats read one by one, fallbacks and XML reads).
     public var perDomainCalls = 0
     /// Domains skipped because they vanished or could not be read.
     public var skippedDomains = 0
+    /// Domains left out because they did not answer: a call past its deadline, a call still stuck from an earlier
+    /// poll, or busy (libvirt could not take the domain's job without waiting).
+    public var notAnswering = 0
+    /// Whether the stats came from one bulk call (false: it missed its deadline, or an earlier one is still stuck,
+    /// and the domains were read one by one).
+    public var readInBulk = true
 }
 
-/// The libvirt inspector: reads every running domain with one `virConnectGetAllDomainStats` call per cycle and
-/// falls back to per-domain calls for the groups a driver leaves out (libvirt's test driver returns state only).
-/// All libvirt calls run on a serial queue of its own, never on Swift's cooperative pool; mutable state is touched
-/// only there, which is why this class is `@unchecked Sendable`.
+/// The libvirt inspector: reads every running domain with one `virConnectGetAllDomainStats` call per cycle
+/// (NOWAIT, explicit groups) and falls back to per-domain calls for the groups a driver never returns (libvirt's
+/// test driver returns state only; decided per connection).
+///
+/// No libvirt call can stall a cycle: each runs on a worker thread with a deadline (`callTimeout`), and one that
+/// misses it is abandoned (it holds only its own thread and, until it returns, its domain). When the bulk call
+/// misses its deadline, or an earlier one is still stuck, the domains are listed and read one by one in parallel,
+/// so that only the stuck one is left out. A domain that stops answering is logged once, and once when it is back.
+/// Polls run one at a time on a serial queue, never on Swift's cooperative pool; the state they share with the
+/// workers is behind locks, the rest is touched only on that queue, which is why the class is `@unchecked Sendable`.
 public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
-    /// The stats groups asked for in bulk.
-    static let groups = VIR_DOMAIN_STATS_STATE.rawValue | VIR_DOMAIN_STATS_CPU_TOTAL.rawValue
-        | VIR_DOMAIN_STATS_BALLOON.rawValue | VIR_DOMAIN_STATS_VCPU.rawValue | VIR_DOMAIN_STATS_INTERFACE.rawValue
-        | VIR_DOMAIN_STATS_BLOCK.rawValue
-
     private struct CachedXML {
         var domainID: Int32
         var xml: DomainXML
         var readAt: Double
+    }
+
+    /// What a worker reads for one domain beyond the bulk answer.
+    private struct DomainWork: Sendable {
+        let domain: LibvirtDomain
+        /// The domain's bulk record; nil: read its stats first.
+        let record: StatsRecord?
+        /// The cached XML; nil: read it.
+        let xml: DomainXML?
+        /// Whether the connection's driver returns the groups in stats records (nil: not known yet, the record
+        /// decides); where it does not, per-domain calls fill them in.
+        let servesGroups: Bool?
+        /// Whether a record without `balloon.rss` is from a busy domain.
+        let rssMeansAnswered: Bool
+    }
+
+    private enum Reading: Sendable {
+        /// `record` is the stats record read here, if any: the connection learns from it what its driver serves.
+        case read(DomainSnapshot, xml: DomainXML?, malformedXML: String?, calls: Int, fellBack: Bool,
+                  record: BulkStats?)
+        case busy(calls: Int)
+        case failed(LibvirtError, calls: Int)
     }
 
     public let uri: String
@@ -39,41 +69,79 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     let queue = DispatchQueue(label: "virtmeter.libvirt")
     private let logger: Logger
     private let xmlMaxAge: Double
+    private let callTimeout: Double
     private var xmlCache: [String: CachedXML] = [:]
-    private var counters = InspectionCounters()
+    private let counters = Mutex(InspectionCounters())
+    /// Keys of the calls in flight ("open", "bulk", "list", or a domain's uuid): set by the worker while it runs
+    /// the call, so at the start of a poll they are the calls still stuck from earlier polls.
+    private let inFlight = Mutex<Set<String>>([])
+    /// A connection whose open returned after its deadline, for the next poll to use.
+    private let lateConnection = Mutex<LibvirtConnection?>(nil)
+    private let events = DomainEventSink()
+    /// A domain not answering: since when (monotonic seconds), for how many polls in a row, whether it was logged.
+    private struct Silence {
+        var name: String
+        var since: Double
+        var polls = 0
+        var logged = false
+    }
 
-    /// Connects to `uri` (read-only unless `readOnly` is false). `xmlMaxAge` bounds how long a domain's parsed XML
-    /// (nova metadata, devices) is reused; it is read again at once when the domain restarts. Throws `LibvirtError`.
+    /// Domains not answering, by uuid.
+    private var silent: [String: Silence] = [:]
+    /// Silent polls in a row before a domain is logged as not answering.
+    static let silentPollsBeforeWarning = 2
+    /// Since when the bulk call has been stuck (the domains are read one by one meanwhile).
+    private var bulkStuckSince: Double?
+    /// Test seam: called on the worker before each call with the call's key ("open", "bulk", "list" or a uuid).
+    let beforeCall: (@Sendable (String) -> Void)?
+
+    /// Worker threads per poll for the per-domain calls (libvirtd serves 5 requests of one client at a time).
+    static let workers = 3
+    /// Calls stuck on one connection before virtmeter opens another one (the old one closes when they return). One:
+    /// measured on libvirt 9.0 with a guest's qemu stopped, while a call hung on a connection the other calls on it
+    /// were now and then held up about 5 s each (a reply waits for the thread stuck in the connection's I/O loop);
+    /// on a connection of their own they never were.
+    static let maxStuckCalls = 1
+
+    /// A hypervisor for `uri` (read-only unless `readOnly` is false). `xmlMaxAge` bounds how long a domain's parsed
+    /// XML (nova metadata, devices) is reused; lifecycle events and a restart (new ID) make it read again at once.
+    /// `callTimeout` is each libvirt call's deadline in seconds (see `callTimeout(interval:)`). With `connectNow`
+    /// the connection opens here and a failure throws `LibvirtError` (fail fast: `poll`, `check`); without, it
+    /// opens at the first poll and each poll tries again until it does (`run` starting before libvirtd).
     public init(uri: String = "qemu:///system", readOnly: Bool = true, xmlMaxAge: Double = 600,
+                callTimeout: Double = 5, connectNow: Bool = true,
                 logger: Logger = Logger(label: "virtmeter.libvirt")) throws {
         self.uri = uri
         self.readOnly = readOnly
         self.logger = logger
         self.xmlMaxAge = xmlMaxAge
-        connection = try queue.sync { () throws(LibvirtError) -> LibvirtConnection in
-            try LibvirtConnection(uri: uri, readOnly: readOnly)
-        }
+        self.callTimeout = callTimeout
+        beforeCall = nil
+        if connectNow { connection = try queue.sync { () throws(LibvirtError) in try openConnection() } }
     }
+
+    /// For tests: like the public init (never connecting at init), with `beforeCall` run before each call.
+    init(uri: String, callTimeout: Double, logger: Logger, beforeCall: @escaping @Sendable (String) -> Void) {
+        self.uri = uri
+        readOnly = true
+        self.logger = logger
+        xmlMaxAge = 600
+        self.callTimeout = callTimeout
+        self.beforeCall = beforeCall
+    }
+
+    /// The deadline of each libvirt call for polls every `interval` seconds: 40% of it, between 0.5 and 5 s, so that
+    /// a cycle that lost its bulk call still ends within its interval, and a busy host is not taken for a hung one.
+    public static func callTimeout(interval: Double) -> Double { min(5, max(0.5, interval * 0.4)) }
 
     /// Whether the connection is read-only (the default: monitoring needs no write access).
     public var isReadOnly: Bool { readOnly }
 
-    /// The connection to use: the open one while it is alive, else a new one (libvirtd restarted, the socket
-    /// closed). Runs on `queue`.
-    func liveConnection() throws(LibvirtError) -> LibvirtConnection {
-        if let connection, connection.isAlive { return connection }
-        if connection != nil {
-            connection = nil
-            xmlCache = [:]
-        }
-        let opened = try LibvirtConnection(uri: uri, readOnly: readOnly)
-        connection = opened
-        logger.debug("libvirt connection reopened", metadata: ["uri": "\(uri)"])
-        return opened
-    }
-
     /// Counters of the last poll.
-    public var lastCounters: InspectionCounters { queue.sync { counters } }
+    public var lastCounters: InspectionCounters { counters.withLock { $0 } }
+
+    /// Domain events received so far (lifecycle and reboot: each drops the domain's cached XML).
+    public var domainEventsReceived: Int { events.received.load(ordering: .relaxed) }
 
     public func poll() async throws -> [DomainSnapshot] {
         try await withCheckedThrowingContinuation { continuation in
@@ -83,50 +151,321 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         }
     }
 
+    // MARK: Calls with deadlines
+
+    /// Runs `call` on a worker with the deadline; nil when it missed it (or an earlier call with the same key is
+    /// still stuck: it is not made again).
+    private func withDeadline<T: Sendable>(_ key: String, connection: LibvirtConnection?,
+                                           _ call: @escaping @Sendable () -> T) -> T? {
+        guard inFlight.withLock({ !$0.contains(key) }) else { return nil }
+        return runTracked([key], connection: connection) { _ in call() }.first ?? nil
+    }
+
+    /// Runs `work` for each key on the workers with one deadline; marks each key in flight while its call runs.
+    private func runTracked<T: Sendable>(_ keys: [String], connection: LibvirtConnection?,
+                                         _ work: @escaping @Sendable (Int) -> T) -> [T?] {
+        // The workers hold `self` (its locked state only) and the connection until their call returns.
+        DeadlineBatch.run(Array(keys.indices), workers: Self.workers, seconds: callTimeout) { index in
+            self.inFlight.withLock { _ = $0.insert(keys[index]) }
+            connection?.stuckCalls.withLock { $0 += 1 }
+            defer {
+                connection?.stuckCalls.withLock { $0 -= 1 }
+                self.inFlight.withLock { _ = $0.remove(keys[index]) }
+            }
+            self.beforeCall?(keys[index])
+            return work(index)
+        }.outputs
+    }
+
+    // MARK: The connection
+
+    /// Opens a connection (on `queue` at init, else on a worker).
+    private func openConnection() throws(LibvirtError) -> LibvirtConnection {
+        try LibvirtConnection(uri: uri, readOnly: readOnly, events: events)
+    }
+
+    /// The connection to use: the open one while it is alive and not clogged with stuck calls, else a new one
+    /// (libvirtd restarted, the socket closed), opened with a deadline. Runs on `queue`.
+    func liveConnection() throws(LibvirtError) -> LibvirtConnection {
+        // What a connection to the same daemon learnt about its driver carries over to the one that replaces it.
+        var learnt: (servesGroups: Bool?, servesRSS: Bool)?
+        if let connection, connection.isAlive {
+            let stuck = connection.stuckCalls.withLock { $0 }
+            if stuck < Self.maxStuckCalls { return connection }
+            logger.debug("libvirt calls stuck on the connection: opening another one",
+                         metadata: ["stuck_calls": "\(stuck)"])
+            learnt = (connection.servesGroups, connection.servesRSS)
+        }
+        if connection != nil {
+            connection = nil
+            xmlCache = [:]
+        }
+        if let late = lateConnection.withLock({ let late = $0; $0 = nil; return late }), late.isAlive {
+            connection = late
+            if let learnt { (late.servesGroups, late.servesRSS) = learnt }
+            return late
+        }
+        let opened = withDeadline("open", connection: nil) { () -> Result<Void, LibvirtError> in
+            Result { () throws(LibvirtError) in
+                let opened = try self.openConnection()
+                self.lateConnection.withLock { $0 = opened }
+            }
+        }
+        let operation = readOnly ? "virConnectOpenReadOnly(\(uri))" : "virConnectOpen(\(uri))"
+        guard let opened else { throw LibvirtError.timedOut(operation, seconds: callTimeout) }
+        try opened.get()
+        guard let new = lateConnection.withLock({ let new = $0; $0 = nil; return new }) else {
+            throw LibvirtError.timedOut(operation, seconds: callTimeout)
+        }
+        connection = new
+        if let learnt { (new.servesGroups, new.servesRSS) = learnt }
+        logger.debug("libvirt connection opened", metadata: ["uri": "\(uri)"])
+        return new
+    }
+
+    // MARK: One poll
+
     /// Reads every running domain; runs on `queue`.
     private func readAll() throws(LibvirtError) -> [DomainSnapshot] {
+        let started = Clock.monotonic()
         let connection = try liveConnection()
-        var records: UnsafeMutablePointer<virDomainStatsRecordPtr?>?
-        let flags = VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE.rawValue
-        let count = virConnectGetAllDomainStats(connection.pointer, Self.groups, &records, flags)
-        guard count >= 0, let records else {
-            let error = LibvirtError.last("virConnectGetAllDomainStats(\(uri))")
+        for uuid in events.take() { xmlCache[uuid] = nil }
+        var counters = InspectionCounters()
+        let stuck = inFlight.withLock { $0 }
+
+        // 1. Stats in bulk; or, when the bulk call misses its deadline or an earlier one is still stuck, the running
+        //    domains listed, their stats read one by one in step 2.
+        var records: [String: StatsRecord] = [:]
+        let domains: [LibvirtDomain]
+        if let bulk = try bulkStats(connection, stuck: stuck) {
+            domains = bulk.map(\.domain)
+            for record in bulk { records[record.domain.uuid] = record }
+        } else {
+            counters.readInBulk = false
+            guard let listed = withDeadline("list", connection: connection, {
+                DomainCalls.runningDomains(connection)
+            }) else { throw LibvirtError.timedOut("virConnectListAllDomains(\(uri))", seconds: callTimeout) }
+            domains = try listed.get()
+        }
+        counters.domains = domains.count
+        learn(from: records.values.map(\.stats), connection)
+
+        // 2. Per domain, on the workers with one deadline: the stats not read in bulk, the XML not cached, the
+        //    groups a driver never returns. A domain still stuck from an earlier poll gets no new call; a busy one
+        //    (NOWAIT left out the groups that need its job) gets none either: they would wait for the same job.
+        let readAt = Clock.monotonic()
+        let rssMeansAnswered = connection.servesGroups == true && connection.servesRSS
+        var silentNow: [(LibvirtDomain, String)] = []
+        var snapshots: [DomainSnapshot] = []
+        var work: [DomainWork] = []
+        for domain in domains {
+            if stuck.contains(domain.uuid) {
+                silentNow.append((domain, "a call from an earlier poll has not returned"))
+                continue
+            }
+            let record = records[domain.uuid]
+            if let record, rssMeansAnswered, Self.isBusy(record) {
+                silentNow.append((domain, "busy: libvirt could not take its job without waiting"))
+                continue
+            }
+            let item = DomainWork(domain: domain, record: record, xml: cachedXML(domain, now: readAt),
+                                  servesGroups: connection.servesGroups, rssMeansAnswered: rssMeansAnswered)
+            if let record, let xml = item.xml, connection.servesGroups == true {
+                snapshots.append(Self.snapshot(domain, record.stats, xml, readAt: record.readAt))
+            } else {
+                work.append(item)
+            }
+        }
+        let items = work
+        let readings = runTracked(items.map(\.domain.uuid), connection: connection) { index in
+            Self.read(items[index], connection: connection)
+        }
+        for (item, reading) in zip(work, readings) {
+            switch reading {
+            case nil:
+                silentNow.append((item.domain, "no answer within \(callTimeout) s"))
+            case .busy(let calls)?:
+                counters.perDomainCalls += calls
+                silentNow.append((item.domain, "busy: libvirt could not take its job without waiting"))
+            case .failed(let error, let calls)?:
+                counters.perDomainCalls += calls
+                counters.skippedDomains += 1
+                let level: Logger.Level = error.isNoDomain ? .debug : .warning
+                logger.log(level: level, "domain skipped this cycle",
+                           metadata: ["domain": "\(item.domain.name)", "error": "\(error)"])
+            case .read(let snapshot, let xml, let malformed, let calls, let fellBack, let record)?:
+                counters.perDomainCalls += calls
+                if let record { learn(from: [record], connection) }
+                if fellBack { counters.fallbackDomains += 1 }
+                if let xml {
+                    xmlCache[item.domain.uuid] = CachedXML(domainID: item.domain.id, xml: xml, readAt: readAt)
+                }
+                if let malformed {
+                    logger.warning("domain XML unreadable, reading it without nova metadata",
+                                   metadata: ["uuid": "\(item.domain.uuid)", "error": "\(malformed)"])
+                }
+                snapshots.append(snapshot)
+            }
+        }
+        counters.notAnswering = silentNow.count
+        track(silentNow, answered: snapshots, listed: domains, started: started)
+        // Only domains listed this poll stay in the cache.
+        if xmlCache.count > domains.count {
+            let listed = Set(domains.map(\.uuid))
+            xmlCache = xmlCache.filter { listed.contains($0.key) }
+        }
+        self.counters.withLock { $0 = counters }
+        return snapshots
+    }
+
+    /// Decides, from the first stats records with a domain in them, whether the connection's driver returns the
+    /// groups (else per-domain calls fill them in), and notes whether it reports `balloon.rss` (QEMU leaves it out
+    /// for a busy domain only).
+    private func learn(from records: [BulkStats], _ connection: LibvirtConnection) {
+        if connection.servesGroups == nil, !records.isEmpty {
+            connection.servesGroups = records.contains { $0.cpuTime != nil }
+        }
+        if !connection.servesRSS, records.contains(where: { $0.balloon.rss != nil }) { connection.servesRSS = true }
+    }
+
+    /// The bulk answer; nil when the bulk call missed its deadline or an earlier one is still stuck.
+    private func bulkStats(_ connection: LibvirtConnection, stuck: Set<String>)
+        throws(LibvirtError) -> [StatsRecord]? {
+        if let since = bulkStuckSince, !stuck.contains("bulk") {
+            logger.info("bulk stats call returned: reading domains in bulk again",
+                        metadata: ["stuck_seconds": "\(Self.seconds(Clock.monotonic() - since))"])
+            bulkStuckSince = nil
+        }
+        guard !stuck.contains("bulk") else { return nil }
+        guard let answer = withDeadline("bulk", connection: connection, { DomainCalls.stats(connection) }) else {
+            bulkStuckSince = Clock.monotonic()
+            logger.info("bulk stats call missed its deadline: reading domains one by one until it returns",
+                        metadata: ["deadline_seconds": "\(callTimeout)"])
+            return nil
+        }
+        do {
+            return try answer.get()
+        } catch {
             // A dead connection (libvirtd restarted) is replaced at the next poll.
             if !connection.isAlive { self.connection = nil }
             throw error
         }
-        defer { virDomainStatsRecordListFree(records) }
-        let readAt = Clock.monotonic()
-        counters = InspectionCounters(domains: Int(count))
-        var snapshots: [DomainSnapshot] = []
-        snapshots.reserveCapacity(Int(count))
-        var seen = Set<String>()
-        for index in 0..<Int(count) {
-            guard let record = records[index], let domain = record.pointee.dom else { continue }
-            let bulk = BulkStats(record.pointee.params, count: record.pointee.nparams)
-            do {
-                let snapshot = try snapshot(domain, bulk, readAt: readAt)
-                seen.insert(snapshot.uuid)
-                snapshots.append(snapshot)
-            } catch {
-                counters.skippedDomains += 1
-                let level: Logger.Level = error.isNoDomain ? .debug : .warning
-                logger.log(level: level, "domain skipped this cycle", metadata: ["error": "\(error)"])
-            }
-        }
-        // Every domain read this cycle is in the cache: equal counts mean nothing else is.
-        if xmlCache.count > seen.count { xmlCache = xmlCache.filter { seen.contains($0.key) } }
-        return snapshots
     }
 
-    /// One domain's snapshot from its bulk record, with per-domain calls for the groups the record lacks.
-    func snapshot(_ domain: virDomainPtr, _ bulk: BulkStats, readAt: Double)
-        throws(LibvirtError) -> DomainSnapshot {
-        let uuid = try uuidString(domain)
-        let name = virDomainGetName(domain).map { String(cString: $0) } ?? uuid
-        let xml = try domainXML(domain, uuid: uuid, readAt: readAt)
+    /// Logs each domain that stopped answering, once, and each that answers again, once, with how long it did not
+    /// (from the start of the poll it first missed to the end of the one it answered). A domain is named from its
+    /// second silent poll in a row: one slow answer on a loaded host (a deadline missed once) is only a debug line.
+    private func track(_ silentNow: [(LibvirtDomain, String)], answered: [DomainSnapshot], listed: [LibvirtDomain],
+                       started: Double) {
+        let now = Clock.monotonic()
+        for (domain, reason) in silentNow {
+            var entry = silent[domain.uuid] ?? Silence(name: domain.name, since: started)
+            entry.polls += 1
+            let metadata: Logger.Metadata = [
+                "domain": "\(domain.name)", "uuid": "\(domain.uuid)", "reason": "\(reason)",
+            ]
+            if entry.polls == Self.silentPollsBeforeWarning {
+                entry.logged = true
+                logger.warning("domain not answering: its samples are left out until it does", metadata: metadata)
+            } else if entry.polls < Self.silentPollsBeforeWarning {
+                logger.debug("domain did not answer this cycle", metadata: metadata)
+            }
+            silent[domain.uuid] = entry
+        }
+        for snapshot in answered {
+            guard let entry = silent.removeValue(forKey: snapshot.uuid) else { continue }
+            logger.log(level: entry.logged ? .notice : .debug, "domain answering again", metadata: [
+                "domain": "\(entry.name)", "uuid": "\(snapshot.uuid)",
+                "silent_seconds": "\(Self.seconds(now - entry.since))",
+            ])
+        }
+        if silent.count > silentNow.count {
+            let stillListed = Set(listed.map(\.uuid))
+            silent = silent.filter { stillListed.contains($0.key) }
+        }
+    }
+
+    private static func seconds(_ value: Double) -> String { String(format: "%.1f", value) }
+
+    /// Whether a record (on a connection that reports `balloon.rss`) comes from a domain whose job libvirt could
+    /// not take: QEMU then leaves out the groups that need it (balloon details, block), RSS among them.
+    private static func isBusy(_ record: StatsRecord) -> Bool {
+        record.stats.balloon.rss == nil && record.stats.state != .shutoff
+    }
+
+    /// The domain's cached XML while it is valid: same domain ID (no restart), younger than `xmlMaxAge`, and no
+    /// lifecycle event since it was read.
+    private func cachedXML(_ domain: LibvirtDomain, now: Double) -> DomainXML? {
+        guard let cached = xmlCache[domain.uuid], cached.domainID == domain.id, now - cached.readAt < xmlMaxAge
+        else { return nil }
+        return cached.xml
+    }
+
+    // MARK: Per domain (on a worker)
+
+    /// Reads what `work` lacks: stats, XML, the groups the driver never returns. Runs on a worker thread.
+    private static func read(_ work: DomainWork, connection: LibvirtConnection) -> Reading {
+        var calls = 0
+        do throws(LibvirtError) {
+            let record: StatsRecord
+            var read: BulkStats?
+            if let known = work.record {
+                record = known
+            } else {
+                calls += 1
+                guard let answer = try DomainCalls.stats(connection, [work.domain]).get().first else {
+                    throw LibvirtError(operation: "virDomainListGetStats(\(work.domain.name))",
+                                       code: Int32(VIR_ERR_NO_DOMAIN.rawValue), message: "domain not found")
+                }
+                if work.rssMeansAnswered, isBusy(answer) { return .busy(calls: calls) }
+                (record, read) = (answer, answer.stats)
+            }
+            var xml = work.xml
+            var malformed: String?
+            var readXML: DomainXML?
+            if xml == nil {
+                calls += 1
+                let parsed = try DomainCalls.xml(work.domain)
+                (xml, malformed, readXML) = (parsed.xml, parsed.malformed, parsed.xml)
+            }
+            var snapshot = snapshot(work.domain, record.stats, xml ?? DomainXML(), readAt: record.readAt)
+            var fellBack = false
+            if !(work.servesGroups ?? (record.stats.cpuTime != nil)) {
+                let before = calls
+                try fillIn(&snapshot, work.domain, record.stats, xml ?? DomainXML(), calls: &calls)
+                fellBack = calls > before
+                snapshot.monotonicTime = Clock.monotonic()
+            }
+            return .read(snapshot, xml: readXML, malformedXML: malformed, calls: calls, fellBack: fellBack,
+                         record: read)
+        } catch {
+            return .failed(error, calls: calls)
+        }
+    }
+
+    /// Per-domain calls for the groups the record lacks (drivers that never return them in bulk).
+    private static func fillIn(_ snapshot: inout DomainSnapshot, _ domain: LibvirtDomain, _ bulk: BulkStats,
+                               _ xml: DomainXML, calls: inout Int) throws(LibvirtError) {
+        if bulk.cpuTime == nil || bulk.vcpuCount == nil || bulk.maxMemoryKiB == nil {
+            calls += 1
+            try DomainCalls.readInfo(domain, into: &snapshot)
+        }
+        if bulk.memoryKiB == nil {
+            calls += 1
+            try DomainCalls.readMemoryStats(domain, into: &snapshot)
+        }
+        if !bulk.hasBlockGroup { snapshot.disks = try DomainCalls.readDisks(domain, xml.disks, calls: &calls) }
+        if !bulk.hasInterfaceGroup {
+            snapshot.interfaces = try DomainCalls.readInterfaces(domain, xml.interfaces, calls: &calls)
+        }
+        dropStaleBalloon(&snapshot, xml)
+    }
+
+    /// One domain's snapshot from its stats record and XML.
+    private static func snapshot(_ domain: LibvirtDomain, _ bulk: BulkStats, _ xml: DomainXML, readAt: Double)
+        -> DomainSnapshot {
         var snapshot = DomainSnapshot(
-            uuid: uuid, name: name, state: bulk.state ?? .running, vcpuCount: bulk.vcpuCount ?? 0,
+            uuid: domain.uuid, name: domain.name, state: bulk.state ?? .running, vcpuCount: bulk.vcpuCount ?? 0,
             cpuTime: bulk.cpuTime, vcpuTimes: bulk.vcpuTimes.sorted { $0.key < $1.key }.map(\.value),
             maxMemoryKiB: bulk.maxMemoryKiB ?? 0, memoryKiB: bulk.memoryKiB ?? 0, balloon: bulk.balloon,
             disks: bulk.disks.sorted { $0.key < $1.key }.map(\.value).filter { !$0.name.isEmpty },
@@ -135,146 +474,44 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         for index in snapshot.interfaces.indices {
             snapshot.interfaces[index].mac = xml.interfaces.first { $0.device == snapshot.interfaces[index].name }?.mac
         }
-        let fellBack = counters.perDomainCalls
-        if bulk.cpuTime == nil || bulk.vcpuCount == nil || bulk.maxMemoryKiB == nil {
-            try readInfo(domain, into: &snapshot)
-        }
-        if bulk.memoryKiB == nil { try readMemoryStats(domain, into: &snapshot) }
-        if !bulk.hasBlockGroup { snapshot.disks = try readDisks(domain, xml.disks) }
-        if !bulk.hasInterfaceGroup { snapshot.interfaces = try readInterfaces(domain, xml.interfaces) }
-        // A memballoon without a stats period: QEMU reports the figures the guest sent once at boot, for ever.
-        // They are not the guest's memory now, so virtmeter treats them as absent (no memory.usage, a warning).
-        if xml.hasMemballoon, (xml.balloonStatsPeriod ?? 0) == 0, snapshot.balloon.lastUpdate != nil {
-            snapshot.balloon = BalloonStats(actual: snapshot.balloon.actual, rss: snapshot.balloon.rss)
-        }
-        if counters.perDomainCalls > fellBack { counters.fallbackDomains += 1 }
+        dropStaleBalloon(&snapshot, xml)
         return snapshot
     }
 
-    func uuidString(_ domain: virDomainPtr) throws(LibvirtError) -> String {
-        let uuid = withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(VIR_UUID_STRING_BUFLEN)) { buffer in
-            virDomainGetUUIDString(domain, buffer.baseAddress) == 0 ? String(cString: buffer.baseAddress!) : nil
+    /// A memballoon without a stats period: QEMU reports the figures the guest sent once at boot, for ever. They are
+    /// not the guest's memory now, so virtmeter treats them as absent (no memory.usage, a warning).
+    private static func dropStaleBalloon(_ snapshot: inout DomainSnapshot, _ xml: DomainXML) {
+        if xml.hasMemballoon, (xml.balloonStatsPeriod ?? 0) == 0, snapshot.balloon.lastUpdate != nil {
+            snapshot.balloon = BalloonStats(actual: snapshot.balloon.actual, rss: snapshot.balloon.rss)
         }
-        guard let uuid else { throw LibvirtError.last("virDomainGetUUIDString") }
-        return uuid
     }
 
-    /// The domain's parsed XML, from the cache unless the domain restarted (new id) or the entry is too old.
-    private func domainXML(_ domain: virDomainPtr, uuid: String, readAt: Double) throws(LibvirtError) -> DomainXML {
-        let id = Int32(bitPattern: virDomainGetID(domain))
-        if let cached = xmlCache[uuid], cached.domainID == id, readAt - cached.readAt < xmlMaxAge {
-            return cached.xml
-        }
-        counters.perDomainCalls += 1
-        guard let text = virDomainGetXMLDesc(domain, 0) else { throw LibvirtError.last("virDomainGetXMLDesc(\(uuid))") }
-        defer { free(text) }
+    // MARK: For `virtmeter check` (LibvirtHypervisor+Check.swift: its own timer, no deadlines here)
+
+    /// The stats groups `check` asks for: the inspector's.
+    static let groups = DomainCalls.groups
+
+    /// One domain's snapshot from its stats record, with its XML (cached while valid) and per-domain calls for the
+    /// groups the record lacks. Runs on `queue`.
+    func snapshot(_ pointer: virDomainPtr, _ bulk: BulkStats, readAt: Double) throws(LibvirtError) -> DomainSnapshot {
+        let uuid = try uuidString(pointer)
+        guard let domain = LibvirtDomain(referencing: pointer) else { throw LibvirtError.last("virDomainGetUUIDString") }
         let xml: DomainXML
-        do {
-            xml = try DomainXML(parsing: String(cString: text))
-        } catch {
-            logger.warning("domain XML unreadable, reading it without nova metadata",
-                           metadata: ["uuid": "\(uuid)", "error": "\(error)"])
-            xml = DomainXML()
+        if let cached = cachedXML(domain, now: readAt) {
+            xml = cached
+        } else {
+            xml = try DomainCalls.xml(domain).xml
+            xmlCache[uuid] = CachedXML(domainID: domain.id, xml: xml, readAt: readAt)
         }
-        xmlCache[uuid] = CachedXML(domainID: id, xml: xml, readAt: readAt)
-        return xml
+        var snapshot = Self.snapshot(domain, bulk, xml, readAt: readAt)
+        var calls = 0
+        try Self.fillIn(&snapshot, domain, bulk, xml, calls: &calls)
+        return snapshot
     }
 
-    private func readInfo(_ domain: virDomainPtr, into snapshot: inout DomainSnapshot) throws(LibvirtError) {
-        counters.perDomainCalls += 1
-        var info = virDomainInfo()
-        guard virDomainGetInfo(domain, &info) == 0 else {
-            throw LibvirtError.last("virDomainGetInfo(\(snapshot.name))")
-        }
-        snapshot.state = DomainState(rawValue: Int(info.state)) ?? snapshot.state
-        snapshot.cpuTime = snapshot.cpuTime ?? UInt64(info.cpuTime)
-        if snapshot.vcpuCount == 0 { snapshot.vcpuCount = Int(info.nrVirtCpu) }
-        if snapshot.maxMemoryKiB == 0 { snapshot.maxMemoryKiB = UInt64(info.maxMem) }
-        if snapshot.memoryKiB == 0 { snapshot.memoryKiB = UInt64(info.memory) }
-    }
-
-    private func readMemoryStats(_ domain: virDomainPtr, into snapshot: inout DomainSnapshot) throws(LibvirtError) {
-        counters.perDomainCalls += 1
-        let size = Int(VIR_DOMAIN_MEMORY_STAT_NR.rawValue)
-        let stats = withUnsafeTemporaryAllocation(of: virDomainMemoryStatStruct.self, capacity: size) { buffer in
-            let count = virDomainMemoryStats(domain, buffer.baseAddress, UInt32(size), 0)
-            return count < 0 ? nil : Array(buffer.prefix(Int(count)))
-        }
-        guard let stats else {
-            let error = LibvirtError.last("virDomainMemoryStats(\(snapshot.name))")
-            if error.isUnsupported { return }
-            throw error
-        }
-        for stat in stats {
-            let value = UInt64(stat.val)
-            switch Int32(stat.tag) {
-            case Int32(VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON.rawValue): snapshot.balloon.actual = value
-            case Int32(VIR_DOMAIN_MEMORY_STAT_AVAILABLE.rawValue): snapshot.balloon.available = value
-            case Int32(VIR_DOMAIN_MEMORY_STAT_UNUSED.rawValue): snapshot.balloon.unused = value
-            case Int32(VIR_DOMAIN_MEMORY_STAT_USABLE.rawValue): snapshot.balloon.usable = value
-            case Int32(VIR_DOMAIN_MEMORY_STAT_RSS.rawValue): snapshot.balloon.rss = value
-            case Int32(VIR_DOMAIN_MEMORY_STAT_SWAP_IN.rawValue): snapshot.balloon.swapIn = value
-            case Int32(VIR_DOMAIN_MEMORY_STAT_SWAP_OUT.rawValue): snapshot.balloon.swapOut = value
-            case Int32(VIR_DOMAIN_MEMORY_STAT_LAST_UPDATE.rawValue): snapshot.balloon.lastUpdate = value
-            default: break
-            }
-        }
-        if let actual = snapshot.balloon.actual { snapshot.memoryKiB = actual }
-    }
-
-    /// libvirt reports -1 for a counter it does not have.
-    private static func counter(_ value: Int64) -> UInt64? { value < 0 ? nil : UInt64(value) }
-
-    private func readDisks(_ domain: virDomainPtr, _ names: [String]) throws(LibvirtError) -> [DiskStats] {
-        var disks: [DiskStats] = []
-        for name in names {
-            counters.perDomainCalls += 2
-            var stats = virDomainBlockStatsStruct()
-            guard virDomainBlockStats(domain, name, &stats, MemoryLayout<virDomainBlockStatsStruct>.size) == 0 else {
-                let error = LibvirtError.last("virDomainBlockStats(\(name))")
-                if error.isNoDomain { throw error }
-                continue   // an empty CD-ROM drive or a disk without stats
-            }
-            var disk = DiskStats(name: name)
-            disk.readBytes = Self.counter(stats.rd_bytes)
-            disk.readRequests = Self.counter(stats.rd_req)
-            disk.writeBytes = Self.counter(stats.wr_bytes)
-            disk.writeRequests = Self.counter(stats.wr_req)
-            disk.errors = Self.counter(stats.errs)
-            var info = virDomainBlockInfo()
-            if virDomainGetBlockInfo(domain, name, &info, 0) == 0 {
-                disk.capacity = info.capacity
-                disk.allocation = info.allocation
-                disk.physical = info.physical
-            }
-            disks.append(disk)
-        }
-        return disks
-    }
-
-    private func readInterfaces(_ domain: virDomainPtr, _ devices: [(device: String, mac: String?)])
-        throws(LibvirtError) -> [InterfaceStats] {
-        var interfaces: [InterfaceStats] = []
-        for (device, mac) in devices {
-            counters.perDomainCalls += 1
-            var stats = virDomainInterfaceStatsStruct()
-            let size = MemoryLayout<virDomainInterfaceStatsStruct>.size
-            guard virDomainInterfaceStats(domain, device, &stats, size) == 0 else {
-                let error = LibvirtError.last("virDomainInterfaceStats(\(device))")
-                if error.isNoDomain { throw error }
-                continue
-            }
-            var nic = InterfaceStats(name: device, mac: mac)
-            nic.rxBytes = Self.counter(stats.rx_bytes)
-            nic.rxPackets = Self.counter(stats.rx_packets)
-            nic.rxErrors = Self.counter(stats.rx_errs)
-            nic.rxDrop = Self.counter(stats.rx_drop)
-            nic.txBytes = Self.counter(stats.tx_bytes)
-            nic.txPackets = Self.counter(stats.tx_packets)
-            nic.txErrors = Self.counter(stats.tx_errs)
-            nic.txDrop = Self.counter(stats.tx_drop)
-            interfaces.append(nic)
-        }
-        return interfaces
+    /// The domain's UUID.
+    func uuidString(_ domain: virDomainPtr) throws(LibvirtError) -> String {
+        guard let uuid = LibvirtDomain.uuidString(domain) else { throw LibvirtError.last("virDomainGetUUIDString") }
+        return uuid
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import VirtMeterAgent
 import VirtMeterAMQP
 import VirtMeterCore
 import VirtMeterLibvirt
@@ -34,7 +35,10 @@ struct PollCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard count >= 1 else { throw ValidationError("--count must be at least 1") }
-        guard interval > 0 else { throw ValidationError("--interval must be positive") }
+        guard PollingSource.intervalRange.contains(interval) else {
+            throw ValidationError("--interval must be between \(PollingSource.intervalRange.lowerBound) and "
+                                  + "\(Int(PollingSource.intervalRange.upperBound)) seconds")
+        }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
     }
 
@@ -44,15 +48,22 @@ struct PollCommand: AsyncParsableCommand {
             let meters = try sampling.selectedMeters(from: .builtIn)
             let stamper = SampleStamper(host: sampling.hostName, signer: try sampling.signer())
             let hypervisor = try LibvirtHypervisor(uri: sampling.uri, readOnly: !sampling.readWrite,
+                                                   callTimeout: LibvirtHypervisor.callTimeout(interval: interval),
                                                    logger: Logger(label: "virtmeter.libvirt"))
             var poller = Poller(hypervisor: hypervisor, meters: meters, stamper: stamper, samplesPerRecord: batchSize,
                                 logger: Logger(label: "virtmeter.poll"))
             let publisher = try await makePublisher()
+            // Ticks missed by a cycle that overran the interval are skipped (and logged), as `run` does.
+            var schedule = Schedule(sources: [("poll", interval)], start: Clock.monotonic())
+            let logger = Logger(label: "virtmeter.poll")
             for cycle in 0..<count {
-                let started = ContinuousClock.now
                 _ = try await poller.cycle { records in try await publisher.publish(records) }
-                if cycle + 1 < count {
-                    try await Task.sleep(until: started + .milliseconds(Int64(interval * 1000)))
+                let skipped = schedule.advance(["poll"], now: Clock.monotonic())["poll"] ?? 0
+                if skipped > 0 {
+                    logger.warning("cycle overran the interval: ticks skipped", metadata: ["skipped": "\(skipped)"])
+                }
+                if cycle + 1 < count, let next = schedule.next()?.time {
+                    try await Task.sleep(for: .seconds(max(0, next - Clock.monotonic())))
                 }
             }
         }

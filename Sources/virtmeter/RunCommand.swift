@@ -89,7 +89,12 @@ struct RunCommand: AsyncParsableCommand {
         let polling = try loadPolling()
         for warning in polling.warnings { logger.warning("polling.yaml", metadata: ["warning": "\(warning)"]) }
 
-        let hypervisor = try LibvirtHypervisor(uri: settings.libvirtURI, logger: Logger(label: "virtmeter.libvirt"))
+        // The connection opens at the first cycle, and is tried again until libvirt answers: the agent may start
+        // before libvirtd. Each libvirt call gets a deadline that fits the shortest interval.
+        let shortest = polling.sources.filter { !$0.meters.isEmpty }.map(\.interval).min() ?? 300
+        let hypervisor = try LibvirtHypervisor(
+            uri: settings.libvirtURI, callTimeout: LibvirtHypervisor.callTimeout(interval: shortest), connectNow: false,
+            logger: Logger(label: "virtmeter.libvirt"))
         let stamper = SampleStamper(host: settings.host, signer: try loadSigner(settings.secretFile))
         var publishers: [any Publisher] = []
         for publisher in settings.publishers {
@@ -105,7 +110,8 @@ struct RunCommand: AsyncParsableCommand {
         let pollService = PollService(
             hypervisor: hypervisor, stamper: stamper, samplesPerRecord: settings.batchSize, polling: polling,
             loadPolling: loadPolling, spool: spool, stats: stats, summaryEveryCycles: settings.summaryEveryCycles,
-            logger: Logger(label: "virtmeter.poll"))
+            retry: Backoff(initial: settings.retryInitial, maximum: settings.retryMaximum),
+            domainsNotAnswering: { hypervisor.lastCounters.notAnswering }, logger: Logger(label: "virtmeter.poll"))
         let publishService = PublishService(
             spool: spool, publishers: publishers, stats: stats,
             backoff: Backoff(initial: settings.retryInitial, maximum: settings.retryMaximum),

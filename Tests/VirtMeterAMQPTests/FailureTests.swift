@@ -133,7 +133,7 @@ struct ErrorTests {
     @Test("a bad URL: one line, password redacted")
     func badURL() throws {
         expectOneLine(try runPoll(["--publish", "amqp://guest:\(Self.wrongPassword)@127.0.0.1:99999/"]),
-                      containing: "bad port")
+                      containing: "port is not a number")
         #expect("\(try AMQPURL("amqp://u:\(Self.wrongPassword)@h/v%2Fx"))" == "amqp://u:***@h:5672/v%2Fx")
     }
 }

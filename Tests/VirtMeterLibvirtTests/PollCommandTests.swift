@@ -64,6 +64,22 @@ struct PollCommandTests {
         #expect(result.stderr.contains("unknown meter memory.usgae") && result.stderr.contains("memory.usage"))
     }
 
+    @Test("--interval that is not finite, or absurd, is refused as polling.yaml's interval is")
+    func badInterval() async throws {
+        try await offThePool { try Self.checkBadIntervals() }
+    }
+
+    static func checkBadIntervals() throws {
+        for interval in ["inf", "1e300", "nan", "0", "-1", "0.0001"] {
+            let result = try run(virtmeterBinary,
+                                 ["poll", "--connect", nodeURI, "--count", "2", "--interval=\(interval)"])
+            #expect(result.status != 0 && result.stdout.isEmpty, "--interval \(interval)")
+            #expect(result.stderr.contains("--interval must be between"), "--interval \(interval): \(result.stderr)")
+        }
+        let fine = try run(virtmeterBinary, ["poll", "--connect", nodeURI, "--count", "2", "--interval", "0.2"])
+        #expect(fine.status == 0, "\(fine.stderr)")
+    }
+
     @Test("an unreachable libvirt is one line and a non-zero exit")
     func unreachable() throws {
         let result = try run(virtmeterBinary, ["poll", "--connect", "qemu+unix:///system?socket=/nonexistent/sock"])

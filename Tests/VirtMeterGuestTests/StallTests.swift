@@ -1,0 +1,282 @@
+import Foundation
+import Logging
+import Testing
+import VirtMeterCore
+import VirtMeterLibvirt
+import VirtMeterTestSupport
+
+/// `virtmeter run` as a process with its stdout and stderr in files, polling every `interval` seconds.
+final class AgentProcess {
+    let directory: URL
+    let process = Process()
+    private let out: URL, err: URL
+
+    init(_ name: String, uri: String, interval: Double, meters: [String]) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-\(name)-\(getpid())")
+        try? FileManager.default.removeItem(at: directory)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let polling = directory.appendingPathComponent("polling.yaml")
+        try "sources:\n  - name: s\n    interval: \(interval)\n    meters: [\(meters.joined(separator: ", "))]\n"
+            .write(to: polling, atomically: true, encoding: .utf8)
+        out = directory.appendingPathComponent("out")
+        err = directory.appendingPathComponent("err")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        process.executableURL = URL(fileURLWithPath: LibvirtRestartTests.binary)
+        process.arguments = ["run", "--connect", uri, "--polling", polling.path, "--publish", "stdout",
+                             "--state-dir", directory.appendingPathComponent("state").path, "--log-level", "debug"]
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning { process.terminate() }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private func lines(_ file: URL) -> [Substring] {
+        ((try? String(contentsOf: file, encoding: .utf8)) ?? "").split(separator: "\n")
+    }
+
+    /// The samples printed so far (JSON objects).
+    func samples() -> [JSONValue] { lines(out).compactMap { try? JSONValue.parse(String($0)) } }
+    var outLines: Int { lines(out).count }
+    /// stderr lines containing every one of `words`.
+    func log(_ words: String...) -> [Substring] { lines(err).filter { line in words.allSatisfy(line.contains) } }
+    var stderr: String { (try? String(contentsOf: err, encoding: .utf8)) ?? "" }
+
+    /// SIGTERM, then waits for the exit; returns the status.
+    func stop() -> Int32 {
+        process.terminate()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}
+
+/// Seconds since the epoch of a sample's `timestamp` (`2026-11-27T06:59:01.123456`).
+func epochSeconds(_ timestamp: String) -> Double? {
+    let parts = timestamp.split(whereSeparator: { "-T:.".contains($0) }).map { Int($0) }
+    guard parts.count == 7, let year = parts[0], let month = parts[1], let day = parts[2], let hour = parts[3],
+          let minute = parts[4], let second = parts[5], let micros = parts[6]
+    else { return nil }
+    var fields = tm()
+    fields.tm_year = Int32(year - 1900)
+    fields.tm_mon = Int32(month - 1)
+    fields.tm_mday = Int32(day)
+    fields.tm_hour = Int32(hour)
+    fields.tm_min = Int32(minute)
+    fields.tm_sec = Int32(second)
+    return Double(timegm(&fields)) + Double(micros) / 1e6
+}
+
+func wallClock() -> Double { Date().timeIntervalSince1970 }
+
+/// Runs a shell command line on a thread of its own (output to a file, never a pipe: a daemon it starts may keep
+/// what it inherits) and returns its exit status.
+func shell(_ command: String) async -> Int32 {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: system(command)) }.start()
+    }
+}
+
+/// Issue 15: a hung guest, libvirtd down at start, guests coming, going and rebooting.
+@Suite("Never stall: hung guests, libvirtd down at start, churn", .serialized)
+struct StallTests {
+    static let interval = 2.0
+
+    func running(_ kit: GuestKit) async throws -> [(name: String, uuid: String, spec: String)] {
+        var result: [(String, String, String)] = []
+        for guest in kit.guests() {
+            guard let state = try? await kit.virsh(["domstate", guest.name]), state.hasPrefix("running")
+            else { continue }
+            let uuid = try await kit.virsh(["domuuid", guest.name]).trimmingCharacters(in: .whitespacesAndNewlines)
+            result.append((guest.name, uuid, guest.spec))
+        }
+        return result
+    }
+
+    @Test("a guest's qemu stopped for 40 s: the others get a sample every cycle, it is named once each way")
+    func hungGuest() async throws {
+        let kit = try GuestKit.fromEnvironment()
+        let guests = try await running(kit)
+        let stopped = try #require(guests.first { $0.spec == "burn=50" }, "no running burn=50 guest in the kit")
+        let healthy = guests.filter { $0.name != stopped.name }
+        try #require(healthy.count >= 2, "needs two more running guests, have \(guests.map(\.name))")
+        let pidText = try String(contentsOfFile: "/run/libvirt/qemu/\(stopped.name).pid", encoding: .utf8)
+        let pid = try #require(pid_t(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
+
+        let agent = try AgentProcess("hung", uri: kit.uri, interval: Self.interval, meters: ["cpu", "cpu_util"])
+        try await Task.sleep(for: .seconds(7))
+        #expect(agent.outLines > 0, "samples before the stop: \(agent.stderr)")
+        let stoppedAt = wallClock()
+        #expect(kill(pid, SIGSTOP) == 0)
+        var named: Double?
+        while wallClock() - stoppedAt < 40 {
+            if named == nil, !agent.log("domain not answering", "domain=\(stopped.name)").isEmpty {
+                named = wallClock() - stoppedAt
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(kill(pid, SIGCONT) == 0)
+        let continuedAt = wallClock()
+        var back: Double?
+        while back == nil, wallClock() - continuedAt < 20 {
+            if !agent.log("domain answering again", "domain=\(stopped.name)").isEmpty {
+                back = wallClock() - continuedAt
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        try await Task.sleep(for: .seconds(4 * Self.interval))
+        let status = agent.stop()
+        #expect(status == 0)
+        // What the inspector said, for the record (not answering, back, bulk call stuck and returned).
+        for line in agent.log("virtmeter.libvirt") { print("AGENT \(line)") }
+
+        // Every cycle has a sample of each healthy guest: the longest gap between their cpu samples' timestamps.
+        let samples = agent.samples()
+        var longest = 0.0
+        for guest in healthy {
+            let times = samples
+                .filter { $0["resource_id"] == .string(guest.uuid) && $0["counter_name"] == .string("cpu") }
+                .compactMap { $0["timestamp"]?.stringValue.flatMap(epochSeconds) }
+                .filter { $0 > stoppedAt - 2 * Self.interval && $0 < continuedAt + 2 * Self.interval }.sorted()
+            #expect(times.count >= Int(40 / Self.interval), "\(guest.name): \(times.count) cycles during the stop")
+            let gap = zip(times, times.dropFirst()).map { $1 - $0 }.max() ?? .infinity
+            #expect(gap <= Self.interval + 1, "\(guest.name): a gap of \(gap) s while \(stopped.name) was stopped")
+            longest = max(longest, gap)
+        }
+        #expect(agent.log("domain not answering", "domain=\(stopped.name)").count == 1)
+        #expect(agent.log("domain answering again", "domain=\(stopped.name)").count == 1)
+        #expect(agent.log("domain not answering").count == 1, "no healthy guest named: \(agent.stderr)")
+        let namedAfter = try #require(named, "the stopped guest was never named")
+        let backAfter = try #require(back, "the guest was never named as back")
+        #expect(namedAfter <= 2 * Self.interval + 1, "named \(namedAfter) s after the stop")
+        #expect(backAfter <= 2 * Self.interval + 1, "named back \(backAfter) s after it continued")
+        // Its cpu_util after the pause: a burn=50 guest, over the real elapsed time: in range, no spike.
+        let utils = samples.filter {
+            $0["resource_id"] == .string(stopped.uuid) && $0["counter_name"] == .string("cpu_util")
+                && ($0["timestamp"]?.stringValue.flatMap(epochSeconds) ?? 0) > continuedAt
+        }.compactMap { $0["counter_volume"]?.doubleValue }
+        #expect(!utils.isEmpty, "cpu_util of \(stopped.name) after the pause")
+        #expect(utils.allSatisfy { $0 >= 0 && $0 <= 100 })
+        #expect(utils.prefix(2).allSatisfy { $0 < 90 }, "cpu_util after the pause: \(utils)")
+        figure("longest gap of the healthy guests' samples while one guest was stopped 40 s",
+               expected: "<= \(Self.interval + 1) s (before: 40 s)", measured: "\(format(longest)) s")
+        figure("stopped guest named / named back", expected: "within two cycles",
+               measured: "\(format(namedAfter, 1)) s / \(format(backAfter, 1)) s")
+        figure("cpu_util of the burn=50 guest after the pause", expected: "in [0, 100], no spike",
+               measured: utils.prefix(4).map { format($0, 1) }.joined(separator: ", "))
+    }
+
+    @Test("a guest destroyed and another started between two cycles; a guest rebooted: no cpu_util spike")
+    func churnAndReboot() async throws {
+        let kit = try GuestKit.fromEnvironment()
+        let guests = try await running(kit)
+        let gone = try #require(guests.first { $0.spec == "idle" }, "no running idle guest")
+        let rebooted = try #require(guests.first { $0.spec == "idle,balloon=none" }, "no idle,balloon=none guest")
+        let libvirt = try LibvirtHypervisor(uri: kit.uri, callTimeout: LibvirtHypervisor.callTimeout(interval: 2))
+        var poller = Poller(hypervisor: libvirt, meters: [CPUMeter(), CPUUtilMeter()],
+                            stamper: SampleStamper(host: "stall-tests", signer: SampleSigner(secret: "")),
+                            logger: Logger(label: "stall-tests"))
+        /// One cycle's samples, read back from the records the poller made.
+        func cycle() async throws -> [Sample] {
+            var samples: [Sample] = []
+            _ = try await poller.cycle { records in samples += try records.decodedSamples() }
+            return samples
+        }
+        func names(_ samples: [Sample]) -> Set<String> {
+            Set(samples.compactMap { $0.resourceMetadata["name"]?.stringValue })
+        }
+        func util(_ samples: [Sample], _ uuid: String) -> Double? {
+            samples.first { $0.resourceID == uuid && $0.name == "cpu_util" }?.volume.doubleValue
+        }
+        _ = try await cycle()
+        let before = try await cycle()
+        let eventsBefore = libvirt.domainEventsReceived
+        #expect(names(before).contains(gone.name))
+
+        // Churn between two cycles.
+        _ = try await kit.kit(["destroy", gone.name])
+        _ = try await kit.kit(["start", "vmtest-new", "idle", "--no-wait"])
+        let after = try await cycle()
+        #expect(!names(after).contains(gone.name), "the destroyed guest is gone from the next cycle")
+        #expect(names(after).contains("vmtest-new"), "the started guest is in the next cycle")
+        #expect(libvirt.domainEventsReceived >= eventsBefore + 2, "stopped and started events")
+
+        // Hard reboot (a new qemu, the same domain): the counter restarts, cpu_util skips a cycle, no spike.
+        _ = try await kit.virsh(["destroy", rebooted.name])
+        _ = try await kit.virsh(["start", rebooted.name])
+        var utils: [Double?] = []
+        for _ in 0..<3 {
+            try await Task.sleep(for: .seconds(Self.interval))
+            utils.append(util(try await cycle(), rebooted.uuid))
+        }
+        #expect(utils[0] == nil, "no cpu_util across the restart (the counter went back): \(utils)")
+        #expect(utils.dropFirst().allSatisfy { $0 != nil && $0! >= 0 && $0! <= 100 }, "\(utils)")
+
+        figure("hard reboot: cpu_util across the restart", expected: "none, then in [0, 100]",
+               measured: utils.map { $0.map { format($0, 1) } ?? "none" }.joined(separator: ", "))
+
+        // A lifecycle event without a restart (suspended, resumed: same qemu, same domain ID) makes its XML be read
+        // again at the next cycle. (No in-place reset here: kit guests have on_reboot=destroy, a reset stops them.)
+        _ = try await cycle()
+        #expect(!libvirt.lastCounters.readInBulk || libvirt.lastCounters.perDomainCalls == 0,
+                "steady cycles in bulk make no per-domain call")
+        let eventsBeforePause = libvirt.domainEventsReceived
+        _ = try await kit.virsh(["suspend", rebooted.name])
+        _ = try await kit.virsh(["resume", rebooted.name])
+        let deadline = Clock.monotonic() + 5
+        while libvirt.domainEventsReceived < eventsBeforePause + 2, Clock.monotonic() < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(libvirt.domainEventsReceived >= eventsBeforePause + 2, "suspended and resumed events")
+        let resumed = try await cycle()
+        // In bulk, the only per-domain call is that guest's XML, read again because of the events (a loaded host
+        // may make the bulk call miss its deadline: the domains are then read one by one).
+        let counters = libvirt.lastCounters
+        #expect(!counters.readInBulk || counters.perDomainCalls == 1, "\(counters)")
+        let value = util(resumed, rebooted.uuid)
+        #expect(value.map { $0 >= 0 && $0 <= 100 } ?? true, "cpu_util after the pause: \(String(describing: value))")
+
+        // Leave the kit as it was.
+        _ = try? await kit.kit(["destroy", "vmtest-new"])
+        _ = try? await kit.kit(["start", gone.name, "idle", "--no-wait"])
+    }
+
+    /// Last: it takes libvirtd away.
+    @Test("libvirtd down when the agent starts, back 20 s later: one line each way, samples within an interval")
+    func libvirtdDownAtStart() async throws {
+        let kit = try GuestKit.fromEnvironment()
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-kit-\(getpid()).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        #expect(await shell("'\(kit.script)' stop-libvirtd >'\(log)' 2>&1 </dev/null") == 0)
+        let agent = try AgentProcess("nolibvirtd", uri: kit.uri, interval: Self.interval, meters: ["vcpus"])
+        try await Task.sleep(for: .seconds(20))
+        #expect(agent.process.isRunning, "the agent waits for libvirtd: \(agent.stderr)")
+        #expect(agent.outLines == 0)
+        #expect(agent.log("libvirt unreachable").count == 1)
+
+        async let started = shell("'\(kit.script)' start-libvirtd >'\(log)' 2>&1 </dev/null")
+        let began = Clock.monotonic()
+        var answered: Double?, firstSample: Double?
+        while answered == nil || firstSample == nil, Clock.monotonic() - began < 120 {
+            if answered == nil, (try? LibvirtHypervisor(uri: kit.uri, callTimeout: 5)) != nil {
+                answered = Clock.monotonic()
+            }
+            if firstSample == nil, agent.outLines > 0 { firstSample = Clock.monotonic() }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(await started == 0, "kit start-libvirtd: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        try await Task.sleep(for: .seconds(2 * Self.interval))
+        #expect(agent.stop() == 0)
+        let answeredAt = try #require(answered, "libvirtd never answered")
+        let sampledAt = try #require(firstSample, "no sample after libvirtd came back: \(agent.stderr)")
+        #expect(sampledAt - answeredAt <= Self.interval + 0.5, "first sample \(sampledAt - answeredAt) s after")
+        #expect(agent.log("libvirt unreachable").count == 1)
+        #expect(agent.log("libvirt is back").count == 1)
+        figure("libvirtd answering to the first sample (agent started while it was down)",
+               expected: "within one interval (\(Self.interval) s)", measured: "\(format(sampledAt - answeredAt)) s")
+    }
+}
