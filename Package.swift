@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "virtmeter",
-    platforms: [.macOS(.v14)],
+    // Linux only (Glibc, libvirt, librabbitmq): no Apple platform is declared.
     products: [
         .executable(name: "virtmeter", targets: ["virtmeter"]),
         .library(name: "VirtMeterCore", targets: ["VirtMeterCore"]),

@@ -170,6 +170,28 @@ struct StallTests {
                measured: utils.prefix(4).map { format($0, 1) }.joined(separator: ", "))
     }
 
+    @Test("SIGTERM while a guest's qemu is stopped: exit 0 within shutdown_timeout, with the stopped line")
+    func shutdownWhileHung() async throws {
+        let kit = try GuestKit.fromEnvironment()
+        let guests = try await running(kit)
+        let stopped = try #require(guests.first { $0.spec == "burn=50" }, "no running burn=50 guest in the kit")
+        let pidText = try String(contentsOfFile: "/run/libvirt/qemu/\(stopped.name).pid", encoding: .utf8)
+        let pid = try #require(pid_t(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let agent = try AgentProcess("hungstop", uri: kit.uri, interval: Self.interval, meters: ["cpu", "memory.usage"])
+        try await Task.sleep(for: .seconds(3 * Self.interval))
+        #expect(kill(pid, SIGSTOP) == 0)
+        defer { kill(pid, SIGCONT) }
+        try await Task.sleep(for: .seconds(3 * Self.interval))
+        let stopping = Clock.monotonic()
+        let status = agent.stop()
+        let took = Clock.monotonic() - stopping
+        // shutdown_timeout is 10 s by default; the backstop ends the process half a second after it at the latest.
+        #expect(status == 0 && took <= 11, "exit \(status) after \(took) s: \(agent.stderr.suffix(1500))")
+        #expect(agent.log("virtmeter stopped").count == 1 && !agent.stderr.contains("Fatal error"))
+        figure("SIGTERM while a guest's qemu is stopped", expected: "exit 0 within shutdown_timeout (10 s)",
+               measured: "exit \(status) after \(format(took)) s")
+    }
+
     @Test("a guest destroyed and another started between two cycles; a guest rebooted: no cpu_util spike")
     func churnAndReboot() async throws {
         let kit = try GuestKit.fromEnvironment()
