@@ -74,8 +74,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // What several test targets share: the wire-form oracle, record decoding.
-        .target(name: "VirtMeterTestSupport", dependencies: ["VirtMeterCore"], path: "Tests/VirtMeterTestSupport"),
+        // What several test targets share: the wire-form oracle, record decoding, a log handler that keeps lines.
+        .target(
+            name: "VirtMeterTestSupport",
+            dependencies: ["VirtMeterCore", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/VirtMeterTestSupport"
+        ),
         .testTarget(
             name: "VirtMeterAgentTests",
             dependencies: ["VirtMeterCore", "VirtMeterAgent", "VirtMeterTestSupport", "virtmeter"],

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Synchronization
 import VirtMeterCore
+import VirtMeterTestSupport
 
 /// Why the guest tests cannot go on; its text is the test failure's reason.
 struct KitError: Error, CustomStringConvertible {
@@ -170,28 +171,6 @@ func run(_ path: String, _ arguments: [String]) async throws -> String {
                 continuation.resume(throwing: KitError("\(command) exited \(process.terminationStatus): \(text)"))
             }
         }
-    }
-}
-
-/// A log handler that keeps what was logged, for asserting on the Poller's warnings.
-struct CapturingLogHandler: LogHandler {
-    /// The captured events.
-    final class Store: Sendable {
-        let lines = Mutex<[(level: Logger.Level, message: String, metadata: Logger.Metadata)]>([])
-        var all: [(level: Logger.Level, message: String, metadata: Logger.Metadata)] { lines.withLock { $0 } }
-    }
-
-    let store: Store
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        store.lines.withLock { $0.append((event.level, event.message.description, event.metadata ?? [:])) }
     }
 }
 

@@ -111,11 +111,17 @@ struct GuestTests {
                 #expect(window < 10, "idle guest used \(window)% of its vCPU")
                 continue
             }
-            let value = try #require(measured, """
-                no interval in which \(guest.name) had a host CPU to itself (its vCPU waited \(hostDelay(run, guest.name)) \
-                of the time on the host's run queue): the host is overcommitted, cpu_util cannot be checked
-                """)
-            #expect(clean.count >= 3, "only \(clean.count) uncontended intervals for \(guest.name)")
+            guard let value = measured, clean.count >= 3 else {
+                // The host never gave this guest's vCPU a CPU of its own for three intervals (a 2-core host with two
+                // TCG burners): its cpu_util samples over the whole run must then still show what it asked for, and
+                // agree with its CPU time over the run.
+                let all = try #require(median(intervals), "no cpu_util samples for \(guest.name)")
+                print("cpu_util \(spec): \(clean.count) uncontended intervals (vCPU waited \(hostDelay(run, guest.name)) "
+                      + "on the host's run queue): checking the median of all \(intervals.count), \(format(all, 1))")
+                #expect(abs(all - target) <= tolerance, "\(spec) guest: cpu_util \(all), expected \(target) ± \(tolerance)")
+                #expect(abs(all - window) <= 5, "\(spec) guest: cpu_util median \(all), CPU time over the run \(window)")
+                continue
+            }
             #expect(abs(value - target) <= tolerance, "\(spec) guest: cpu_util \(value), expected \(target) ± \(tolerance)")
         }
     }

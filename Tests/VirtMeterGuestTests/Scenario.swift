@@ -31,6 +31,10 @@ struct CycleRecord: Sendable {
     var values: [String: [String: Double]]
     /// Every sample of the cycle (device meters too).
     var samples: [Sample]
+    /// What the poller wrote, decoded into `samples` and `values` by `decode()` once the run is over.
+    var records: [SampleRecords]
+    /// Domain names by uuid.
+    var names: [String: String]
     var counters: InspectionCounters
     var hostRSSKiB: [String: UInt64]
     /// `virsh domstats --cpu-total` `cpu.time`, read right after the poll.
@@ -42,6 +46,16 @@ struct CycleRecord: Sendable {
     var vcpu: [String: VCPUClock]
 
     func value(_ domain: String, _ meter: String) -> Double? { values[domain]?[meter] }
+
+    /// Reads `records` back into `samples` and `values`.
+    mutating func decode() throws {
+        samples = try records.flatMap { try $0.decodedSamples() }
+        for sample in samples {
+            guard let name = names[sample.resourceID] else { continue }
+            values[name, default: [:]][sample.name] = sample.volume.doubleValue
+        }
+        records = []
+    }
 }
 
 /// Host run-queue delay and run time of a guest's vCPU (`vcpu.0.delay`, `vcpu.0.time`), ns.
@@ -139,8 +153,10 @@ actor Scenario {
 
         func cycle(_ phase: CycleRecord.Phase, watching: [String]) async throws {
             let began = ContinuousClock.now
-            var samples: [Sample] = []
-            _ = try await poller.cycle { records in samples += try records.decodedSamples() }
+            // The records are kept as they are and decoded once the run is over: parsing JSON (in a debug build)
+            // while the burners are measured would take host CPU from them.
+            var written: [SampleRecords] = []
+            _ = try await poller.cycle { records in written.append(records) }
             let at = Clock.monotonic()
             let snapshots = hypervisor.last.withLock { $0 }
             let counters = libvirt.lastCounters
@@ -149,11 +165,6 @@ actor Scenario {
             for snapshot in snapshots {
                 byName[snapshot.name] = snapshot
                 nameOf[snapshot.uuid] = snapshot.name
-            }
-            var values: [String: [String: Double]] = [:]
-            for sample in samples {
-                guard let name = nameOf[sample.resourceID] else { continue }
-                values[name, default: [:]][sample.name] = sample.volume.doubleValue
             }
             var rss: [String: UInt64] = [:]
             var virshCPU: [String: UInt64] = [:]
@@ -176,8 +187,8 @@ actor Scenario {
                 events[name] = seen
             }
             let vcpu = phase == .steady ? await vcpuClocks() : [:]
-            cycles.append(CycleRecord(index: cycles.count, phase: phase, at: at, snapshots: byName, values: values,
-                                      samples: samples, counters: counters, hostRSSKiB: rss,
+            cycles.append(CycleRecord(index: cycles.count, phase: phase, at: at, snapshots: byName, values: [:],
+                                      samples: [], records: written, names: nameOf, counters: counters, hostRSSKiB: rss,
                                       virshCPUTime: virshCPU, guestMemory: memory, events: events, vcpu: vcpu))
             try await Task.sleep(until: began + .milliseconds(Int64(interval * 1000)))
         }
@@ -245,6 +256,7 @@ actor Scenario {
         for name in [hog, io] { _ = try? await kit.kit(["destroy", name]) }
         _ = try? await kit.kit(["start", destroyed, "idle", "--no-wait"])
 
+        for index in cycles.indices { try cycles[index].decode() }
         let warnings = store.all.filter { $0.level == .warning }.map { (message: $0.message, metadata: $0.metadata) }
         return ScenarioRecord(
             kit: kit, guests: guests, cycles: cycles, warnings: warnings, interval: interval, vcpuBefore: before,

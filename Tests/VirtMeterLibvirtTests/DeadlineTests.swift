@@ -4,31 +4,8 @@ import Logging
 import Synchronization
 import Testing
 import VirtMeterCore
+import VirtMeterTestSupport
 @testable import VirtMeterLibvirt
-
-/// Keeps what was logged, to count the lines about a domain.
-struct RecordingLogHandler: LogHandler {
-    final class Store: Sendable {
-        let lines = Mutex<[(level: Logger.Level, message: String, metadata: Logger.Metadata)]>([])
-        func count(_ message: String) -> Int { lines.withLock { $0.filter { $0.message == message }.count } }
-        func metadata(_ message: String) -> [Logger.Metadata] {
-            lines.withLock { $0.filter { $0.message == message }.map(\.metadata) }
-        }
-    }
-
-    let store: Store
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        store.lines.withLock { $0.append((event.level, event.message.description, event.metadata ?? [:])) }
-    }
-}
 
 /// A gate a test closes to make a libvirt call hang (as a call to a stopped QEMU does) and opens to let it return.
 final class CallGate: Sendable {
@@ -58,9 +35,9 @@ struct DeadlineTests {
     /// The deadline here; the bounds asserted stay far below the 30 s a held call waits, so a busy host passes.
     static let timeout = 0.3
 
-    func hypervisor(_ gate: CallGate, _ store: RecordingLogHandler.Store) -> LibvirtHypervisor {
+    func hypervisor(_ gate: CallGate, _ store: CapturingLogHandler.Store) -> LibvirtHypervisor {
         LibvirtHypervisor(uri: nodeURI, callTimeout: Self.timeout,
-                          logger: Logger(label: "test") { _ in RecordingLogHandler(store: store) },
+                          logger: Logger(label: "test") { _ in CapturingLogHandler(store: store) },
                           beforeCall: { gate.hook($0) })
     }
 
@@ -84,7 +61,7 @@ struct DeadlineTests {
 
     @Test("a domain whose call hangs is left out, named once, not called again while stuck, and named once back")
     func stuckDomain() async throws {
-        let gate = CallGate(), store = RecordingLogHandler.Store()
+        let gate = CallGate(), store = CapturingLogHandler.Store()
         let hypervisor = hypervisor(gate, store)
         let all = try await hypervisor.poll()
         #expect(all.count == 4)
@@ -113,7 +90,7 @@ struct DeadlineTests {
 
     @Test("a bulk call that hangs: the domains are read one by one, the bulk call is not made again until it returns")
     func stuckBulkCall() async throws {
-        let gate = CallGate(), store = RecordingLogHandler.Store()
+        let gate = CallGate(), store = CapturingLogHandler.Store()
         let hypervisor = hypervisor(gate, store)
         gate.close("bulk")
         for _ in 1...2 {
@@ -134,7 +111,7 @@ struct DeadlineTests {
 
     @Test("an open that misses its deadline fails the poll; the connection it opens late is used by the next one")
     func lateOpen() async throws {
-        let gate = CallGate(), store = RecordingLogHandler.Store()
+        let gate = CallGate(), store = CapturingLogHandler.Store()
         let hypervisor = hypervisor(gate, store)
         gate.close("open")
         do {
