@@ -1,5 +1,5 @@
-// The spool's record checksum, CRC-32C, in C: with the CPU's crc32 instruction it costs about 0.1 ns a byte, where
-// a table walk in Swift cost 2 to 3 (a sample is about 1.3 KB, and every sample is checksummed once).
+// The spool's record checksum, CRC-32C, in C: the CPU's crc32 instruction (SSE 4.2) takes 8 bytes at a time, and
+// Swift cannot reach it. Every sample (about 1.3 KB) is checksummed once on the way to disk and once on the way back.
 #include "checksum.h"
 
 #include <string.h>
