@@ -104,8 +104,6 @@ public struct RecordWriter: Sendable {
 
     /// The bytes held now, sealed and open records.
     public var byteCount: Int { records.bytes.count }
-    /// The samples in sealed records.
-    public var sealedSamples: Int { records.sampleCount }
 
     /// Writes one sample with `write`, which appends its JSON dict to the buffer it is given and returns whether it
     /// wrote anything. Returns what `write` returned.
