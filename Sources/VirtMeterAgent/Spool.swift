@@ -615,16 +615,14 @@ public final class Spool: @unchecked Sendable {
         let descriptor = open(file, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { return [] }
         defer { close(descriptor) }
-        var bytes = [UInt8](repeating: 0, count: length)
-        var done = 0
-        while done < length {
-            let count = bytes.withUnsafeMutableBytes {
-                pread(descriptor, $0.baseAddress! + done, length - done, off_t(offset + done))
+        // Read straight into the array's storage: no zeroing first, this runs over every byte delivered.
+        return [UInt8](unsafeUninitializedCapacity: length) { buffer, initialized in
+            while initialized < length {
+                let count = pread(descriptor, buffer.baseAddress! + initialized, length - initialized,
+                                  off_t(offset + initialized))
+                guard count > 0 else { break }
+                initialized += count
             }
-            guard count > 0 else { break }
-            done += count
         }
-        if done < length { bytes.removeSubrange(done...) }
-        return bytes
     }
 }

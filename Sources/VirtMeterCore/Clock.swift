@@ -63,20 +63,28 @@ public final class UUIDv1Generator: Sendable {
             return state.lastTicks
         }
         let timeHigh = (ticks >> 48) & 0x0FFF | 0x1000
-        let fields: [(UInt64, Int)] = [
-            (ticks & 0xFFFF_FFFF, 8), ((ticks >> 32) & 0xFFFF, 4), (timeHigh, 4), (UInt64(clockSequence | 0x8000), 4),
-            (node, 12),
-        ]
         return String(unsafeUninitializedCapacity: 36) { buffer in
             let digits: StaticString = "0123456789abcdef"
             var position = 0
-            for (index, (value, width)) in fields.enumerated() {
-                if index > 0 { buffer[position] = UInt8(ascii: "-"); position += 1 }
+            func hex(_ value: UInt64, _ width: Int) {
                 for shift in stride(from: (width - 1) * 4, through: 0, by: -4) {
                     buffer[position] = digits.utf8Start[Int((value >> UInt64(shift)) & 0xF)]
                     position += 1
                 }
             }
+            func dash() {
+                buffer[position] = UInt8(ascii: "-")
+                position += 1
+            }
+            hex(ticks & 0xFFFF_FFFF, 8)
+            dash()
+            hex((ticks >> 32) & 0xFFFF, 4)
+            dash()
+            hex(timeHigh, 4)
+            dash()
+            hex(UInt64(clockSequence | 0x8000), 4)
+            dash()
+            hex(node, 12)
             return position
         }
     }

@@ -277,19 +277,21 @@ enum JSONBytes {
     /// decodes to the same string as Python's `\uXXXX` escapes).
     static func string(_ text: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        if text.utf8.withContiguousStorageIfAvailable({ content($0, to: &out) }) == nil {
-            content(Array(text.utf8), to: &out)
-        }
+        var text = text
+        text.withUTF8 { content($0, to: &out) }
         out.append(UInt8(ascii: "\""))
     }
 
-    private static func content<Bytes: RandomAccessCollection<UInt8>>(_ bytes: Bytes, to out: inout [UInt8])
-        where Bytes.Index == Int {
-        var start = bytes.startIndex
-        for index in bytes.indices {
-            let byte = bytes[index]
+    private static func content(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+        // Most strings need no escape: one append.
+        guard bytes.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) else {
+            out.append(contentsOf: bytes)
+            return
+        }
+        var start = 0
+        for (index, byte) in bytes.enumerated() {
             guard byte < 0x20 || byte == 0x22 || byte == 0x5C else { continue }
-            out.append(contentsOf: bytes[start..<index])
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<index]))
             start = index + 1
             out.append(UInt8(ascii: "\\"))
             switch byte {
@@ -304,6 +306,6 @@ enum JSONBytes {
                 out.append(digits.utf8Start[Int(byte & 0xF)])
             }
         }
-        out.append(contentsOf: bytes[start...])
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...]))
     }
 }
