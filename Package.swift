@@ -1,15 +1,12 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 import PackageDescription
 
 let package = Package(
     name: "virtmeter",
-    // Linux only (Glibc, libvirt, librabbitmq): no Apple platform is declared.
+    // Linux only (Glibc, libvirt, librabbitmq): no Apple platform is declared. An application: its one product is
+    // the command; the modules are not a library for others.
     products: [
         .executable(name: "virtmeter", targets: ["virtmeter"]),
-        .library(name: "VirtMeterCore", targets: ["VirtMeterCore"]),
-        .library(name: "VirtMeterLibvirt", targets: ["VirtMeterLibvirt"]),
-        .library(name: "VirtMeterAMQP", targets: ["VirtMeterAMQP"]),
-        .library(name: "VirtMeterAgent", targets: ["VirtMeterAgent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -114,3 +111,9 @@ let package = Package(
         ),
     ]
 )
+
+// The project's own code builds without a warning: every warning is an error (dependencies are not affected).
+for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + [.treatAllWarnings(as: .error)]
+    target.cSettings = (target.cSettings ?? []) + [.enableWarning("all"), .treatAllWarnings(as: .error)]
+}
