@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VirtMeterTestSupport
 import VirtMeterAMQP
 import VirtMeterCore
 
@@ -38,7 +39,7 @@ struct DaemonTests {
             state_dir: \(polling.deletingLastPathComponent().path)/state
             """)
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: amqpVirtmeterBinary)
+        process.executableURL = URL(fileURLWithPath: virtmeterBinary)
         process.arguments = ["run", "--config", config.path]
         process.environment = ProcessInfo.processInfo.environment.merging(["VIRTMETER_AMQP_PASSWORD": url.password]) { $1 }
         let err = Pipe()

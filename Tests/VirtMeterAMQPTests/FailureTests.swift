@@ -7,7 +7,7 @@ import VirtMeterTestSupport
 /// `rabbitmqctl` on the test broker (its folder comes from scripts/test-amqp).
 func brokerControl(_ arguments: [String], mustSucceed: Bool = true) throws {
     let directory = try TestBroker.variable("VIRTMETER_TEST_BROKER_DIR")
-    let result = try runProgram(amqpRepositoryRoot.appendingPathComponent("scripts/rabbitmq-test-broker").path,
+    let result = try runProgram(repositoryRoot.appendingPathComponent("scripts/rabbitmq-test-broker").path,
                                 ["ctl", directory] + arguments)
     if mustSucceed { #expect(result.status == 0, "rabbitmqctl \(arguments): \(result.stderr)") }
 }
@@ -73,7 +73,7 @@ struct ErrorTests {
 
     func runPoll(_ arguments: [String], environment: [String: String] = [:]) throws
         -> (status: Int32, stdout: String, stderr: String) {
-        try runProgram(amqpVirtmeterBinary, ["poll", "--connect", amqpNodeURI] + arguments, environment: environment)
+        try runProgram(virtmeterBinary, ["poll", "--connect", amqpNodeURI] + arguments, environment: environment)
     }
 
     func expectOneLine(_ result: (status: Int32, stdout: String, stderr: String), containing text: String,
@@ -98,7 +98,7 @@ struct ErrorTests {
         expectOneLine(try runPoll(["--publish", bare, "--amqp-password-file", file.path]), containing: "ACCESS_REFUSED")
         expectOneLine(try runPoll(["--publish", "amqp://guest:\(Self.wrongPassword)@\(url.endpoint)/"]),
                       containing: "ACCESS_REFUSED")
-        let tail = try runProgram(amqpVirtmeterBinary, ["tail", bare, "--timeout", "1"],
+        let tail = try runProgram(virtmeterBinary, ["tail", bare, "--timeout", "1"],
                                   environment: ["VIRTMETER_AMQP_PASSWORD": Self.wrongPassword])
         expectOneLine(tail, containing: "ACCESS_REFUSED")
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VirtMeterTestSupport
 import VirtMeterAMQP
 import VirtMeterCore
 
@@ -8,7 +9,7 @@ struct OwnBroker {
     let directory: String
     let port: Int
     var url: AMQPURL { try! AMQPURL("amqp://guest:guest@127.0.0.1:\(port)/") }
-    static let script = amqpRepositoryRoot.appendingPathComponent("scripts/rabbitmq-test-broker").path
+    static let script = repositoryRoot.appendingPathComponent("scripts/rabbitmq-test-broker").path
 
     /// Starts a broker on a free port (the port and port + 20000 both free).
     static func start() throws -> OwnBroker {
@@ -119,7 +120,7 @@ struct FaultAgent {
         let handle = try FileHandle(forWritingTo: logFile)
         try handle.seekToEnd()
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: amqpVirtmeterBinary)
+        process.executableURL = URL(fileURLWithPath: virtmeterBinary)
         process.arguments = ["run", "--config", directory.appendingPathComponent("virtmeter.yaml").path]
         process.environment = ProcessInfo.processInfo.environment.merging(["VIRTMETER_AMQP_PASSWORD": "guest"]) { $1 }
         process.standardError = handle
@@ -315,7 +316,7 @@ struct FaultTests {
         var agent = try FaultAgent(broker: broker)
         try agent.start()
         _ = try await agent.waitForLog("cycle done", count: 2, timeout: 20)
-        let second = try runProgram(amqpVirtmeterBinary, ["run", "--config", agent.directory.appendingPathComponent(
+        let second = try runProgram(virtmeterBinary, ["run", "--config", agent.directory.appendingPathComponent(
             "virtmeter.yaml").path], environment: ["VIRTMETER_AMQP_PASSWORD": "guest"])
         let pid = try #require(agent.process?.processIdentifier)
         #expect(second.status == 1)

@@ -1,14 +1,13 @@
 import Foundation
 import Testing
+import VirtMeterTestSupport
 import VirtMeterAMQP
 import VirtMeterCore
 
-let amqpRepositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
 
 /// libvirt's test driver with the project's node file (four domains with nova metadata, disks and interfaces).
 let amqpNodeURI: String = {
-    let node = amqpRepositoryRoot.appendingPathComponent("etc/virtmeter/test-node.xml").path
+    let node = repositoryRoot.appendingPathComponent("etc/virtmeter/test-node.xml").path
     return FileManager.default.fileExists(atPath: node) ? "test://" + node : "test:///default"
 }()
 
@@ -40,16 +39,6 @@ func uniqueName(_ prefix: String) -> String {
     "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
 }
 
-/// The `virtmeter` binary built next to the test bundle.
-let amqpVirtmeterBinary: String = {
-    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    while directory.path != "/" {
-        let candidate = directory.appendingPathComponent("virtmeter").path
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        directory.deleteLastPathComponent()
-    }
-    return amqpRepositoryRoot.appendingPathComponent(".build-amqp/debug/virtmeter").path
-}()
 
 /// Runs a program to its end; stdin is empty, stdout and stderr are read concurrently.
 func runProgram(_ executable: String, _ arguments: [String], environment: [String: String] = [:])

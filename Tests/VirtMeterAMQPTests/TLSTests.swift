@@ -39,7 +39,7 @@ struct TLSTests {
         } throws: { error in
             "\(error)".contains("TLS") && "\(error)".contains("CA")
         }
-        let result = try runProgram(amqpVirtmeterBinary, ["poll", "--connect", amqpNodeURI, "--publish", "\(url.tls ? "amqps" : "amqp")://guest@\(url.endpoint)/",
+        let result = try runProgram(virtmeterBinary, ["poll", "--connect", amqpNodeURI, "--publish", "\(url.tls ? "amqps" : "amqp")://guest@\(url.endpoint)/",
                                                           "--amqp-ca-file", directory + "/wrong-ca.pem"])
         #expect(result.status == 1)
         #expect(result.stderr.split(separator: "\n").count == 1)

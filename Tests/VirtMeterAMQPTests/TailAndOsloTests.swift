@@ -12,13 +12,13 @@ struct TailTests {
         let secret = try temporaryFile("secret", "tail test secret\n")
         let exchange = uniqueName("vmtest-ex"), topic = uniqueName("vmtest-poll")
         let bare = "amqp://guest@\(url.endpoint)/"
-        let poll = try runProgram(amqpVirtmeterBinary, [
+        let poll = try runProgram(virtmeterBinary, [
             "poll", "--connect", amqpNodeURI, "--publish", bare, "--exchange", exchange, "--topic", topic,
             "--count", "2", "--interval", "0.2", "--batch-size", "10", "--secret-file", secret.path,
         ])
         #expect(poll.status == 0, "\(poll.stderr)")
         #expect(poll.stdout.isEmpty)
-        let tail = try runProgram(amqpVirtmeterBinary, [
+        let tail = try runProgram(virtmeterBinary, [
             "tail", bare, "--queue", topic + ".sample", "--timeout", "2", "--secret-file", secret.path,
         ])
         #expect(tail.status == 0, "\(tail.stderr)")
@@ -42,7 +42,7 @@ struct TailTests {
         try await publisher.publish(wire(good, secret: "the right secret"))
         await publisher.close()
         let secret = try temporaryFile("secret", "the right secret\n")
-        let tail = try runProgram(amqpVirtmeterBinary, [
+        let tail = try runProgram(virtmeterBinary, [
             "tail", "amqp://guest@\(url.endpoint)/", "--queue", topic + ".sample", "--count", "7",
             "--timeout", "10", "--secret-file", secret.path,
         ])
@@ -60,7 +60,7 @@ struct TailTests {
         let url = try TestBroker.url()
         let exchange = uniqueName("vmtest-ex"), topic = uniqueName("vmtest-own")
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: amqpVirtmeterBinary)
+        process.executableURL = URL(fileURLWithPath: virtmeterBinary)
         process.arguments = ["tail", "amqp://guest@\(url.endpoint)/", "--exchange", exchange, "--topic", topic,
                              "--json", "--count", "2", "--timeout", "20"]
         let out = Pipe(), err = Pipe()
@@ -107,7 +107,7 @@ struct OsloListenerTests {
         let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(url: url, exchange: exchange, topic: topic))
         try await publisher.publish(wire(samples, secret: secret))
         await publisher.close()
-        let result = try runProgram(python, [amqpRepositoryRoot.appendingPathComponent("scripts/oslo-listener-check.py").path],
+        let result = try runProgram(python, [repositoryRoot.appendingPathComponent("scripts/oslo-listener-check.py").path],
                                     environment: [
                                         "VIRTMETER_CHECK_URL": "rabbit://guest:guest@\(url.endpoint)/",
                                         "VIRTMETER_CHECK_EXCHANGE": exchange, "VIRTMETER_CHECK_TOPIC": topic,

@@ -1,11 +1,10 @@
 import Foundation
 import Logging
 import Testing
+import VirtMeterTestSupport
 import VirtMeterCore
 @testable import VirtMeterAgent
 
-let agentRepositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
 
 func fixturePath(_ name: String) throws -> String {
     try #require(Bundle.module.url(forResource: name, withExtension: "yaml", subdirectory: "Fixtures")).path
@@ -48,7 +47,7 @@ struct PollingConfigurationTests {
 
     @Test("the shipped polling.yaml loads without warnings")
     func shipped() throws {
-        let polling = try PollingConfiguration.load(file: agentRepositoryRoot.appendingPathComponent(
+        let polling = try PollingConfiguration.load(file: repositoryRoot.appendingPathComponent(
             "etc/virtmeter/polling.yaml").path)
         #expect(polling.sources.count == 2 && polling.warnings.isEmpty)
         #expect(polling.sources[1].meters.count == 19)
@@ -87,7 +86,7 @@ struct PollingConfigurationTests {
 struct AgentConfigurationTests {
     @Test("the shipped file documents and sets every key")
     func shipped() throws {
-        let file = agentRepositoryRoot.appendingPathComponent("etc/virtmeter/virtmeter.yaml").path
+        let file = repositoryRoot.appendingPathComponent("etc/virtmeter/virtmeter.yaml").path
         let config = try AgentConfiguration.load(file: file)
         #expect(config.libvirtURI == "qemu:///system")
         #expect(config.pollingFile == "/etc/virtmeter/polling.yaml")

@@ -1,19 +1,10 @@
 import Foundation
 import Testing
+import VirtMeterTestSupport
 import VirtMeterCore
 
-/// The `virtmeter` binary built next to the test bundle.
-let agentVirtmeterBinary: String = {
-    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    while directory.path != "/" {
-        let candidate = directory.appendingPathComponent("virtmeter").path
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        directory.deleteLastPathComponent()
-    }
-    return agentRepositoryRoot.appendingPathComponent(".build/debug/virtmeter").path
-}()
 
-let agentNodeURI = "test://" + agentRepositoryRoot.appendingPathComponent("etc/virtmeter/test-node.xml").path
+let agentNodeURI = "test://" + repositoryRoot.appendingPathComponent("etc/virtmeter/test-node.xml").path
 
 /// A running `virtmeter run` whose stdout and stderr go to files, so a test can read them while it runs.
 struct RunningAgent {
@@ -26,7 +17,7 @@ struct RunningAgent {
         self.directory = directory
         _ = FileManager.default.createFile(atPath: directory.appendingPathComponent("out").path, contents: nil)
         _ = FileManager.default.createFile(atPath: directory.appendingPathComponent("err").path, contents: nil)
-        process.executableURL = URL(fileURLWithPath: agentVirtmeterBinary)
+        process.executableURL = URL(fileURLWithPath: virtmeterBinary)
         process.arguments = ["run", "--state-dir", directory.appendingPathComponent("state").path] + arguments
         process.standardOutput = try FileHandle(forWritingTo: directory.appendingPathComponent("out"))
         process.standardError = try FileHandle(forWritingTo: directory.appendingPathComponent("err"))

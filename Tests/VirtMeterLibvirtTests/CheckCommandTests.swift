@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VirtMeterTestSupport
 import VirtMeterCore
 
 /// `virtmeter check ARGS` against the test-driver node: exit status, the one stdout line, and the run time. Waits

@@ -1,17 +1,8 @@
 import Foundation
 import Testing
+import VirtMeterTestSupport
 import VirtMeterCore
 
-/// The `virtmeter` binary built next to the test bundle.
-let virtmeterBinary: String = {
-    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    while directory.path != "/" {
-        let candidate = directory.appendingPathComponent("virtmeter").path
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        directory.deleteLastPathComponent()
-    }
-    return repositoryRoot.appendingPathComponent(".build/debug/virtmeter").path
-}()
 
 @Suite("virtmeter poll against the test driver")
 struct PollCommandTests {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VirtMeterTestSupport
 import VirtMeterAMQP
 
 /// A password with `/`, `@`, `:` and `%` in an AMQP URL, written raw (a malformed URL) or percent-encoded (a

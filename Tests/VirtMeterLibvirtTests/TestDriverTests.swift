@@ -2,12 +2,11 @@ import CLibvirt
 import Foundation
 import Logging
 import Testing
+import VirtMeterTestSupport
 import VirtMeterCore
 @testable import VirtMeterLibvirt
 
 /// The repository's test-driver node file and its URI.
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
 let nodeFile = repositoryRoot.appendingPathComponent("etc/virtmeter/test-node.xml").path
 let nodeURI = "test://" + nodeFile
 
