@@ -66,8 +66,9 @@ struct KitFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// `virtmeter run` polling the test driver every second into a durable exchange on `broker`, and into a file:
-/// the file holds every sample the agent produced (the file publisher never fails), so it is the reference.
+/// `virtmeter run` polling the test driver every second into a durable exchange on `broker`, and into a file (a
+/// second view of what the spool delivered: nothing foreign may reach the broker). What it produced is counted from
+/// its own per-cycle log lines (`producedCount`).
 struct FaultAgent {
     let directory: URL
     let topic = uniqueName("vmtest-fault")
@@ -166,7 +167,9 @@ struct FaultAgent {
     /// The message ids of every sample the file publisher wrote (a second view, fed by the same spool).
     func produced() throws -> Set<String> {
         let text = try String(contentsOf: directory.appendingPathComponent("produced.jsonl"), encoding: .utf8)
-        return Set(try text.split(separator: "\n").compactMap { try JSONValue.parse(String($0))["message_id"]?.stringValue })
+        return Set(try text.split(separator: "\n").compactMap {
+            try JSONValue.parse(String($0))["message_id"]?.stringValue
+        })
     }
 
     /// Everything on the agent's queue: message ids in arrival order.
@@ -188,7 +191,8 @@ struct FaultAgent {
         let unique = Set(received)
         let lost = max(0, produced - unique.count)
         print("FIGURE fault \(name): produced \(produced) (counted by the agent's cycles), received "
-              + "\(received.count) (\(unique.count) distinct), lost \(lost), duplicated \(received.count - unique.count)")
+              + "\(received.count) (\(unique.count) distinct), lost \(lost), "
+              + "duplicated \(received.count - unique.count)")
         #expect(produced > 0)
         #expect(lost == allowedLoss, "\(lost) samples lost in '\(name)', \(allowedLoss) counted by the agent")
         #expect(unique.isSubset(of: try self.produced()))
@@ -198,133 +202,120 @@ struct FaultAgent {
 
 @Suite("no sample lost: broker and agent faults (each with a broker of its own)", .serialized)
 struct FaultTests {
-    @Test("the broker killed with kill -9 for 15 s while the agent polls every second: 0 lost")
-    func brokerKilled() async throws {
+    /// Starts a broker of its own and an agent publishing to it, runs `fault`, then stops the agent (it must exit 0)
+    /// and checks that every sample it produced reached the broker (`check`). The broker is stopped after.
+    private func run(_ name: String, shutdownTimeout: Int = 20,
+                     _ fault: (OwnBroker, inout FaultAgent) async throws -> Void) async throws {
         _ = try TestBroker.url()   // the fault suite runs where the AMQP suite runs: scripts/test-amqp
         let broker = try OwnBroker.start()
         defer { broker.stop() }
-        var agent = try FaultAgent(broker: broker)
+        var agent = try FaultAgent(broker: broker, shutdownTimeout: shutdownTimeout)
         try agent.start()
-        try await Task.sleep(for: .seconds(3))
-        try broker.kill9()
-        _ = try await agent.waitForLog("publishing failed", timeout: 10)
-        try await Task.sleep(for: .seconds(15))
-        try broker.startAgain()
-        let recovery = try await agent.waitForLog("publishing recovered", timeout: 60)
-        print("FIGURE fault broker kill -9 15 s: first delivery \(String(format: "%.1f", recovery)) s after the broker was back")
-        try await Task.sleep(for: .seconds(3))
+        try await fault(broker, &agent)
         #expect(agent.stop() == 0)
-        #expect(agent.log.components(separatedBy: "publishing failed").count - 1 == 1, "the outage is logged once")
-        try await agent.check("broker kill -9 for 15 s", broker: broker)
+        try await agent.check(name, broker: broker)
+    }
+
+    @Test("the broker killed with kill -9 for 15 s while the agent polls every second: 0 lost")
+    func brokerKilled() async throws {
+        try await run("broker kill -9 for 15 s") { broker, agent in
+            try await Task.sleep(for: .seconds(3))
+            try broker.kill9()
+            _ = try await agent.waitForLog("publishing failed", timeout: 10)
+            try await Task.sleep(for: .seconds(15))
+            try broker.startAgain()
+            let recovery = try await agent.waitForLog("publishing recovered", timeout: 60)
+            print("FIGURE fault broker kill -9 15 s: first delivery \(String(format: "%.1f", recovery)) s after the "
+                  + "broker was back")
+            try await Task.sleep(for: .seconds(3))
+            #expect(agent.log.components(separatedBy: "publishing failed").count - 1 == 1, "the outage is logged once")
+        }
     }
 
     @Test("close_all_connections, then stop_app and start_app during a run: 0 lost")
     func brokerConnectionsClosed() async throws {
-        _ = try TestBroker.url()
-        let broker = try OwnBroker.start()
-        defer { broker.stop() }
-        var agent = try FaultAgent(broker: broker)
-        try agent.start()
-        try await Task.sleep(for: .seconds(3))
-        try broker.ctl(["close_all_connections", "virtmeter fault test"])
-        try await Task.sleep(for: .seconds(3))
-        try broker.ctl(["stop_app"])
-        try await Task.sleep(for: .seconds(4))
-        try broker.ctl(["start_app"])
-        _ = try await agent.waitForLog("publishing recovered", timeout: 60)
-        try await Task.sleep(for: .seconds(3))
-        #expect(agent.stop() == 0)
-        try await agent.check("close_all_connections + stop_app/start_app", broker: broker)
+        try await run("close_all_connections + stop_app/start_app") { broker, agent in
+            try await Task.sleep(for: .seconds(3))
+            try broker.ctl(["close_all_connections", "virtmeter fault test"])
+            try await Task.sleep(for: .seconds(3))
+            try broker.ctl(["stop_app"])
+            try await Task.sleep(for: .seconds(4))
+            try broker.ctl(["start_app"])
+            _ = try await agent.waitForLog("publishing recovered", timeout: 60)
+            try await Task.sleep(for: .seconds(3))
+        }
     }
 
     @Test("the agent killed with kill -9 while the broker is down, restarted once it is back: the spool drains, 0 lost")
     func agentKilledDuringOutage() async throws {
-        _ = try TestBroker.url()
-        let broker = try OwnBroker.start()
-        defer { broker.stop() }
-        var agent = try FaultAgent(broker: broker)
-        try agent.start()
-        try await Task.sleep(for: .seconds(2))
-        try broker.kill9()
-        try await Task.sleep(for: .seconds(4))
-        agent.kill9()
-        try broker.startAgain()
-        let restarted = Clock.monotonic()
-        try agent.start()
-        _ = try await agent.waitForLog("spool recovered", timeout: 20)
-        _ = try await agent.waitForLog("cycle done", count: 10, timeout: 30)
-        print("FIGURE fault agent kill -9: restarted and spool replayed within "
-              + "\(String(format: "%.1f", Clock.monotonic() - restarted)) s")
-        #expect(agent.stop() == 0)
-        try await agent.check("agent kill -9 during a broker outage", broker: broker)
+        try await run("agent kill -9 during a broker outage") { broker, agent in
+            try await Task.sleep(for: .seconds(2))
+            try broker.kill9()
+            try await Task.sleep(for: .seconds(4))
+            agent.kill9()
+            try broker.startAgain()
+            let restarted = Clock.monotonic()
+            try agent.start()
+            _ = try await agent.waitForLog("spool recovered", timeout: 20)
+            _ = try await agent.waitForLog("cycle done", count: 10, timeout: 30)
+            print("FIGURE fault agent kill -9: restarted and spool replayed within "
+                  + "\(String(format: "%.1f", Clock.monotonic() - restarted)) s")
+        }
     }
 
     @Test("the broker's memory alarm for 20 s: publishing waits (logged once each way), polling goes on, 0 lost")
     func memoryAlarm() async throws {
-        _ = try TestBroker.url()
-        let broker = try OwnBroker.start()
-        defer { broker.stop() }
-        var agent = try FaultAgent(broker: broker)
-        try agent.start()
-        try await Task.sleep(for: .seconds(3))
-        try broker.ctl(["set_vm_memory_high_watermark", "0.000001"])
-        _ = try await agent.waitForLog("the broker blocks publishing", timeout: 15)
-        let cyclesBefore = agent.logged("cycle done")
-        try await Task.sleep(for: .seconds(20))
-        #expect(agent.logged("cycle done") >= cyclesBefore + 17, "polling went on during the alarm")
-        try broker.ctl(["set_vm_memory_high_watermark", "0.4"])
-        _ = try await agent.waitForLog("the broker takes samples again", timeout: 30)
-        try await Task.sleep(for: .seconds(3))
-        #expect(agent.stop() == 0)
-        #expect(agent.logged("the broker blocks publishing") == 1 && agent.logged("the broker takes samples again") == 1)
-        let blocked = agent.log.split(separator: "\n").last { $0.contains("the broker takes samples again") } ?? ""
-        print("FIGURE fault memory alarm: \(blocked.split(separator: " ").first { $0.contains("blocked_seconds") } ?? "")")
-        try await agent.check("memory alarm for 20 s", broker: broker)
+        try await run("memory alarm for 20 s") { broker, agent in
+            try await Task.sleep(for: .seconds(3))
+            try broker.ctl(["set_vm_memory_high_watermark", "0.000001"])
+            _ = try await agent.waitForLog("the broker blocks publishing", timeout: 15)
+            let cyclesBefore = agent.logged("cycle done")
+            try await Task.sleep(for: .seconds(20))
+            #expect(agent.logged("cycle done") >= cyclesBefore + 17, "polling went on during the alarm")
+            try broker.ctl(["set_vm_memory_high_watermark", "0.4"])
+            _ = try await agent.waitForLog("the broker takes samples again", timeout: 30)
+            try await Task.sleep(for: .seconds(3))
+            #expect(agent.logged("the broker blocks publishing") == 1
+                    && agent.logged("the broker takes samples again") == 1)
+            let blocked = agent.log.split(separator: "\n").last { $0.contains("the broker takes samples again") } ?? ""
+            let seconds = blocked.split(separator: " ").first { $0.contains("blocked_seconds") } ?? ""
+            print("FIGURE fault memory alarm: \(seconds)")
+        }
     }
 
     @Test("SIGTERM while the broker blocks publishing exits 0 within shutdown_timeout; the next start delivers the rest")
     func shutdownDuringAlarm() async throws {
-        _ = try TestBroker.url()
-        let broker = try OwnBroker.start()
-        defer { broker.stop() }
-        var agent = try FaultAgent(broker: broker, shutdownTimeout: 4)
-        try agent.start()
-        try await Task.sleep(for: .seconds(2))
-        try broker.ctl(["set_vm_memory_high_watermark", "0.000001"])
-        _ = try await agent.waitForLog("the broker blocks publishing", timeout: 15)
-        try await Task.sleep(for: .seconds(3))
-        let stopping = Clock.monotonic()
-        let status = agent.stop()
-        let took = Clock.monotonic() - stopping
-        print("FIGURE fault SIGTERM during a memory alarm: exit \(status) after \(String(format: "%.1f", took)) s "
-              + "(shutdown_timeout 4)")
-        #expect(status == 0 && took < 5, "exit \(status) after \(took) s")
-        #expect(agent.logged("virtmeter stopped") == 1 && !agent.log.contains("Fatal error"))
-        try broker.ctl(["set_vm_memory_high_watermark", "0.4"])
-        try agent.start()
-        _ = try await agent.waitForLog("spool recovered", timeout: 20)
-        _ = try await agent.waitForLog("cycle done", count: agent.logged("cycle done") + 3, timeout: 30)
-        #expect(agent.stop() == 0)
-        try await agent.check("SIGTERM during a memory alarm, then a restart", broker: broker)
+        try await run("SIGTERM during a memory alarm, then a restart", shutdownTimeout: 4) { broker, agent in
+            try await Task.sleep(for: .seconds(2))
+            try broker.ctl(["set_vm_memory_high_watermark", "0.000001"])
+            _ = try await agent.waitForLog("the broker blocks publishing", timeout: 15)
+            try await Task.sleep(for: .seconds(3))
+            let stopping = Clock.monotonic()
+            let status = agent.stop()
+            let took = Clock.monotonic() - stopping
+            print("FIGURE fault SIGTERM during a memory alarm: exit \(status) after \(String(format: "%.1f", took)) s "
+                  + "(shutdown_timeout 4)")
+            #expect(status == 0 && took < 5, "exit \(status) after \(took) s")
+            #expect(agent.logged("virtmeter stopped") == 1 && !agent.log.contains("Fatal error"))
+            try broker.ctl(["set_vm_memory_high_watermark", "0.4"])
+            try agent.start()
+            _ = try await agent.waitForLog("spool recovered", timeout: 20)
+            _ = try await agent.waitForLog("cycle done", count: agent.logged("cycle done") + 3, timeout: 30)
+        }
     }
 
     @Test("a second agent on the same state directory is refused with one line; the first loses nothing")
     func secondAgent() async throws {
-        _ = try TestBroker.url()
-        let broker = try OwnBroker.start()
-        defer { broker.stop() }
-        var agent = try FaultAgent(broker: broker)
-        try agent.start()
-        _ = try await agent.waitForLog("cycle done", count: 2, timeout: 20)
-        let second = try runProgram(virtmeterBinary, ["run", "--config", agent.directory.appendingPathComponent(
-            "virtmeter.yaml").path], environment: ["VIRTMETER_AMQP_PASSWORD": "guest"])
-        let pid = try #require(agent.process?.processIdentifier)
-        #expect(second.status == 1)
-        #expect(second.stderr.contains("virtmeter: spool: \(agent.directory.path)/state/spool is in use by another "
-                                       + "virtmeter (pid \(pid))"), "\(second.stderr)")
-        try await Task.sleep(for: .seconds(3))
-        #expect(agent.stop() == 0)
-        try await agent.check("a second agent refused", broker: broker)
+        try await run("a second agent refused") { broker, agent in
+            _ = try await agent.waitForLog("cycle done", count: 2, timeout: 20)
+            let second = try runProgram(virtmeterBinary, ["run", "--config", agent.directory.appendingPathComponent(
+                "virtmeter.yaml").path], environment: ["VIRTMETER_AMQP_PASSWORD": "guest"])
+            let pid = try #require(agent.process?.processIdentifier)
+            #expect(second.status == 1)
+            #expect(second.stderr.contains("virtmeter: spool: \(agent.directory.path)/state/spool is in use by another "
+                                           + "virtmeter (pid \(pid))"), "\(second.stderr)")
+            try await Task.sleep(for: .seconds(3))
+        }
     }
 
     @Test("state on a 1 MiB tmpfs, broker down: loss logged once, then everything spooled is delivered, nothing resent")

@@ -1,21 +1,12 @@
 import Foundation
 import Testing
+import VirtMeterTestSupport
 import VirtMeterCore
 
 /// `virtmeter run` against the kit's libvirtd while libvirtd restarts: polling resumes without restarting the
 /// agent. Run after the other guest tests (scripts/test-guests does), since it takes libvirtd away for a moment.
 @Suite("libvirtd restarted under a running agent")
 struct LibvirtRestartTests {
-    static let binary: String = {
-        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        while directory.path != "/" {
-            let candidate = directory.appendingPathComponent("virtmeter").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            directory.deleteLastPathComponent()
-        }
-        return "virtmeter"
-    }()
-
     @Test("the connection lost and back: logged once each way, samples again without restarting the agent")
     func reconnect() async throws {
         let kit = try GuestKit.fromEnvironment()
@@ -29,7 +20,7 @@ struct LibvirtRestartTests {
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         _ = FileManager.default.createFile(atPath: err.path, contents: nil)
         let agent = Process()
-        agent.executableURL = URL(fileURLWithPath: Self.binary)
+        agent.executableURL = URL(fileURLWithPath: virtmeterBinary)
         agent.arguments = ["run", "--connect", kit.uri, "--polling", polling.path, "--publish", "stdout",
                            "--state-dir", directory.appendingPathComponent("state").path, "--log-level", "debug"]
         agent.standardOutput = try FileHandle(forWritingTo: out)

@@ -22,7 +22,7 @@ final class AgentProcess {
         err = directory.appendingPathComponent("err")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        process.executableURL = URL(fileURLWithPath: LibvirtRestartTests.binary)
+        process.executableURL = URL(fileURLWithPath: virtmeterBinary)
         process.arguments = ["run", "--connect", uri, "--polling", polling.path, "--publish", "stdout",
                              "--state-dir", directory.appendingPathComponent("state").path, "--log-level", "debug"]
         process.standardOutput = try FileHandle(forWritingTo: out)
