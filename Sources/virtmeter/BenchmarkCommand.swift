@@ -53,7 +53,8 @@ struct BenchmarkCommand: AsyncParsableCommand {
                   + "each row a process of its own;")
             print("CPU = user+system of the whole process, every thread (exited ones too); RSS = the process's peak; "
                   + "samples signed (HMAC-SHA256)")
-            print("rows: floor = the same libvirt calls bare in C; poll core/all = one cycle, 10 core or all meters; "
+            print("rows: floor = the same libvirt calls bare in C; poll core/all = one cycle, 10 core or all meters "
+                  + "(unsigned: all meters, no signature); "
                   + "daemon = virtmeter run, every meter: poll, spool (fsync per cycle), "
                   + (broker == nil ? "file publisher" : "AMQP with confirms"))
             print("domains  row        wall       cpu   samples  cpu/sample  peak-rss  cpu/floor  rss-floor")
@@ -63,11 +64,14 @@ struct BenchmarkCommand: AsyncParsableCommand {
                 let floor = try childRow("floor", node: node)
                 var rows = [("floor", floor)]
                 rows.append(("poll core", try childRow("core", node: node)))
-                rows.append(("poll all", try childRow("all", node: node)))
+                let all = try childRow("all", node: node), unsigned = try childRow("unsigned", node: node)
+                rows += [("poll all", all), ("unsigned", unsigned)]
                 if !noDaemon {
                     rows.append(("daemon", try daemonRow(node: node, domains: count, directory: directory)))
                 }
                 for (label, row) in rows { print(row.line(domains: count, label: label, floor: floor)) }
+                print(String(format: "%7d  signing (poll all - unsigned): %.2f us per sample", count,
+                             (all.cpuMs - unsigned.cpuMs) * 1000 / Double(max(1, all.samples))))
                 fflush(nil)
             }
         }
@@ -122,15 +126,17 @@ struct BenchmarkCommand: AsyncParsableCommand {
         switch parts[0] {
         case "floor": row = try floorRow(uri: uri)
         case "core": row = try await pollRow(uri: uri, meters: InstanceMeters.all)
+        case "unsigned": row = try await pollRow(uri: uri, meters: MeterRegistry.builtIn.meters, secret: "")
         default: row = try await pollRow(uri: uri, meters: MeterRegistry.builtIn.meters)
         }
         FileHandle.standardOutput.write(try JSONEncoder().encode(row))
     }
 
-    private func pollRow(uri: String, meters: [any Meter]) async throws -> Row {
+    /// One poll cycle's figures; `secret` "" writes the samples unsigned (the signing's cost is the difference).
+    private func pollRow(uri: String, meters: [any Meter], secret: String = "bench secret") async throws -> Row {
         let hypervisor = try LibvirtHypervisor(uri: uri)
         var poller = Poller(hypervisor: hypervisor, meters: meters,
-                            stamper: SampleStamper(host: "bench-host", signer: SampleSigner(secret: "bench secret")),
+                            stamper: SampleStamper(host: "bench-host", signer: SampleSigner(secret: secret)),
                             logger: Logger(label: "virtmeter.bench"))
         _ = try await poller.cycle { _ in }
         var times: [(Double, Double)] = [], samples = 0
