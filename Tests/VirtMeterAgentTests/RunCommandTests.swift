@@ -3,11 +3,11 @@ import Testing
 import VirtMeterTestSupport
 import VirtMeterCore
 
-
 let agentNodeURI = "test://" + repositoryRoot.appendingPathComponent("etc/virtmeter/test-node.xml").path
 
-/// A running `virtmeter run` whose stdout and stderr go to files, so a test can read them while it runs.
-struct RunningAgent {
+/// A running `virtmeter run` whose stdout and stderr go to files, so a test can read them while it runs. Killed when
+/// the test lets go of it still running (a test that failed half-way leaves no agent behind).
+final class RunningAgent {
     let process = Process()
     let directory: URL
     var stdout: String { (try? String(contentsOf: directory.appendingPathComponent("out"), encoding: .utf8)) ?? "" }
@@ -23,6 +23,13 @@ struct RunningAgent {
         process.standardError = try FileHandle(forWritingTo: directory.appendingPathComponent("err"))
         process.standardInput = FileHandle.nullDevice
         try process.run()
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
     }
 
     func meters() -> Set<String> {
