@@ -26,6 +26,26 @@ static inline amqp_rpc_reply_t virtmeter_amqp_login_plain(amqp_connection_state_
                                       AMQP_SASL_METHOD_PLAIN, user, password);
 }
 
+// queue.declare with the argument `x-queue-type` set to `queue_type` ("quorum"), as oslo.messaging declares its
+// queues with rabbit_quorum_queue; a NULL `queue_type` declares a classic queue (no arguments). A table of one
+// entry is awkward to build in Swift (a union and a pointer to a stack value).
+static inline amqp_queue_declare_ok_t *virtmeter_amqp_queue_declare(amqp_connection_state_t state,
+                                                                     amqp_channel_t channel, amqp_bytes_t queue,
+                                                                     amqp_boolean_t passive, amqp_boolean_t durable,
+                                                                     amqp_boolean_t exclusive,
+                                                                     amqp_boolean_t auto_delete,
+                                                                     const char *queue_type) {
+    if (queue_type == NULL) {
+        return amqp_queue_declare(state, channel, queue, passive, durable, exclusive, auto_delete, amqp_empty_table);
+    }
+    amqp_table_entry_t type;
+    type.key = amqp_cstring_bytes("x-queue-type");
+    type.value.kind = AMQP_FIELD_KIND_UTF8;
+    type.value.value.bytes = amqp_cstring_bytes(queue_type);
+    amqp_table_t arguments = {1, &type};
+    return amqp_queue_declare(state, channel, queue, passive, durable, exclusive, auto_delete, arguments);
+}
+
 // The method ids are cast macros, which Swift does not import.
 static const amqp_method_number_t virtmeter_amqp_basic_ack = AMQP_BASIC_ACK_METHOD;
 static const amqp_method_number_t virtmeter_amqp_basic_nack = AMQP_BASIC_NACK_METHOD;

@@ -148,12 +148,14 @@ final class AMQPConnection {
         }
     }
 
-    /// Declares a queue; an empty `name` makes the broker name it. Returns the queue's name.
+    /// Declares a queue; an empty `name` makes the broker name it; `type` ("quorum") goes in its `x-queue-type`
+    /// argument, nil declares a classic queue. Returns the queue's name. A 406 means it exists with other flags or
+    /// arguments.
     func declareQueue(_ name: String, passive: Bool = false, durable: Bool = false, exclusive: Bool = false,
-                      autoDelete: Bool = false) throws(AMQPError) -> String {
+                      autoDelete: Bool = false, type: String? = nil) throws(AMQPError) -> String {
         try withAMQPBytes(name) { (queue) throws(AMQPError) -> String in
-            let ok = amqp_queue_declare(state, Self.channel, queue, passive ? 1 : 0, durable ? 1 : 0, exclusive ? 1 : 0,
-                                        autoDelete ? 1 : 0, amqp_empty_table)
+            let ok = virtmeter_amqp_queue_declare(state, Self.channel, queue, passive ? 1 : 0, durable ? 1 : 0,
+                                                  exclusive ? 1 : 0, autoDelete ? 1 : 0, type)
             try check(amqp_get_rpc_reply(state), name.isEmpty ? "declare a queue" : "declare queue '\(name)'")
             return ok?.pointee.queue.string ?? name
         }

@@ -6,14 +6,22 @@ import VirtMeterCore
 
 /// How `AMQPPublisher` reaches the broker and routes samples; the defaults are ceilometer's.
 public struct AMQPPublisherConfiguration: Sendable {
-    /// The broker and credentials.
+    /// The broker and credentials (the first node of a cluster).
     public var url: AMQPURL
+    /// The other nodes of the broker's cluster, each with its own credentials, tried in turn after `url`.
+    public var failoverNodes: [AMQPURL]
+    /// Whether the nodes' order is shuffled once at start, so that many agents do not all pick the first node.
+    public var shuffleNodes: Bool
     /// TLS settings, used when `url` is `amqps`.
     public var tls: AMQPTLSOptions
     /// The exchange (`ceilometer`, type topic).
     public var exchange: String
     /// Whether the exchange is declared durable; must match an existing exchange (ceilometer's is not durable).
+    /// A durable exchange gets a durable classic queue.
     public var durableExchange: Bool
+    /// Whether the `<topic>.sample` queue is a quorum queue (durable, `x-queue-type: quorum`, replicated over the
+    /// cluster's nodes), as oslo.messaging's `rabbit_quorum_queue` declares it; implies a durable exchange.
+    public var quorumQueue: Bool
     /// The notification topic; the routing key and the queue are `<topic>.sample`.
     public var topic: String
     /// Whether to declare and bind the `<topic>.sample` queue on every (re)connect, as oslo.messaging's notifier does.
@@ -28,14 +36,18 @@ public struct AMQPPublisherConfiguration: Sendable {
     public var publisherID: String
 
     /// A configuration for `url` with ceilometer's defaults.
-    public init(url: AMQPURL, tls: AMQPTLSOptions = AMQPTLSOptions(), exchange: String = "ceilometer",
-                durableExchange: Bool = false, topic: String = "notifications", declareQueue: Bool = true,
+    public init(url: AMQPURL, failoverNodes: [AMQPURL] = [], shuffleNodes: Bool = false,
+                tls: AMQPTLSOptions = AMQPTLSOptions(), exchange: String = "ceilometer", durableExchange: Bool = false,
+                quorumQueue: Bool = false, topic: String = "notifications", declareQueue: Bool = true,
                 confirmWindow: Int = 256, timeoutSeconds: Double = 10, heartbeatSeconds: Int = 60,
                 publisherID: String = NotificationEnvelope.defaultPublisherID) {
         self.url = url
+        self.failoverNodes = failoverNodes
+        self.shuffleNodes = shuffleNodes
         self.tls = tls
         self.exchange = exchange
         self.durableExchange = durableExchange
+        self.quorumQueue = quorumQueue
         self.topic = topic
         self.declareQueue = declareQueue
         self.confirmWindow = max(1, confirmWindow)
@@ -46,6 +58,12 @@ public struct AMQPPublisherConfiguration: Sendable {
 
     /// `<topic>.sample`: the routing key, and the name of the queue the notification agent reads.
     public var routingKey: String { topic + ".sample" }
+
+    /// Every node, `url` first.
+    public var nodes: [AMQPURL] { [url] + failoverNodes }
+
+    /// Whether the exchange and the queue are declared durable: asked for, or implied by a quorum queue.
+    var durable: Bool { durableExchange || quorumQueue }
 }
 
 /// Publishes samples to a RabbitMQ exchange as ceilometer's polling agent does: oslo.messaging 2.0 envelopes, one
@@ -144,6 +162,14 @@ final class PublisherLink: @unchecked Sendable {
     private let logger: Logger
     private let queue: DispatchQueue
     private var current: AMQPConnection?
+    /// The broker's nodes in the order they are tried (shuffled once at start when configured).
+    private let nodes: [AMQPURL]
+    /// The node the next connection tries first.
+    private var nodeIndex = 0
+    /// The node of the last connection made, to log a switch to another one.
+    private var connectedIndex: Int?
+    /// Nodes found unreachable and not connected since (each is logged once).
+    private var unreachable: Set<Int> = []
     private var timer: DispatchSourceTimer?
     /// The publish calls in flight (concurrent calls share the connection, so confirms go to all of them).
     private var runs: [PublishRun] = []
@@ -159,6 +185,7 @@ final class PublisherLink: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         self.queue = queue
+        nodes = configuration.shuffleNodes ? configuration.nodes.shuffled() : configuration.nodes
         exchange = OwnedBytes(configuration.exchange)
         routingKey = OwnedBytes(configuration.routingKey)
     }
@@ -167,24 +194,74 @@ final class PublisherLink: @unchecked Sendable {
         timer?.cancel()
     }
 
-    /// The open connection, connecting (and declaring) first when there is none.
+    /// The open connection, connecting (and declaring) first when there is none: to the current node, then, while
+    /// nodes are unreachable, to the next ones in turn (each node at most once per call). A node that refuses
+    /// (wrong password, a declaration that does not match) throws at once; the next call starts at the next node.
     func connection() throws(AMQPError) -> AMQPConnection {
-        if let current, current.isOpen { return current }
-        current = nil
+        if let current {
+            if current.isOpen { return current }
+            self.current = nil
+            if let connectedIndex { nodeIndex = (connectedIndex + 1) % nodes.count }
+        }
+        var lastError: AMQPError?
+        for _ in nodes.indices {
+            let index = nodeIndex, node = nodes[index]
+            do {
+                let connection = try open(node)
+                unreachable.remove(index)
+                if let connectedIndex, connectedIndex != index {
+                    logger.notice("AMQP publisher switched to another node", metadata: [
+                        "node": "\(node)", "previous_node": "\(nodes[connectedIndex].endpoint)",
+                    ])
+                } else {
+                    logger.info("connected to the AMQP broker",
+                                metadata: ["url": "\(node)", "exchange": "\(configuration.exchange)",
+                                           "routing_key": "\(configuration.routingKey)"])
+                }
+                connectedIndex = index
+                current = connection
+                startHeartbeatTimer()
+                return connection
+            } catch {
+                lastError = error
+                nodeIndex = (nodeIndex + 1) % nodes.count
+                guard error.isOutage, nodes.count > 1 else { throw error }
+                // Logged once while the node stays unreachable; the lost connection itself is the caller's to log.
+                if unreachable.insert(index).inserted {
+                    logger.warning("AMQP node unreachable: trying the next one",
+                                   metadata: ["node": "\(node)", "error": "\(error)"])
+                }
+            }
+        }
+        throw lastError ?? AMQPError(operation: "connect", message: "no broker node configured")
+    }
+
+    /// A connection to `node` in confirm mode, with the exchange (and queue) declared.
+    private func open(_ node: AMQPURL) throws(AMQPError) -> AMQPConnection {
         let config = configuration
-        let connection = try AMQPConnection(url: config.url)
+        let connection = try AMQPConnection(url: node)
         try connection.open(tls: config.tls, heartbeat: config.heartbeatSeconds, timeoutSeconds: config.timeoutSeconds)
         try connection.selectConfirms()
-        try connection.declareExchange(config.exchange, durable: config.durableExchange)
-        if config.declareQueue {
-            _ = try connection.declareQueue(config.routingKey, durable: config.durableExchange)
-            try connection.bindQueue(config.routingKey, exchange: config.exchange, routingKey: config.routingKey)
+        do {
+            try connection.declareExchange(config.exchange, durable: config.durable)
+        } catch where error.code == Int(AMQP_PRECONDITION_FAILED) && config.quorumQueue {
+            throw AMQPError(operation: error.operation, code: error.code,
+                            message: "the broker already has this exchange with other flags; quorum_queue needs a "
+                                + "durable exchange: turn quorum_queue off or delete the exchange")
         }
-        current = connection
-        logger.info("connected to the AMQP broker",
-                    metadata: ["url": "\(config.url)", "exchange": "\(config.exchange)",
-                               "routing_key": "\(config.routingKey)"])
-        startHeartbeatTimer()
+        guard config.declareQueue else { return connection }
+        do {
+            _ = try connection.declareQueue(config.routingKey, durable: config.durable,
+                                            type: config.quorumQueue ? "quorum" : nil)
+        } catch where error.code == Int(AMQP_PRECONDITION_FAILED) {
+            let declared = config.quorumQueue ? "a quorum queue" : (config.durable ? "a durable classic queue"
+                                                                   : "a classic queue, not durable")
+            throw AMQPError(operation: error.operation, code: error.code,
+                            message: "the broker already has this queue with other arguments than \(declared); set "
+                                + "quorum_queue (and exchange_durable) to match it, or delete the queue "
+                                + "(\(error.message))")
+        }
+        try connection.bindQueue(config.routingKey, exchange: config.exchange, routingKey: config.routingKey)
         return connection
     }
 
@@ -247,7 +324,10 @@ final class PublisherLink: @unchecked Sendable {
         }
         run.window.failAll()
         runs.removeAll { $0 === run }
-        guard !run.window.failed.isEmpty else { return nil }
+        guard !run.window.failed.isEmpty else {
+            logger.debug("messages confirmed", metadata: ["node": "\(run.connection.url.endpoint)"])
+            return nil
+        }
         let reason = run.failure ?? AMQPError(operation: "publish to exchange '\(configuration.exchange)'",
                                               message: "the broker nacked the messages")
         return (run.window.failed.sorted(), reason)
@@ -301,6 +381,8 @@ final class PublisherLink: @unchecked Sendable {
     /// reconnects (a new connection starts unblocked).
     private func fail(_ error: AMQPError) {
         blockedSince = nil
+        // A lost connection moves on to the next node (round robin).
+        if current != nil, let connectedIndex { nodeIndex = (connectedIndex + 1) % nodes.count }
         for run in runs {
             run.window.failAll()
             if run.failure == nil { run.failure = error }

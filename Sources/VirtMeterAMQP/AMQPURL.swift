@@ -75,6 +75,39 @@ public struct AMQPURL: Sendable, Equatable, CustomStringConvertible {
         vhost = path.isEmpty ? "/" : try Self.percentDecoded(path, what: "vhost")
     }
 
+    /// Parses a list of broker nodes: oslo.messaging's transport URL form `amqp://u1@h1:5672,u2@h2:5673/vhost` (one
+    /// scheme, comma-separated `user@host:port` parts, one vhost at the end that every node shares), or full URLs
+    /// separated by commas (`amqp://u@h1/vh,amqp://u@h2/vh`, how a YAML list arrives). A part without a path takes
+    /// the vhost of the last part. Every node must use the same scheme: `amqp://` and `amqps://` mixed throw, as do
+    /// empty parts and whatever `init` refuses. A comma inside a user or password must be written `%2C`.
+    public static func list(_ text: String) throws(AMQPError) -> [AMQPURL] {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+        guard let first = parts.first, first.hasPrefix("amqp://") || first.hasPrefix("amqps://") else {
+            throw AMQPError(operation: "parse URL", message: "the URL must start with amqp:// or amqps://")
+        }
+        let scheme = first.hasPrefix("amqps://") ? "amqps://" : "amqp://"
+        var nodes: [(url: AMQPURL, hasPath: Bool)] = []
+        for (index, part) in parts.enumerated() {
+            guard !part.isEmpty else {
+                throw AMQPError(operation: "parse URL", message: "node \(index + 1) of the URL list is empty")
+            }
+            let full = part.contains("://") ? String(part) : scheme + part
+            let url = try AMQPURL(full)
+            guard (url.tls ? "amqps://" : "amqp://") == scheme else {
+                throw AMQPError(operation: "parse URL", message: "node \(index + 1) of the URL list is \(url.endpoint) "
+                                + "with \(url.tls ? "amqps" : "amqp")://, node 1 with \(scheme): amqp:// and amqps:// "
+                                + "cannot be mixed in one publisher's nodes")
+            }
+            nodes.append((url, full.dropFirst(full.hasPrefix("amqps://") ? 8 : 7).contains("/")))
+        }
+        let vhost = nodes[nodes.count - 1].url.vhost
+        return nodes.map { node in
+            var url = node.url
+            if !node.hasPath { url.vhost = vhost }
+            return url
+        }
+    }
+
     /// The URL with the password replaced by `***`: safe for logs and error messages.
     public var description: String {
         let hostText = host.contains(":") ? "[\(host)]" : host

@@ -3,11 +3,18 @@ import Logging
 
 /// Settings of an AMQP publisher as virtmeter.yaml gives them; the executable turns them into a connection.
 public struct AMQPPublisherSettings: Sendable, Equatable {
-    /// `amqp://user@host:port/vhost` or `amqps://...`; the password belongs in `passwordFile`, not here.
+    /// `amqp://user@host:port/vhost` or `amqps://...`, or a cluster's nodes in oslo's form
+    /// (`amqp://u@h1:5672,u@h2:5673/vhost`; a YAML list arrives joined with commas); the password belongs in
+    /// `passwordFile`, not here.
     public var url: String
     public var passwordFile: String?
+    /// Whether the nodes' order is shuffled once at start (else they are tried in the order given).
+    public var shuffleNodes = false
     public var exchange = "ceilometer"
     public var exchangeDurable = false
+    /// Whether `<topic>.sample` is declared as a quorum queue (with a durable exchange), as oslo's
+    /// `rabbit_quorum_queue`.
+    public var quorumQueue = false
     public var topic = "notifications"
     public var declareQueue = true
     public var caFile: String?
@@ -63,8 +70,9 @@ public struct AgentConfiguration: Sendable, Equatable {
     static let topLevelKeys = ["host", "libvirt_uri", "polling_file", "secret_file", "publishers", "batch_size",
                                "log_level", "shutdown_timeout", "summary_every_cycles", "state_dir", "spool_cap_mib",
                                "spool_fsync", "retry_initial", "retry_max"]
-    static let amqpKeys = ["type", "url", "password_file", "exchange", "exchange_durable", "topic", "declare_queue",
-                           "ca_file", "cert_file", "key_file", "verify_hostname", "heartbeat"]
+    static let amqpKeys = ["type", "url", "password_file", "shuffle_nodes", "exchange", "exchange_durable",
+                           "quorum_queue", "topic", "declare_queue", "ca_file", "cert_file", "key_file",
+                           "verify_hostname", "heartbeat"]
 
     /// The built-in defaults.
     public init() {}
@@ -128,14 +136,23 @@ public struct AgentConfiguration: Sendable, Equatable {
             return .file(path: try entry.requiredString("path"))
         case "amqp":
             try entry.rejectUnknownKeys(amqpKeys)
-            let url = try entry.requiredString("url")
-            guard url.hasPrefix("amqp://") || url.hasPrefix("amqps://") else {
-                throw entry.error("url", "expected an amqp:// or amqps:// URL")
+            guard let urls = try entry.strings("url"), !urls.isEmpty, !urls.contains(where: \.isEmpty) else {
+                throw entry.error("url", "required value is missing")
             }
+            let url = urls.joined(separator: ",")
+            if let problem = schemeProblem(url, list: urls.count > 1) { throw entry.error("url", problem) }
             var amqp = AMQPPublisherSettings(url: url)
             amqp.passwordFile = try entry.string("password_file")
+            if let shuffle = try entry.bool("shuffle_nodes") { amqp.shuffleNodes = shuffle }
             if let exchange = try entry.string("exchange") { amqp.exchange = exchange }
-            if let durable = try entry.bool("exchange_durable") { amqp.exchangeDurable = durable }
+            if let quorum = try entry.bool("quorum_queue") { amqp.quorumQueue = quorum }
+            if let durable = try entry.bool("exchange_durable") {
+                guard durable || !amqp.quorumQueue else {
+                    throw entry.error("exchange_durable", "a quorum queue needs a durable exchange: remove "
+                                      + "exchange_durable or set it to true")
+                }
+                amqp.exchangeDurable = durable
+            }
             if let topic = try entry.string("topic") { amqp.topic = topic }
             if let declare = try entry.bool("declare_queue") { amqp.declareQueue = declare }
             amqp.caFile = try entry.string("ca_file")
@@ -150,6 +167,24 @@ public struct AgentConfiguration: Sendable, Equatable {
         case let other:
             throw entry.error("type", "unknown publisher type '\(other)' (known: amqp, stdout, file)")
         }
+    }
+
+    /// What is wrong with the schemes of an AMQP URL or comma-joined list of nodes, or nil: every node must be
+    /// `amqp://` or `amqps://` (in oslo's form only the first names it; in a YAML list each does), never both.
+    static func schemeProblem(_ url: String, list: Bool) -> String? {
+        guard url.hasPrefix("amqp://") || url.hasPrefix("amqps://") else {
+            return list ? "expected a list of amqp:// or amqps:// URLs" : "expected an amqp:// or amqps:// URL"
+        }
+        let first = url.hasPrefix("amqps://") ? "amqps" : "amqp"
+        for (index, part) in url.split(separator: ",").enumerated() where part.contains("://") || list {
+            let scheme = part.hasPrefix("amqps://") ? "amqps" : part.hasPrefix("amqp://") ? "amqp" : nil
+            guard let scheme else { return "node \(index + 1) is not an amqp:// or amqps:// URL" }
+            guard scheme == first else {
+                return "node 1 is \(first):// and node \(index + 1) \(scheme)://: amqp:// and amqps:// cannot be "
+                    + "mixed in one publisher's nodes"
+            }
+        }
+        return nil
     }
 
     /// The spool's settings.

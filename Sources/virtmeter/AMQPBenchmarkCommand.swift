@@ -43,6 +43,9 @@ struct AMQPBenchmarkCommand: AsyncParsableCommand {
     @Option(help: "Samples to publish from Python (it is slower; the rate is what is compared).")
     var pythonSamples = 20_000
 
+    @Flag(help: "Declare the benchmark's queue as a quorum queue (durable, with a durable exchange).")
+    var quorumQueue = false
+
     @OptionGroup(title: "AMQP") var amqp: AMQPOptions
 
     static let secret = "benchmark secret"
@@ -61,7 +64,7 @@ struct AMQPBenchmarkCommand: AsyncParsableCommand {
             let topic = "virtmeter-bench-\(getpid())"
             let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(
                 url: brokerURL, tls: amqp.tls, exchange: amqp.exchange, durableExchange: amqp.exchangeDurable,
-                topic: topic, heartbeatSeconds: amqp.amqpHeartbeat))
+                quorumQueue: quorumQueue, topic: topic, heartbeatSeconds: amqp.amqpHeartbeat))
             try await publisher.connect()
             var encoder = SampleEncoder(signer: stamper.signer)
             func round() -> SampleRecords {

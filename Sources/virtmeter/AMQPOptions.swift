@@ -37,21 +37,36 @@ struct AMQPOptions: ParsableArguments {
     @Option(help: "AMQP heartbeat in seconds (0: off).")
     var amqpHeartbeat = 60
 
-    /// Parses `text` and fills in the password from the file or the environment. Errors never show the password.
+    /// Parses `text` (the first node of a list) and fills in the password from the file or the environment. Errors
+    /// never show the password.
     func url(_ text: String) throws -> AMQPURL {
-        var url = try AMQPURL(text)
-        if let amqpPasswordFile {
-            guard let data = FileManager.default.contents(atPath: amqpPasswordFile),
-                  let password = String(data: data, encoding: .utf8)
-            else { throw CLIError("--amqp-password-file: cannot read \(amqpPasswordFile)") }
-            url.password = password.trimmingCharacters(in: .newlines)
-        } else if let password = ProcessInfo.processInfo.environment[Self.passwordVariable], !password.isEmpty {
-            url.password = password
+        try nodes(text)[0]
+    }
+
+    /// Parses one URL or a cluster's nodes in oslo's form (`amqp://u@h1:5672,u@h2:5673/vhost`) and fills in every
+    /// node's password from the file or the environment. Errors never show the password.
+    func nodes(_ text: String) throws -> [AMQPURL] {
+        var nodes = try AMQPURL.list(text)
+        if let password = try Self.password(file: amqpPasswordFile, option: "--amqp-password-file") {
+            for index in nodes.indices { nodes[index].password = password }
         }
-        if url.tls == false && (amqpCaFile != nil || amqpCertFile != nil) {
+        if nodes[0].tls == false && (amqpCaFile != nil || amqpCertFile != nil) {
             throw CLIError("--amqp-ca-file and --amqp-cert-file need an amqps:// URL")
         }
-        return url
+        return nodes
+    }
+
+    /// The broker password from `file` (its first line's newline trimmed), else `$VIRTMETER_AMQP_PASSWORD`, else nil
+    /// (the URL's, or `guest`). `option` names the setting in the error when the file cannot be read.
+    static func password(file: String?, option: String) throws -> String? {
+        if let file {
+            guard let data = FileManager.default.contents(atPath: file),
+                  let password = String(data: data, encoding: .utf8)
+            else { throw CLIError("\(option): cannot read \(file)") }
+            return password.trimmingCharacters(in: .newlines)
+        }
+        if let password = ProcessInfo.processInfo.environment[passwordVariable], !password.isEmpty { return password }
+        return nil
     }
 
     /// The TLS settings: verification on, with the given CA and client certificate.

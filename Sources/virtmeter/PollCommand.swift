@@ -21,8 +21,8 @@ struct PollCommand: AsyncParsableCommand {
     @Option(help: "Seconds between the starts of two cycles.")
     var interval: Double = 10
 
-    @Option(help: ArgumentHelp("Where samples go: 'stdout' (JSON lines), or an amqp:// or amqps:// broker URL.",
-                               valueName: "stdout|url"))
+    @Option(help: ArgumentHelp("Where samples go: 'stdout' (JSON lines), or an amqp:// or amqps:// broker URL or a "
+                               + "cluster's nodes (amqp://u@h1:5672,u@h2:5672/vhost).", valueName: "stdout|url"))
     var publish = "stdout"
 
     @Option(help: "At most this many samples per AMQP message.")
@@ -30,6 +30,10 @@ struct PollCommand: AsyncParsableCommand {
 
     @Flag(help: "Do not declare and bind the <topic>.sample queue on connecting.")
     var noDeclareQueue = false
+
+    @Flag(help: ArgumentHelp("Declare <topic>.sample as a quorum queue (durable, with a durable exchange), as "
+                             + "oslo.messaging's rabbit_quorum_queue."))
+    var quorumQueue = false
 
     @OptionGroup(title: "AMQP") var amqp: AMQPOptions
 
@@ -74,9 +78,11 @@ extension PollCommand {
     /// The publisher `--publish` names; an AMQP one connects now, so a bad URL or password stops start-up.
     func makePublisher() async throws -> any Publisher {
         guard publish != "stdout" else { return JSONLinesPublisher.standardOutput }
+        let nodes = try amqp.nodes(publish)
         let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(
-            url: try amqp.url(publish), tls: amqp.tls, exchange: amqp.exchange, durableExchange: amqp.exchangeDurable,
-            topic: amqp.topic, declareQueue: !noDeclareQueue, heartbeatSeconds: amqp.amqpHeartbeat), logger: Logger(label: "virtmeter.amqp"))
+            url: nodes[0], failoverNodes: Array(nodes.dropFirst()), tls: amqp.tls, exchange: amqp.exchange,
+            durableExchange: amqp.exchangeDurable, quorumQueue: quorumQueue, topic: amqp.topic,
+            declareQueue: !noDeclareQueue, heartbeatSeconds: amqp.amqpHeartbeat), logger: Logger(label: "virtmeter.amqp"))
         try await publisher.connect()
         return publisher
     }

@@ -28,7 +28,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("connect"), help: "libvirt connection URI (overrides the config's libvirt_uri).")
     var uri: String?
 
-    @Option(help: ArgumentHelp("'stdout', or an amqp:// or amqps:// broker URL (overrides the config's publishers).",
+    @Option(help: ArgumentHelp("'stdout', or an amqp:// or amqps:// broker URL or a cluster's nodes "
+                               + "(amqp://u@h1:5672,u@h2:5672/vhost) (overrides the config's publishers).",
                                valueName: "stdout|url"))
     var publish: String?
 
@@ -164,22 +165,18 @@ struct RunCommand: AsyncParsableCommand {
                 throw CLIError("publisher file: cannot append to \(path): \(error.reason)")
             }
         case .amqp(let amqp):
-            var url = try AMQPURL(amqp.url)
-            if let file = amqp.passwordFile {
-                guard let data = FileManager.default.contents(atPath: file),
-                      let password = String(data: data, encoding: .utf8)
-                else { throw CLIError("publisher amqp: cannot read password_file \(file)") }
-                url.password = password.trimmingCharacters(in: .newlines)
-            } else if let password = ProcessInfo.processInfo.environment[AMQPOptions.passwordVariable],
-                      !password.isEmpty {
-                url.password = password
+            // One password for every node (a cluster's users share it), from the file or the environment.
+            var nodes = try AMQPURL.list(amqp.url)
+            if let password = try AMQPOptions.password(file: amqp.passwordFile,
+                                                       option: "publisher amqp: password_file") {
+                for index in nodes.indices { nodes[index].password = password }
             }
             let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(
-                url: url,
+                url: nodes[0], failoverNodes: Array(nodes.dropFirst()), shuffleNodes: amqp.shuffleNodes,
                 tls: AMQPTLSOptions(caFile: amqp.caFile, certFile: amqp.certFile, keyFile: amqp.keyFile,
                                     verifyHostname: amqp.verifyHostname),
-                exchange: amqp.exchange, durableExchange: amqp.exchangeDurable, topic: amqp.topic,
-                declareQueue: amqp.declareQueue, heartbeatSeconds: amqp.heartbeatSeconds),
+                exchange: amqp.exchange, durableExchange: amqp.exchangeDurable, quorumQueue: amqp.quorumQueue,
+                topic: amqp.topic, declareQueue: amqp.declareQueue, heartbeatSeconds: amqp.heartbeatSeconds),
                 logger: Logger(label: "virtmeter.amqp"))
             do {
                 try await publisher.connect()

@@ -74,9 +74,19 @@ struct FaultAgent {
     let topic = uniqueName("vmtest-fault")
     let exchange = uniqueName("vmtest-fault-ex")
     var process: Process?
+    /// The broker password the agent gets from its environment.
+    let password: String
 
     /// `meters` are polled every second; `shutdownTimeout` is the agent's.
     init(broker: OwnBroker, meters: String = "[cpu, vcpus]", shutdownTimeout: Int = 20) throws {
+        try self.init(url: "amqp://guest@127.0.0.1:\(broker.port)/", meters: meters, shutdownTimeout: shutdownTimeout)
+    }
+
+    /// An agent publishing to `url` (one node or a list), with `amqpSettings` (YAML lines of the AMQP publisher) and
+    /// `password` in `VIRTMETER_AMQP_PASSWORD`.
+    init(url: String, amqpSettings: [String] = ["exchange_durable: true"], password: String = "guest",
+         meters: String = "[cpu, vcpus]", shutdownTimeout: Int = 20) throws {
+        self.password = password
         directory = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("vmtest-agent"))
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try "sources:\n  - name: every_second\n    interval: 1\n    meters: \(meters)\n"
@@ -91,10 +101,9 @@ struct FaultAgent {
             shutdown_timeout: \(shutdownTimeout)
             publishers:
               - type: amqp
-                url: amqp://guest@127.0.0.1:\(broker.port)/
+                url: \(url)
                 exchange: \(exchange)
-                exchange_durable: true
-                topic: \(topic)
+            \(amqpSettings.map { "    " + $0 + "\n" }.joined())    topic: \(topic)
                 heartbeat: 5
               - type: file
                 path: \(directory.path)/produced.jsonl
@@ -123,7 +132,7 @@ struct FaultAgent {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: virtmeterBinary)
         process.arguments = ["run", "--config", directory.appendingPathComponent("virtmeter.yaml").path]
-        process.environment = ProcessInfo.processInfo.environment.merging(["VIRTMETER_AMQP_PASSWORD": "guest"]) { $1 }
+        process.environment = ProcessInfo.processInfo.environment.merging(["VIRTMETER_AMQP_PASSWORD": password]) { $1 }
         process.standardError = handle
         process.standardOutput = FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice
@@ -174,8 +183,13 @@ struct FaultAgent {
 
     /// Everything on the agent's queue: message ids in arrival order.
     func received(from broker: OwnBroker) async throws -> [String] {
+        try await received(from: broker.url)
+    }
+
+    /// Everything on the agent's queue on the broker (node) at `url`: message ids in arrival order.
+    func received(from url: AMQPURL) async throws -> [String] {
         var ids: [String] = []
-        for delivery in try await drain(broker.url, queue: topic + ".sample", quiet: 3) {
+        for delivery in try await drain(url, queue: topic + ".sample", quiet: 3) {
             ids += try NotificationEnvelope.decode(delivery.body).samples().compactMap { $0.sample?.messageID }
         }
         return ids
@@ -186,8 +200,14 @@ struct FaultAgent {
     /// The file publisher's ids check that nothing foreign arrived. Returns the received message ids.
     @discardableResult
     func check(_ name: String, broker: OwnBroker, allowedLoss: Int = 0) async throws -> [String] {
+        try await check(name, url: broker.url, allowedLoss: allowedLoss)
+    }
+
+    /// `check` against the broker (node) at `url`.
+    @discardableResult
+    func check(_ name: String, url: AMQPURL, allowedLoss: Int = 0) async throws -> [String] {
         let produced = producedCount
-        let received = try await received(from: broker)
+        let received = try await received(from: url)
         let unique = Set(received)
         let lost = max(0, produced - unique.count)
         print("FIGURE fault \(name): produced \(produced) (counted by the agent's cycles), received "

@@ -143,6 +143,17 @@ struct AgentConfigurationTests {
         ("publishers:\n  - type: amqp\n    url: amqp://h/\n    durable: true\n", "v.yaml:4: publishers[0].durable"),
         ("publishers:\n  - type: amqp\n    url: amqp://h/\n    declare_queue: maybe\n",
          "v.yaml:4: publishers[0].declare_queue: expected true or false"),
+        ("publishers:\n  - type: amqp\n    url: [amqp://a/, amqps://b/]\n",
+         "v.yaml:3: publishers[0].url: node 1 is amqp:// and node 2 amqps://: amqp:// and amqps:// cannot be mixed"),
+        ("publishers:\n  - type: amqp\n    url: amqps://a:1,u@b:2,amqp://c:3/\n",
+         "v.yaml:3: publishers[0].url: node 1 is amqps:// and node 3 amqp://"),
+        ("publishers:\n  - type: amqp\n    url: [amqp://a/, 'b:5672']\n",
+         "v.yaml:3: publishers[0].url: node 2 is not an amqp:// or amqps:// URL"),
+        ("publishers:\n  - type: amqp\n    url: []\n", "v.yaml:3: publishers[0].url: required value is missing"),
+        ("publishers:\n  - type: amqp\n    url: amqp://h/\n    exchange_durable: false\n    quorum_queue: true\n",
+         "v.yaml:4: publishers[0].exchange_durable: a quorum queue needs a durable exchange"),
+        ("publishers:\n  - type: amqp\n    url: amqp://h/\n    shuffle_nodes: often\n",
+         "v.yaml:4: publishers[0].shuffle_nodes: expected true or false"),
         ("host: [a, b]\n", "v.yaml:1: host: expected a single value"),
         ("host: a\n  bad: indentation\n", "v.yaml:2: not valid YAML"),
     ])
@@ -153,6 +164,28 @@ struct AgentConfigurationTests {
             let description = "\(error)"
             return description.hasPrefix(expected) && !description.contains("\n")
         }
+    }
+
+    @Test("a cluster's nodes: oslo's form or a YAML list, shuffled on request, with a quorum queue")
+    func clusterNodes() throws {
+        let config = try AgentConfiguration.parse("""
+            publishers:
+              - type: amqp
+                url: amqp://u1@h1:5672,u2@h2:5673/vh
+              - type: amqp
+                url:
+                  - amqps://u@h1:5671/vh
+                  - amqps://u@h2:5671/vh
+                shuffle_nodes: true
+                quorum_queue: true
+            """, file: "v.yaml")
+        guard case .amqp(let oslo) = config.publishers[0], case .amqp(let list) = config.publishers[1] else {
+            Issue.record("not amqp")
+            return
+        }
+        #expect(oslo.url == "amqp://u1@h1:5672,u2@h2:5673/vh" && !oslo.shuffleNodes && !oslo.quorumQueue)
+        #expect(list.url == "amqps://u@h1:5671/vh,amqps://u@h2:5671/vh" && list.shuffleNodes && list.quorumQueue)
+        #expect(!list.exchangeDurable, "the exchange's durability follows from quorum_queue in the publisher")
     }
 
     @Test("a missing or huge file is refused with its name")
