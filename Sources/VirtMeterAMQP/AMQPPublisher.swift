@@ -328,6 +328,15 @@ final class PublisherLink: @unchecked Sendable {
             logger.debug("messages confirmed", metadata: ["node": "\(run.connection.url.endpoint)"])
             return nil
         }
+        if run.failure == nil, current === run.connection {
+            // Nacked: the queue could not take them. A channel opened while a quorum queue elected its new leader
+            // keeps nacking (RabbitMQ 3.10, measured by ClusterTests): the retry gets a new connection, on the next
+            // node.
+            logger.debug("the broker nacked messages: reconnecting for the retry",
+                         metadata: ["node": "\(run.connection.url.endpoint)"])
+            fail(AMQPError(operation: "publish to exchange '\(configuration.exchange)'",
+                           message: "the broker nacked the messages"))
+        }
         let reason = run.failure ?? AMQPError(operation: "publish to exchange '\(configuration.exchange)'",
                                               message: "the broker nacked the messages")
         return (run.window.failed.sorted(), reason)

@@ -82,7 +82,8 @@ extension PollCommand {
         let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(
             url: nodes[0], failoverNodes: Array(nodes.dropFirst()), tls: amqp.tls, exchange: amqp.exchange,
             durableExchange: amqp.exchangeDurable, quorumQueue: quorumQueue, topic: amqp.topic,
-            declareQueue: !noDeclareQueue, heartbeatSeconds: amqp.amqpHeartbeat), logger: Logger(label: "virtmeter.amqp"))
+            declareQueue: !noDeclareQueue, heartbeatSeconds: amqp.amqpHeartbeat),
+            logger: Logger(label: "virtmeter.amqp"))
         try await publisher.connect()
         return publisher
     }

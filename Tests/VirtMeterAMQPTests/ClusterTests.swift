@@ -81,9 +81,10 @@ struct TestCluster {
 extension FaultAgent {
     /// The node (by port) that the last "connected"/"switched" line of the log names.
     func connectedNode(_ cluster: TestCluster) -> Int? {
-        log.split(separator: "\n")
+        let line = log.split(separator: "\n")
             .last { $0.contains("connected to the AMQP broker") || $0.contains("switched to another node") }
-            .flatMap { line in cluster.node(in: line.split(separator: " ").first { $0.hasPrefix("url=") || $0.hasPrefix("node=") } ?? "") }
+        let field = line?.split(separator: " ").first { $0.hasPrefix("url=") || $0.hasPrefix("node=") }
+        return field.flatMap { cluster.node(in: $0) }
     }
 }
 
@@ -95,7 +96,8 @@ struct ClusterTests {
         var agent = try FaultAgent(url: cluster.osloURL, amqpSettings: ["quorum_queue: true"],
                                    password: cluster.password)
         try agent.start()
-        _ = try await agent.waitForLog("messages confirmed", count: 3, timeout: 30)
+        defer { agent.ensureStopped() }
+        _ = try await agent.waitForLog("messages confirmed", count: 5, timeout: 30)
         let victim = try #require(agent.connectedNode(cluster), "no connected node in the log:\n\(agent.log)")
         // The connection on the broker is the node's own user's (users are cluster-wide: the URL's user is the proof).
         let connections = try cluster.ctl((victim + 1) % 3, ["list_connections", "user", "port", "--silent"])
@@ -110,6 +112,8 @@ struct ClusterTests {
         let before = agent.log.count
         let killed = Clock.monotonic()
         try cluster.kill9(victim)
+        // The next tests need the whole cluster, even when this one fails half-way.
+        defer { try? cluster.start([victim]) }
         var failover: Double?
         var newNode: Int?
         while Clock.monotonic() - killed < 30 {
@@ -122,19 +126,26 @@ struct ClusterTests {
             }
             try await Task.sleep(for: .milliseconds(50))
         }
-        let seconds = try #require(failover, "no publish confirmed by another node within 30 s:\n\(agent.log.suffix(3000))")
+        let seconds = try #require(failover,
+                                   "no publish confirmed by another node within 30 s:\n\(agent.log.suffix(3000))")
         print("FIGURE cluster failover: node \(cluster.ports[victim]) killed -> first publish confirmed by node "
               + "\(cluster.ports[newNode!]) after \(String(format: "%.2f", seconds)) s")
         #expect(seconds < 10, "failover took \(seconds) s")
-        let switches = agent.log.dropFirst(before).split(separator: "\n").filter { $0.contains("switched to another node") }
-        #expect(switches.count == 1 && switches[0].contains("127.0.0.1:\(cluster.ports[newNode!])")
-                && switches[0].contains(cluster.user(newNode!)), "\(switches)")
-        try await Task.sleep(for: .seconds(5))
+        // Each switch is one line naming the node and its user (a channel opened on a node while the quorum queue
+        // elects its new leader may be nacked: the retry moves on once more, one more line).
+        let switches = agent.log.dropFirst(before).split(separator: "\n")
+            .filter { $0.contains("switched to another node") }
+        #expect((1...2).contains(switches.count) && switches.last!.contains("127.0.0.1:\(cluster.ports[newNode!])"),
+                "\(switches)")
+        for line in switches {
+            let node = line.split(separator: " ").first { $0.hasPrefix("node=") }.flatMap { cluster.node(in: $0) }
+            #expect(node != nil && node != victim && line.contains(cluster.user(node ?? 0) + ":***@"), "\(line)")
+        }
+        try await Task.sleep(for: .seconds(8))
         #expect(agent.stop() == 0)
         #expect(!agent.log.contains(cluster.password), "the password appeared in the agent's log")
         // Every sample produced is on the quorum queue, read from a node that stayed up.
         try await agent.check("cluster: kill -9 of the connected node, quorum queue", url: try cluster.url(newNode!))
-        try cluster.start([victim])
     }
 
     @Test("the whole cluster killed for 15 s, then back: the spool covers it, 0 lost (quorum queue)")
@@ -143,16 +154,18 @@ struct ClusterTests {
         var agent = try FaultAgent(url: cluster.osloURL, amqpSettings: ["quorum_queue: true", "shuffle_nodes: true"],
                                    password: cluster.password)
         try agent.start()
+        defer { agent.ensureStopped() }
         _ = try await agent.waitForLog("messages confirmed", count: 3, timeout: 30)
         for index in 0..<3 { try cluster.kill9(index) }
+        defer { if OwnBroker.isFree(cluster.ports[0]) { try? cluster.start([0, 1, 2]) } }
         _ = try await agent.waitForLog("publishing failed", timeout: 15)
         try await Task.sleep(for: .seconds(15))
         let back = Clock.monotonic()
         try cluster.start([0, 1, 2])
         let ready = Clock.monotonic() - back
-        let recovery = try await agent.waitForLog("publishing recovered", timeout: 90)
-        print("FIGURE cluster down 15 s: nodes ready \(String(format: "%.1f", ready)) s after the restart began, first "
-              + "delivery \(String(format: "%.1f", recovery)) s after it began")
+        _ = try await agent.waitForLog("publishing recovered", timeout: 90)
+        print("FIGURE cluster down 15 s: the three nodes ready \(String(format: "%.1f", ready)) s after their restart "
+              + "began; publishing outage \(agent.loggedValue("publishing recovered", "outage_seconds") ?? -1) s")
         try await Task.sleep(for: .seconds(3))
         #expect(agent.stop() == 0)
         #expect(agent.logged("publishing failed") == 1, "the outage is logged once")
@@ -165,10 +178,12 @@ struct ClusterTests {
         var dead = 6990
         while !OwnBroker.isFree(dead) { dead += 1 }
         // A YAML list of full URLs, the dead node first so that it is tried.
-        let url = "[amqp://\(cluster.user(0))@127.0.0.1:\(dead)/, amqp://\(cluster.user(1))@127.0.0.1:\(cluster.ports[1])/, "
+        let url = "[amqp://\(cluster.user(0))@127.0.0.1:\(dead)/, "
+            + "amqp://\(cluster.user(1))@127.0.0.1:\(cluster.ports[1])/, "
             + "amqp://\(cluster.user(2))@127.0.0.1:\(cluster.ports[2])/]"
         var agent = try FaultAgent(url: url, password: cluster.password)
         try agent.start()
+        defer { agent.ensureStopped() }
         _ = try await agent.waitForLog("messages confirmed", count: 4, timeout: 30)
         #expect(agent.stop() == 0)
         let lines = agent.log.split(separator: "\n").filter { $0.contains("127.0.0.1:\(dead)") }
@@ -186,14 +201,19 @@ struct ClusterTests {
         let fromFile = try runProgram(virtmeterBinary, ["run", "--config", config])
         #expect(fromFile.status == 1)
         #expect(fromFile.stderr.split(separator: "\n").count == 1 && fromFile.stderr.contains(
-            "virtmeter.yaml:12: publishers[0].url: node 1 is amqp:// and node 2 amqps://: amqp:// and amqps:// "
+            "virtmeter.yaml:10: publishers[0].url: node 1 is amqp:// and node 2 amqps://: amqp:// and amqps:// "
             + "cannot be mixed"), "\(fromFile.stderr)")
+        // oslo's form on the command line (or in VIRTMETER_AMQP_URL) over a valid file.
+        let valid = try FaultAgent(url: "amqp://u@127.0.0.1:\(cluster.ports[0])/", password: cluster.password)
         let oslo = "amqp://u@127.0.0.1:\(cluster.ports[0]),amqps://u@localhost:5671/"
-        let fromFlag = try runProgram(virtmeterBinary, ["run", "--config", config, "--publish", oslo])
+        let fromFlag = try runProgram(virtmeterBinary, [
+            "run", "--config", valid.directory.appendingPathComponent("virtmeter.yaml").path, "--publish", oslo])
         #expect(fromFlag.status == 1)
         #expect(fromFlag.stderr.split(separator: "\n").count == 1 && fromFlag.stderr.contains(
-            "node 2 of the URL list is localhost:5671 with amqps://, node 1 with amqp://"), "\(fromFlag.stderr)")
+            "node 2 of the URL list is localhost:5671 with amqps://, node 1 with amqp://: amqp:// and amqps:// "
+            + "cannot be mixed"), "\(fromFlag.stderr)")
         try? FileManager.default.removeItem(at: agent.directory)
+        try? FileManager.default.removeItem(at: valid.directory)
     }
 
     @Test("quorum_queue against an existing classic queue: start-up stops with one line naming the option")

@@ -148,6 +148,13 @@ struct FaultAgent {
         return process.terminationStatus
     }
 
+    /// `kill -9` of the agent if it still runs: a test that stopped half-way leaves no process behind.
+    func ensureStopped() {
+        guard let process, process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
     func kill9() {
         guard let process else { return }
         kill(process.processIdentifier, SIGKILL)

@@ -27,7 +27,8 @@ struct AMQPNodeListTests {
               ("amqp://u:SECRETPW@h1:5672,amqps://u:SECRETPW@h2:5671/",
                "node 2 of the URL list is h2:5671 with amqps://, node 1 with amqp://: amqp:// and amqps:// cannot be "
                    + "mixed"),
-              ("amqps://u:SECRETPW@h1,amqp://h2/", "node 2 of the URL list is h2:5672 with amqp://, node 1 with amqps://"),
+              ("amqps://u:SECRETPW@h1,amqp://h2/",
+               "node 2 of the URL list is h2:5672 with amqp://, node 1 with amqps://"),
               ("amqp://u:SECRETPW@h1,,h3/", "node 2 of the URL list is empty"),
               ("amqp://u:SECRETPW@h1,h2:99999/", "port is not a number"),
               ("http://u:SECRETPW@h1,h2/", "must start with amqp:// or amqps://"),
