@@ -101,7 +101,7 @@ let package = Package(
         .testTarget(
             name: "VirtMeterGuestTests",
             dependencies: [
-                "VirtMeterCore", "VirtMeterLibvirt", "VirtMeterTestSupport",
+                "VirtMeterCore", "VirtMeterLibvirt", "VirtMeterAgent", "VirtMeterTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -4,7 +4,7 @@ notification agent runs one, on exchange VIRTMETER_CHECK_EXCHANGE (ceilometer) a
 (notifications). Receives samples until VIRTMETER_CHECK_COUNT arrived or VIRTMETER_CHECK_TIMEOUT seconds passed,
 verifies each signature with VIRTMETER_CHECK_SECRET using ceilometer's own algorithm, and prints one JSON line:
 {"samples": N, "messages": M, "event_types": [...], "priorities": [...], "publisher_ids": [...],
- "bad_signatures": B, "payload_keys": [...], "message_ids": [...]}.
+ "bad_signatures": B, "payload_keys": [...], "message_ids": [...], "counter_names": [...]}.
 The broker URL (rabbit://user:password@host:port/) comes from VIRTMETER_CHECK_URL.
 """
 import json
@@ -61,6 +61,7 @@ def main():
         'event_types': sorted(endpoint.event_types), 'priorities': sorted(endpoint.priorities),
         'publisher_ids': sorted(endpoint.publisher_ids), 'payload_keys': sorted(endpoint.payload_keys),
         'bad_signatures': endpoint.bad, 'message_ids': [s.get('message_id') for s in endpoint.samples],
+        'counter_names': sorted(set(s.get('counter_name') for s in endpoint.samples)),
     }))
 
 

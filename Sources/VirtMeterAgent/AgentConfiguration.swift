@@ -41,6 +41,8 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var libvirtURI = "qemu:///system"
     /// polling.yaml; nil means the built-in default (every meter every 300 s).
     public var pollingFile: String?
+    /// Directory of `*.yaml` files declaring meters over libvirt's bulk stats; nil: built-in meters only.
+    public var metersDirectory: String?
     /// The telemetry secret that signs samples; nil means unsigned samples.
     public var secretFile: String?
     public var publishers: [PublisherSettings] = [.stdout]
@@ -67,9 +69,9 @@ public struct AgentConfiguration: Sendable, Equatable {
     public static let brokerURLVariable = "VIRTMETER_AMQP_URL"
     public static let secretFileVariable = "VIRTMETER_SECRET_FILE"
 
-    static let topLevelKeys = ["host", "libvirt_uri", "polling_file", "secret_file", "publishers", "batch_size",
-                               "log_level", "shutdown_timeout", "summary_every_cycles", "state_dir", "spool_cap_mib",
-                               "spool_fsync", "retry_initial", "retry_max"]
+    static let topLevelKeys = ["host", "libvirt_uri", "polling_file", "meters_dir", "secret_file", "publishers",
+                               "batch_size", "log_level", "shutdown_timeout", "summary_every_cycles", "state_dir",
+                               "spool_cap_mib", "spool_fsync", "retry_initial", "retry_max"]
     static let amqpKeys = ["type", "url", "password_file", "shuffle_nodes", "exchange", "exchange_durable",
                            "quorum_queue", "topic", "declare_queue", "ca_file", "cert_file", "key_file",
                            "verify_hostname", "heartbeat"]
@@ -94,6 +96,7 @@ public struct AgentConfiguration: Sendable, Equatable {
         if let host = try root.string("host") { config.host = host }
         if let uri = try root.string("libvirt_uri") { config.libvirtURI = uri }
         config.pollingFile = try root.string("polling_file")
+        config.metersDirectory = try root.string("meters_dir")
         config.secretFile = try root.string("secret_file")
         if let size = try root.int("batch_size", range: 1...10_000) { config.batchSize = size }
         if let level = try root.string("log_level") {

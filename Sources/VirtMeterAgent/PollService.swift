@@ -7,7 +7,7 @@ import VirtMeterCore
 /// The polling loop of `virtmeter run`: each source on its own interval, one libvirt read for all sources due at
 /// the same moment, samples appended to the spool (never waiting for a publisher). On graceful shutdown it lets the
 /// cycle in flight finish, then finishes the spool so the publishers drain it. `requestReload()` (SIGHUP) reloads
-/// polling.yaml before the next cycle; a bad file keeps the sources in use.
+/// polling.yaml and the declared meters before the next cycle; a bad file keeps the meters and sources in use.
 public final class PollService: Service {
     private let hypervisor: any Hypervisor
     private let stamper: SampleStamper
@@ -23,17 +23,21 @@ public final class PollService: Service {
     private let libvirtDownSince = Mutex<Double?>(nil)
     private let retry: Backoff
     private let domainsNotAnswering: @Sendable () -> Int
+    private let reloaded: @Sendable (PollingConfiguration) -> Void
 
     /// Polls `hypervisor` and writes samples stamped by `stamper` to `spool`, in records of `samplesPerRecord` (the
     /// samples of one AMQP message). `loadPolling` reads polling.yaml again on reload; `polling` is what it returned
     /// at start-up. While libvirt is unreachable the cycle is tried again after `retry`'s delays (at most a quarter of
     /// the shortest interval apart), so polling resumes as soon as libvirt answers. `domainsNotAnswering` tells how
-    /// many domains the last cycle left out because they did not answer in time (for the summary).
+    /// many domains the last cycle left out because they did not answer in time (for the summary). `reloaded` is
+    /// told of each configuration a reload put in use.
     public init(hypervisor: any Hypervisor, stamper: SampleStamper, samplesPerRecord: Int,
                 polling: PollingConfiguration, loadPolling: @escaping @Sendable () throws -> PollingConfiguration,
                 spool: Spool, stats: AgentStats, summaryEveryCycles: Int, retry: Backoff = Backoff(),
-                domainsNotAnswering: @escaping @Sendable () -> Int = { 0 }, logger: Logger) {
+                domainsNotAnswering: @escaping @Sendable () -> Int = { 0 },
+                reloaded: @escaping @Sendable (PollingConfiguration) -> Void = { _ in }, logger: Logger) {
         self.hypervisor = hypervisor
+        self.reloaded = reloaded
         self.retry = retry
         self.domainsNotAnswering = domainsNotAnswering
         self.stamper = stamper
@@ -173,10 +177,14 @@ public final class PollService: Service {
             for warning in polling.warnings { logger.warning("polling.yaml", metadata: ["warning": "\(warning)"]) }
             schedule.replace(with: Self.scheduled(polling), now: Clock.monotonic())
             poller.keepGroups(Set(polling.sources.map(\.name)))
-            logger.info("polling.yaml reloaded", metadata: ["sources": "\(polling.sources.map(\.name))"])
+            reloaded(polling)
+            let declared = Set(polling.sources.flatMap(\.meters).compactMap { ($0 as? DeclaredMeter)?.name })
+            logger.info("polling.yaml reloaded", metadata: [
+                "sources": "\(polling.sources.map(\.name))", "declared_meters": "\(declared.count)",
+            ])
             return polling
         } catch {
-            logger.error("polling.yaml reload failed, keeping the sources in use", metadata: ["error": "\(error)"])
+            logger.error("reload failed, keeping the meters and sources in use", metadata: ["error": "\(error)"])
             return current
         }
     }

@@ -34,8 +34,14 @@ public struct PollingConfiguration: Sendable {
     public static let defaultInterval = 600.0
 
     /// What virtmeter polls with no polling.yaml at all: every meter every 300 s.
-    public static let builtInDefault = PollingConfiguration(
-        sources: [PollingSource(name: "all_pollsters", interval: 300, selector: .all)], warnings: [])
+    public static let builtInDefault = builtInDefault(registry: .builtIn)
+
+    /// The built-in default over `registry`'s meters (declared meters included).
+    public static func builtInDefault(registry: MeterRegistry) -> PollingConfiguration {
+        PollingConfiguration(
+            sources: [PollingSource(name: "all_pollsters", interval: 300, selector: .all, registry: registry)],
+            warnings: [])
+    }
 
     public init(sources: [PollingSource], warnings: [String]) {
         self.sources = sources

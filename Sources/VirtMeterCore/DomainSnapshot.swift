@@ -161,6 +161,8 @@ public struct DomainSnapshot: Sendable, Equatable {
     public var osType: String?
     /// Seconds on the monotonic clock when the snapshot was read; rates are computed from it.
     public var monotonicTime: Double
+    /// The bulk-stats values declared meters read (`StatsFieldRequest`); empty when none is polled.
+    public var statsFields: [StatsField] = []
 
     public init(uuid: String, name: String, state: DomainState = .running, vcpuCount: Int, cpuTime: UInt64? = nil,
                 vcpuTimes: [VCPUTime] = [], maxMemoryKiB: UInt64, memoryKiB: UInt64,

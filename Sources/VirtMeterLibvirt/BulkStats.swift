@@ -15,13 +15,44 @@ struct BulkStats: Sendable {
     var interfaces: [Int: InterfaceStats] = [:]
     var hasBlockGroup = false
     var hasInterfaceGroup = false
+    /// The values declared meters read (`wanted`), their devices not yet named (see `declaredFields`).
+    var fields: [StatsField] = []
 
-    init(_ params: UnsafeMutablePointer<virTypedParameter>?, count: Int32) {
+    init(_ params: UnsafeMutablePointer<virTypedParameter>?, count: Int32, wanted: StatsFieldRequest = .none) {
         guard let params else { return }
         for index in 0..<Int(count) {
             let param = params[index]
             let field = withUnsafeBytes(of: param.field) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             apply(field, param)
+            if !wanted.isEmpty { keep(field, param, wanted) }
+        }
+    }
+
+    /// Keeps the parameter when a declared meter reads it.
+    private mutating func keep(_ field: String, _ param: virTypedParameter, _ wanted: StatsFieldRequest) {
+        guard let (pattern, index) = wanted.match(field, group: String(field.prefix { $0 != "." })) else { return }
+        let value: Volume
+        switch Int32(param.type) {
+        case Int32(VIR_TYPED_PARAM_DOUBLE.rawValue): value = .double(param.value.d)
+        case Int32(VIR_TYPED_PARAM_BOOLEAN.rawValue): value = .int(param.value.b != 0 ? 1 : 0)
+        default:
+            guard let number = Self.number(param) else { return }
+            value = .counter(number)
+        }
+        fields.append(StatsField(pattern: pattern, index: index, value: value))
+    }
+
+    /// The kept values, each `block.N` and `net.N` one with its device's name (`vda`, `vnet0`); a device without a
+    /// name is left out, as the built-in device meters leave it out.
+    var declaredFields: [StatsField] {
+        fields.compactMap { field in
+            var named = field
+            switch field.pattern.group {
+            case "block" where field.pattern.isIndexed: named.device = disks[field.index]?.name
+            case "net" where field.pattern.isIndexed: named.device = interfaces[field.index]?.name
+            default: return named
+            }
+            return named.device?.isEmpty == false ? named : nil
         }
     }
 

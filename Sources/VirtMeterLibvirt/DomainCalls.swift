@@ -23,11 +23,24 @@ enum DomainCalls {
     /// making the call wait up to 30 s for it.
     static let nowait = VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT.rawValue
     static let bulkFlags = VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE.rawValue | nowait
+    /// The groups declared meters may add, by a field's first component; only while one of them is polled.
+    static let declaredGroups: [String: UInt32] = [
+        "perf": VIR_DOMAIN_STATS_PERF.rawValue, "iothread": VIR_DOMAIN_STATS_IOTHREAD.rawValue,
+        "memory": VIR_DOMAIN_STATS_MEMORY.rawValue, "dirtyrate": VIR_DOMAIN_STATS_DIRTYRATE.rawValue,
+        "vm": VIR_DOMAIN_STATS_VM.rawValue,
+    ]
+
+    /// The groups asked for when `wanted` are the fields the declared meters read.
+    static func groups(_ wanted: StatsFieldRequest) -> UInt32 {
+        wanted.groups.reduce(groups) { $0 | (declaredGroups[$1] ?? 0) }
+    }
 
     /// Stats of every running domain (`domains` nil: `virConnectGetAllDomainStats`), or of the given domains
     /// (`virDomainListGetStats`).
-    static func stats(_ connection: LibvirtConnection, _ domains: [LibvirtDomain]? = nil)
-        -> Result<[StatsRecord], LibvirtError> {
+    /// `wanted`: the fields the declared meters read, kept in the records, and their groups added to the call.
+    static func stats(_ connection: LibvirtConnection, _ domains: [LibvirtDomain]? = nil,
+                      wanted: StatsFieldRequest = .none) -> Result<[StatsRecord], LibvirtError> {
+        let groups = groups(wanted)
         var records: UnsafeMutablePointer<virDomainStatsRecordPtr?>?
         let before = Clock.monotonic()
         let count: Int32
@@ -49,7 +62,7 @@ enum DomainCalls {
             guard let record = records[index], let pointer = record.pointee.dom,
                   let domain = LibvirtDomain(referencing: pointer)
             else { continue }
-            let stats = BulkStats(record.pointee.params, count: record.pointee.nparams)
+            let stats = BulkStats(record.pointee.params, count: record.pointee.nparams, wanted: wanted)
             result.append(StatsRecord(domain: domain, stats: stats, readAt: readAt))
         }
         return .success(result)

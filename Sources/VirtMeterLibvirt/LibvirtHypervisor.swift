@@ -52,6 +52,8 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         let servesGroups: Bool?
         /// Whether a record without `balloon.rss` is from a busy domain.
         let rssMeansAnswered: Bool
+        /// The fields declared meters read.
+        let wanted: StatsFieldRequest
     }
 
     private enum Reading: Sendable {
@@ -78,6 +80,8 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     /// A connection whose open returned after its deadline, for the next poll to use.
     private let lateConnection = Mutex<LibvirtConnection?>(nil)
     private let events = DomainEventSink()
+    /// The bulk-stats fields the polled declared meters read (`request(_:)`).
+    private let wanted = Mutex(StatsFieldRequest.none)
     /// A domain not answering: since when (monotonic seconds), for how many polls in a row, whether it was logged.
     private struct Silence {
         var name: String
@@ -136,6 +140,10 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
 
     /// Whether the connection is read-only (the default: monitoring needs no write access).
     public var isReadOnly: Bool { readOnly }
+
+    /// Keeps the fields declared meters read in the snapshots (`statsFields`) from the next poll on, adding their
+    /// stats groups to the bulk call; `.none` when no declared meter is polled.
+    public func request(_ fields: StatsFieldRequest) { wanted.withLock { $0 = fields } }
 
     /// Counters of the last poll.
     public var lastCounters: InspectionCounters { counters.withLock { $0 } }
@@ -255,6 +263,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         //    (NOWAIT left out the groups that need its job) gets none either: they would wait for the same job.
         let readAt = Clock.monotonic()
         let rssMeansAnswered = connection.servesGroups == true && connection.servesRSS
+        let fields = wanted.withLock { $0 }
         var silentNow: [(LibvirtDomain, String)] = []
         var snapshots: [DomainSnapshot] = []
         var work: [DomainWork] = []
@@ -269,7 +278,8 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
                 continue
             }
             let item = DomainWork(domain: domain, record: record, xml: cachedXML(domain, now: readAt),
-                                  servesGroups: connection.servesGroups, rssMeansAnswered: rssMeansAnswered)
+                                  servesGroups: connection.servesGroups, rssMeansAnswered: rssMeansAnswered,
+                                  wanted: fields)
             if let record, let xml = item.xml, connection.servesGroups == true {
                 snapshots.append(Self.snapshot(domain, record.stats, xml, readAt: record.readAt))
             } else {
@@ -337,7 +347,10 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             bulkStuckSince = nil
         }
         guard !stuck.contains("bulk") else { return nil }
-        guard let answer = withDeadline("bulk", connection: connection, { DomainCalls.stats(connection) }) else {
+        let fields = wanted.withLock { $0 }
+        guard let answer = withDeadline("bulk", connection: connection, {
+            DomainCalls.stats(connection, wanted: fields)
+        }) else {
             bulkStuckSince = Clock.monotonic()
             logger.info("bulk stats call missed its deadline: reading domains one by one until it returns",
                         metadata: ["deadline_seconds": "\(callTimeout)"])
@@ -413,7 +426,8 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
                 record = known
             } else {
                 calls += 1
-                guard let answer = try DomainCalls.stats(connection, [work.domain]).get().first else {
+                let answers = try DomainCalls.stats(connection, [work.domain], wanted: work.wanted).get()
+                guard let answer = answers.first else {
                     throw LibvirtError(operation: "virDomainListGetStats(\(work.domain.name))",
                                        code: Int32(VIR_ERR_NO_DOMAIN.rawValue), message: "domain not found")
                 }
@@ -471,6 +485,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             disks: bulk.disks.sorted { $0.key < $1.key }.map(\.value).filter { !$0.name.isEmpty },
             interfaces: bulk.interfaces.sorted { $0.key < $1.key }.map(\.value).filter { !$0.name.isEmpty },
             nova: xml.nova, architecture: xml.architecture, osType: xml.osType, monotonicTime: readAt)
+        snapshot.statsFields = bulk.declaredFields
         for index in snapshot.interfaces.indices {
             snapshot.interfaces[index].mac = xml.interfaces.first { $0.device == snapshot.interfaces[index].name }?.mac
         }

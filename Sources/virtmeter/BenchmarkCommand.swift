@@ -4,6 +4,7 @@ import CLibvirtFloor
 import Foundation
 import Logging
 import Synchronization
+import VirtMeterAgent
 import VirtMeterCore
 import VirtMeterLibvirt
 
@@ -29,6 +30,11 @@ struct BenchmarkCommand: AsyncParsableCommand {
                                valueName: "url"))
     var broker: String?
 
+    @Option(help: ArgumentHelp("Add a row 'core+N decl': the 10 core meters and N meters declared in YAML (over the "
+                               + "state.* fields the test driver returns in bulk); its difference from 'poll core' "
+                               + "is what they cost.", valueName: "N"))
+    var declared = 0
+
     @Flag(help: "Skip the daemon rows.")
     var noDaemon = false
 
@@ -43,8 +49,8 @@ struct BenchmarkCommand: AsyncParsableCommand {
         try await reportingErrors {
             if let child { return try await runChild(child) }
             let counts = sizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-            guard !counts.isEmpty, counts.allSatisfy({ $0 > 0 }), cycles > 0 else {
-                throw CLIError("--sizes needs positive counts and --cycles a positive number")
+            guard !counts.isEmpty, counts.allSatisfy({ $0 > 0 }), cycles > 0, (0...100).contains(declared) else {
+                throw CLIError("--sizes needs positive counts, --cycles a positive number, --declared 0 to 100")
             }
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-bench-\(getpid())")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -64,6 +70,7 @@ struct BenchmarkCommand: AsyncParsableCommand {
                 let floor = try childRow("floor", node: node)
                 var rows = [("floor", floor)]
                 rows.append(("poll core", try childRow("core", node: node)))
+                if declared > 0 { rows.append(("core+\(declared) decl", try childRow("declared", node: node))) }
                 let all = try childRow("all", node: node), unsigned = try childRow("unsigned", node: node)
                 rows += [("poll all", all), ("unsigned", unsigned)]
                 if !noDaemon {
@@ -106,7 +113,8 @@ struct BenchmarkCommand: AsyncParsableCommand {
     private func childRow(_ kind: String, node: URL) throws -> Row {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
-        process.arguments = ["benchmark", "--cycles", String(cycles), "--child", kind + ":" + node.path]
+        process.arguments = ["benchmark", "--cycles", String(cycles), "--declared", String(declared),
+                             "--child", kind + ":" + node.path]
         let out = Pipe()
         process.standardOutput = out
         try process.run()
@@ -127,6 +135,7 @@ struct BenchmarkCommand: AsyncParsableCommand {
         case "floor": row = try floorRow(uri: uri)
         case "core": row = try await pollRow(uri: uri, meters: InstanceMeters.all)
         case "unsigned": row = try await pollRow(uri: uri, meters: MeterRegistry.builtIn.meters, secret: "")
+        case "declared": row = try await pollRow(uri: uri, meters: InstanceMeters.all + Self.declaredMeters(declared))
         default: row = try await pollRow(uri: uri, meters: MeterRegistry.builtIn.meters)
         }
         FileHandle.standardOutput.write(try JSONEncoder().encode(row))
@@ -135,6 +144,7 @@ struct BenchmarkCommand: AsyncParsableCommand {
     /// One poll cycle's figures; `secret` "" writes the samples unsigned (the signing's cost is the difference).
     private func pollRow(uri: String, meters: [any Meter], secret: String = "bench secret") async throws -> Row {
         let hypervisor = try LibvirtHypervisor(uri: uri)
+        hypervisor.request(StatsFieldRequest(meters: meters))
         var poller = Poller(hypervisor: hypervisor, meters: meters,
                             stamper: SampleStamper(host: "bench-host", signer: SampleSigner(secret: secret)),
                             logger: Logger(label: "virtmeter.bench"))
@@ -237,6 +247,20 @@ struct BenchmarkCommand: AsyncParsableCommand {
         let cpu = (taken[needed - 1].cpu - taken[1].cpu) / Double(measured)
         let samples = taken[2...].reduce(0) { $0 + $1.samples } / measured
         return Row(wallMs: Double(interval) * 1000, cpuMs: cpu * 1000, samples: samples, peakRSSMiB: rss)
+    }
+
+    /// `count` declared meters, through the YAML parser, over the two fields libvirt 9's test driver returns in bulk
+    /// (`state.state`, `state.reason`): gauges, a scaled one and a delta, one sample per domain each.
+    static func declaredMeters(_ count: Int) throws -> [any Meter] {
+        var yaml = "meters:\n"
+        for index in 0..<count {
+            let field = index % 2 == 0 ? "state.state" : "state.reason"
+            let type = index % 3 == 2 ? "delta" : "gauge"
+            let scale = index % 4 == 3 ? "\n    scale: 1/1024" : ""
+            yaml += "  - name: bench.declared.\(index)\n    type: \(type)\n    unit: state\n"
+                + "    summary: benchmark meter \(index)\n    field: \(field)\(scale)\n"
+        }
+        return try DeclaredMeters.parse(yaml, file: "benchmark").meters
     }
 
     // MARK: - Measuring

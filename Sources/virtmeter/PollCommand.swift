@@ -15,6 +15,10 @@ struct PollCommand: AsyncParsableCommand {
 
     @OptionGroup var sampling: SamplingOptions
 
+    @Option(help: ArgumentHelp("Directory of *.yaml files declaring meters over libvirt's bulk stats (as "
+                               + "virtmeter.yaml's meters_dir); --meters selects them by name.", valueName: "path"))
+    var metersDir: String?
+
     @Option(help: "Number of poll cycles.")
     var count = 1
 
@@ -49,11 +53,12 @@ struct PollCommand: AsyncParsableCommand {
     func run() async throws {
         bootstrapLogging(sampling.logLevel)
         try await reportingErrors {
-            let meters = try sampling.selectedMeters(from: .builtIn)
+            let meters = try sampling.selectedMeters(from: try declaredRegistry(metersDir))
             let stamper = SampleStamper(host: sampling.hostName, signer: try sampling.signer())
             let hypervisor = try LibvirtHypervisor(uri: sampling.uri, readOnly: !sampling.readWrite,
                                                    callTimeout: LibvirtHypervisor.callTimeout(interval: interval),
                                                    logger: Logger(label: "virtmeter.libvirt"))
+            hypervisor.request(StatsFieldRequest(meters: meters))
             var poller = Poller(hypervisor: hypervisor, meters: meters, stamper: stamper, samplesPerRecord: batchSize,
                                 logger: Logger(label: "virtmeter.poll"))
             let publisher = try await makePublisher()

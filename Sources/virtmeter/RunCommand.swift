@@ -14,7 +14,7 @@ struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run the polling agent (virtmeter.yaml + polling.yaml) until SIGTERM or SIGINT; "
-            + "SIGHUP reloads polling.yaml."
+            + "SIGHUP reloads polling.yaml and the declared meters."
     )
 
     @Option(help: ArgumentHelp("virtmeter.yaml (default: \(AgentConfiguration.defaultFile) when it exists, "
@@ -82,10 +82,13 @@ struct RunCommand: AsyncParsableCommand {
 
     private func runAgent(_ settings: AgentConfiguration) async throws {
         let logger = Logger(label: "virtmeter")
-        let pollingFile = settings.pollingFile
+        let pollingFile = settings.pollingFile, metersDirectory = settings.metersDirectory
+        // Declared meters first (polling.yaml selects them by name), then polling.yaml: all of it loads, or a reload
+        // keeps what is in use.
         let loadPolling: @Sendable () throws -> PollingConfiguration = {
-            guard let pollingFile else { return .builtInDefault }
-            return try PollingConfiguration.load(file: pollingFile)
+            let registry = try metersDirectory.map { try DeclaredMeters.load(directory: $0).registry() } ?? .builtIn
+            guard let pollingFile else { return .builtInDefault(registry: registry) }
+            return try PollingConfiguration.load(file: pollingFile, registry: registry)
         }
         let polling = try loadPolling()
         for warning in polling.warnings { logger.warning("polling.yaml", metadata: ["warning": "\(warning)"]) }
@@ -96,6 +99,11 @@ struct RunCommand: AsyncParsableCommand {
         let hypervisor = try LibvirtHypervisor(
             uri: settings.libvirtURI, callTimeout: LibvirtHypervisor.callTimeout(interval: shortest), connectNow: false,
             logger: Logger(label: "virtmeter.libvirt"))
+        // The bulk call reads what the polled declared meters need, from now and after every reload.
+        let requestFields: @Sendable (PollingConfiguration) -> Void = { polling in
+            hypervisor.request(StatsFieldRequest(meters: polling.sources.flatMap(\.meters)))
+        }
+        requestFields(polling)
         let stamper = SampleStamper(host: settings.host, signer: try loadSigner(settings.secretFile))
         var publishers: [any Publisher] = []
         for publisher in settings.publishers {
@@ -112,7 +120,8 @@ struct RunCommand: AsyncParsableCommand {
             hypervisor: hypervisor, stamper: stamper, samplesPerRecord: settings.batchSize, polling: polling,
             loadPolling: loadPolling, spool: spool, stats: stats, summaryEveryCycles: settings.summaryEveryCycles,
             retry: Backoff(initial: settings.retryInitial, maximum: settings.retryMaximum),
-            domainsNotAnswering: { hypervisor.lastCounters.notAnswering }, logger: Logger(label: "virtmeter.poll"))
+            domainsNotAnswering: { hypervisor.lastCounters.notAnswering }, reloaded: requestFields,
+            logger: Logger(label: "virtmeter.poll"))
         let publishService = PublishService(
             spool: spool, publishers: publishers, stats: stats,
             backoff: Backoff(initial: settings.retryInitial, maximum: settings.retryMaximum),

@@ -129,6 +129,16 @@ struct GuestKit: Sendable {
         return values
     }
 
+    /// `virsh dommemstat` for one domain: its `name value` lines (KiB, counts, seconds).
+    func dommemstat(_ name: String) async throws -> [String: UInt64] {
+        var values: [String: UInt64] = [:]
+        for line in try await virsh(["dommemstat", name]).split(separator: "\n") {
+            let pair = line.split(separator: " ", omittingEmptySubsequences: true)
+            if pair.count == 2, let value = UInt64(pair[1]) { values[String(pair[0])] = value }
+        }
+        return values
+    }
+
     func virsh(_ arguments: [String]) async throws -> String {
         try await run("/usr/bin/virsh", ["-q", "-c", uri] + arguments)
     }

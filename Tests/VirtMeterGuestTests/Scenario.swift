@@ -44,6 +44,10 @@ struct CycleRecord: Sendable {
     var events: [String: Set<String>]
     /// vCPU run time and host run-queue delay of the kit's first guests, read right after the poll.
     var vcpu: [String: VCPUClock]
+    /// `virsh dommemstat` of the idle and hog guests (major_fault, last_update, ...), read right after the poll.
+    var dommemstat: [String: [String: UInt64]] = [:]
+    /// `virsh domstats --block` of the io guest, read right after the poll.
+    var virshBlock: [String: [String: String]] = [:]
 
     func value(_ domain: String, _ meter: String) -> Double? { values[domain]?[meter] }
 
@@ -144,12 +148,16 @@ actor Scenario {
             CapturingLogHandler(store: store)
         })
         let hypervisor = RecordingHypervisor(libvirt)
-        var poller = Poller(hypervisor: hypervisor, meters: MeterRegistry.builtIn.meters,
+        // The built-in meters and the declared ones of the README's guide (DeclaredMeterGuestTests).
+        let declared = try DeclaredGuestMeters.load()
+        libvirt.request(StatsFieldRequest(meters: declared))
+        var poller = Poller(hypervisor: hypervisor, meters: MeterRegistry.builtIn.meters + declared,
                             stamper: SampleStamper(host: "guest-tests", signer: SampleSigner(secret: "")),
                             logger: logger)
         var cycles: [CycleRecord] = []
         var problems: [String] = []
         let names = guests.map(\.name)
+        let idle = guests.first { $0.spec == "idle" }?.name
 
         func cycle(_ phase: CycleRecord.Phase, watching: [String]) async throws {
             let began = ContinuousClock.now
@@ -187,9 +195,18 @@ actor Scenario {
                 events[name] = seen
             }
             let vcpu = phase == .steady ? await vcpuClocks() : [:]
+            var memstat: [String: [String: UInt64]] = [:]
+            var block: [String: [String: String]] = [:]
+            for name in watching where byName[name] != nil && (name == idle || name == "vmtest-hog") {
+                memstat[name] = try? await kit.dommemstat(name)
+            }
+            if watching.contains("vmtest-io"), byName["vmtest-io"] != nil {
+                block["vmtest-io"] = try? await kit.domstats("vmtest-io", ["--block"])
+            }
             cycles.append(CycleRecord(index: cycles.count, phase: phase, at: at, snapshots: byName, values: [:],
                                       samples: [], records: written, names: nameOf, counters: counters, hostRSSKiB: rss,
-                                      virshCPUTime: virshCPU, guestMemory: memory, events: events, vcpu: vcpu))
+                                      virshCPUTime: virshCPU, guestMemory: memory, events: events, vcpu: vcpu,
+                                      dommemstat: memstat, virshBlock: block))
             try await Task.sleep(until: began + .milliseconds(Int64(interval * 1000)))
         }
 
