@@ -494,12 +494,19 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     }
 
     /// A memballoon without a stats period: QEMU reports the figures the guest sent once at boot, for ever. They are
-    /// not the guest's memory now, so virtmeter treats them as absent (no memory.usage, a warning).
+    /// not the guest's memory now, so virtmeter treats them as absent (no memory.usage, a warning), and the declared
+    /// meters' balloon fields of the guest's reports with them.
     private static func dropStaleBalloon(_ snapshot: inout DomainSnapshot, _ xml: DomainXML) {
         if xml.hasMemballoon, (xml.balloonStatsPeriod ?? 0) == 0, snapshot.balloon.lastUpdate != nil {
             snapshot.balloon = BalloonStats(actual: snapshot.balloon.actual, rss: snapshot.balloon.rss)
+            snapshot.statsFields.removeAll {
+                $0.pattern.group == "balloon" && !Self.hostBalloonFields.contains($0.pattern.text)
+            }
         }
     }
+
+    /// The balloon fields QEMU and libvirt read on the host, not from the guest's reports.
+    static let hostBalloonFields: Set<String> = ["balloon.current", "balloon.maximum", "balloon.rss"]
 
     // MARK: For `virtmeter check` (LibvirtHypervisor+Check.swift: its own timer, no deadlines here)
 

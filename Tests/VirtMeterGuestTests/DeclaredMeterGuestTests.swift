@@ -59,6 +59,11 @@ extension GuestTests {
                    + "\(skipped) pairs straddled a new report); e.g. "
                    + compared.suffix(2).map { "\($0.0) \(Int($0.1)) vs \($0.2)" }.joined(separator: ", "))
         #expect(compared.count >= 3, "too few readings of the same balloon report")
+        // No balloon device, or one that reported once at boot: no sample, as memory.usage.
+        for spec in ["idle,balloon=none", "idle,stats=0"] {
+            let name = try run.guest(spec).name
+            #expect(run.cycles.allSatisfy { $0.value(name, "memory.major_faults") == nil }, "\(spec)")
+        }
         #expect(equal.count == compared.count, "\(compared.filter { $0.1 != Double($0.2) })")
     }
 
