@@ -39,7 +39,8 @@ public struct MeterDeclaration: Sendable, Equatable {
 /// A declared meter: reads the values the inspector kept for its field (`DomainSnapshot.statsFields`) and makes
 /// readings as the built-in meters do: per domain (resource: the uuid), or per disk (`<uuid>-<disk>`, `disk_name`)
 /// or interface (`<name>-<uuid>-<tap>`, vNIC metadata). Rates and deltas follow `cpu_util`'s rules: measured Δt,
-/// nothing on a domain's first poll or when the counter went backwards.
+/// nothing on a domain's first poll or when the counter went backwards, and a rate in `%` clamped to [0, 100] per
+/// value it sums (the counters and the clock are not read at the same instant).
 public struct DeclaredMeter: Meter {
     public let declaration: MeterDeclaration
 
@@ -60,12 +61,14 @@ public struct DeclaredMeter: Meter {
             let value = combine(current)
             guard let volume = transform(value, before.flatMap { $0.isEmpty ? nil : combine($0) }, elapsed)
             else { return [] }
-            return [Reading(volume)]
+            return [Reading(clamped(volume, values: declaration.aggregate == .sum ? current.count : 1))]
         }
         return current.compactMap { stat in
             guard let device = stat.device else { return nil }
             let earlier = before?.first { $0.index == stat.index && $0.device == device }?.value
-            guard let volume = transform(stat.value, earlier, elapsed) else { return nil }
+            guard let volume = transform(stat.value, earlier, elapsed).map({ clamped($0, values: 1) }) else {
+                return nil
+            }
             if field.group == "net" {
                 let metadata: [(String, JSONValue)] = [
                     ("name", .string(device)), ("mac", .string(now.interfaces.first { $0.name == device }?.mac)),
@@ -80,6 +83,12 @@ public struct DeclaredMeter: Meter {
     public func unavailableReason(_ snapshot: DomainSnapshot) -> String? {
         snapshot.statsFields.contains { $0.pattern.text == declaration.field.text } ? nil
             : "libvirt returned no \(declaration.field.text) for this domain (declared in \(declaration.source))"
+    }
+
+    /// A percentage rate within [0, 100] for each of the `values` it sums, as `cpu_util`; anything else as it is.
+    private func clamped(_ volume: Volume, values: Int) -> Volume {
+        guard declaration.rate, declaration.unit == "%" else { return volume }
+        return .double(min(100 * Double(values), max(0, volume.doubleValue)))
     }
 
     /// The sum (or mean) of the values: integers stay integers where they can.

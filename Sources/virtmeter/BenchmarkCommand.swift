@@ -30,7 +30,7 @@ struct BenchmarkCommand: AsyncParsableCommand {
                                valueName: "url"))
     var broker: String?
 
-    @Option(help: ArgumentHelp("Add a row 'core+N decl': the 10 core meters and N meters declared in YAML (over the "
+    @Option(help: ArgumentHelp("Add a row '+N decl': the 10 core meters and N meters declared in YAML (over the "
                                + "state.* fields the test driver returns in bulk); its difference from 'poll core' "
                                + "is what they cost.", valueName: "N"))
     var declared = 0
@@ -70,7 +70,7 @@ struct BenchmarkCommand: AsyncParsableCommand {
                 let floor = try childRow("floor", node: node)
                 var rows = [("floor", floor)]
                 rows.append(("poll core", try childRow("core", node: node)))
-                if declared > 0 { rows.append(("core+\(declared) decl", try childRow("declared", node: node))) }
+                if declared > 0 { rows.append(("+\(declared) decl", try childRow("declared", node: node))) }
                 let all = try childRow("all", node: node), unsigned = try childRow("unsigned", node: node)
                 rows += [("poll all", all), ("unsigned", unsigned)]
                 if !noDaemon {

@@ -62,6 +62,17 @@ struct DeclaredMeterTests {
                 .map(\.volume) == [.double(50)])
         #expect(meter("vcpu.N.delay", aggregate: .mean, scale: percent, rate: true).readings(now, previous: before)
                 .map(\.volume) == [.double(25)])
+        // A percentage rate is clamped as cpu_util: 100 per vCPU it sums (timing skew: 5 s of delay read in 2 s).
+        let skewed = withFields([("vcpu.N.delay", 0, .int(3_500_000_000), nil),
+                                 ("vcpu.N.delay", 1, .int(4_500_000_000), nil)], at: 102)
+        func percentMeter(_ aggregate: MeterDeclaration.Aggregate) -> DeclaredMeter {
+            DeclaredMeter(MeterDeclaration(name: "p", type: .gauge, unit: "%", summary: "s",
+                                           field: FieldPattern("vcpu.N.delay")!, aggregate: aggregate, scale: percent,
+                                           rate: true, source: "t:1"))
+        }
+        #expect(percentMeter(.sum).readings(skewed, previous: before).map(\.volume) == [.double(200)])
+        #expect(percentMeter(.mean).readings(skewed, previous: before).map(\.volume) == [.double(100)])
+        #expect(percentMeter(.sum).readings(now, previous: before).map(\.volume) == [.double(50)])
         #expect(meter("vcpu.N.delay", aggregate: .sum, rate: true).readings(now, previous: nil).isEmpty)
         #expect(meter("vcpu.N.delay", aggregate: .sum, rate: true).readings(before, previous: now).isEmpty)
         #expect(meter("vcpu.N.delay", aggregate: .sum, rate: true).readings(now, previous: now).isEmpty)

@@ -42,9 +42,14 @@ extension GuestTests {
         var skipped = 0
         for cycle in run.cycles {
             for (name, memstat) in cycle.dommemstat {
-                let declared = try #require(cycle.value(name, "memory.major_faults"),
-                                            "no memory.major_faults for \(name) in cycle \(cycle.index)")
-                let virsh = try #require(memstat["major_fault"], "virsh dommemstat \(name) has no major_fault")
+                // A guest still booting has sent no balloon report yet: neither has a major_fault.
+                guard let virsh = memstat["major_fault"] else {
+                    #expect(cycle.value(name, "memory.major_faults") == nil)
+                    continue
+                }
+                let declared = cycle.value(name, "memory.major_faults")
+                #expect(declared != nil, "no memory.major_faults for \(name) in cycle \(cycle.index)")
+                guard let declared else { continue }
                 // Equal when both read the same report of the guest's balloon driver (same last_update).
                 guard memstat["last_update"] == cycle.snapshots[name]?.balloon.lastUpdate else {
                     skipped += 1
@@ -105,9 +110,13 @@ extension GuestTests {
         #expect(!all.isEmpty && all.allSatisfy { (0...100).contains($0) },
                 "out of [0, 100]: \(all.filter { $0 > 100 })")
 
-        // Two burners (1 vCPU each): first as the host schedules them, then both pinned to host CPU 0.
+        // Two burners (1 vCPU each): first as the host schedules them, then both pinned to host CPU 0. Their qemu
+        // threads run at nice -20 meanwhile, so that other work on the host (a compiler) does not decide the delay.
         let kit = run.kit
         let burner = try run.guest("burn=100").name, other = try run.guest("burn=50").name
+        let threads = [burner, other].flatMap { kit.qemuThreads($0) }
+        #expect(threads.count >= 2, "no qemu threads found for \(burner), \(other)")
+        _ = try await kit.renice(threads, -20)
         let declared = try DeclaredGuestMeters.load().filter { $0.name == "cpu.delay.summed" }
         let libvirt = try LibvirtHypervisor(uri: kit.uri)
         libvirt.request(StatsFieldRequest(meters: declared))
@@ -133,16 +142,20 @@ extension GuestTests {
             return (values, virsh)
         }
         let cpus = ProcessInfo.processInfo.activeProcessorCount
-        let free = try await phase(5)
-        for name in [burner, other] { _ = try await kit.virsh(["vcpupin", name, "0", "0", "--live"]) }
-        let pinned: (declared: [Double], virsh: Double)
+        func restore() async {
+            for name in [burner, other] { _ = try? await kit.virsh(["vcpupin", name, "0", "0-\(cpus - 1)", "--live"]) }
+            _ = try? await kit.renice(threads, 0)
+        }
+        let free: (declared: [Double], virsh: Double), pinned: (declared: [Double], virsh: Double)
         do {
+            free = try await phase(5)
+            for name in [burner, other] { _ = try await kit.virsh(["vcpupin", name, "0", "0", "--live"]) }
             pinned = try await phase(5)
         } catch {
-            for name in [burner, other] { _ = try? await kit.virsh(["vcpupin", name, "0", "0-\(cpus - 1)", "--live"]) }
+            await restore()
             throw error
         }
-        for name in [burner, other] { _ = try await kit.virsh(["vcpupin", name, "0", "0-\(cpus - 1)", "--live"]) }
+        await restore()
         let before = try #require(median(free.declared)), during = try #require(median(pinned.declared))
         figure("declared cpu.delay.summed of the burn=100 guest, free vs pinned with burn=50 on one host CPU",
                expected: "within [0, 100], rises when pinned",

@@ -129,6 +129,17 @@ struct GuestKit: Sendable {
         return values
     }
 
+    /// The thread ids of the domain's qemu process (`/proc/PID/task`).
+    func qemuThreads(_ name: String) -> [String] {
+        guard let pid = read("/run/libvirt/qemu/\(name).pid") else { return [] }
+        return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []).sorted()
+    }
+
+    /// Sets the nice value of the given threads.
+    func renice(_ threads: [String], _ value: Int) async throws -> String {
+        try await run("/usr/bin/renice", ["-n", String(value), "-p"] + threads)
+    }
+
     /// `virsh dommemstat` for one domain: its `name value` lines (KiB, counts, seconds).
     func dommemstat(_ name: String) async throws -> [String: UInt64] {
         var values: [String: UInt64] = [:]
