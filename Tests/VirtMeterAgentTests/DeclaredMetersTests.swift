@@ -19,7 +19,7 @@ struct DeclaredMetersTests {
         let byName = Dictionary(uniqueKeysWithValues: meters.map { ($0.name, $0.declaration) })
         let faults = try #require(byName["memory.major_faults"])
         #expect(faults.type == .cumulative && faults.field.text == "balloon.major_fault" && faults.scale == 1)
-        #expect(faults.source == "examples.yaml:22")
+        #expect(faults.source == "examples.yaml:23")
         let steal = try #require(byName["cpu.steal"])
         #expect(steal.type == .gauge && steal.unit == "%" && steal.aggregate == .mean && steal.rate)
         #expect(steal.scale == 1e-7 && steal.field.isIndexed)
