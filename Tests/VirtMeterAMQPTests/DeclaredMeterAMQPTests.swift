@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VirtMeterCore
+import VirtMeterTestSupport
 
 @Suite("declared meters on the bus")
 struct DeclaredMeterAMQPTests {
@@ -15,7 +16,7 @@ struct DeclaredMeterAMQPTests {
         let meters = try temporaryFile("state.yaml", "meters:\n  - name: domain.state.declared\n    type: gauge\n"
             + "    unit: state\n    summary: libvirt's state number\n    field: state.state\n")
         let exchange = uniqueName("vmtest-decl-ex"), topic = uniqueName("vmtest-decl")
-        let poll = try runProgram(amqpVirtmeterBinary, [
+        let poll = try runProgram(virtmeterBinary, [
             "poll", "--connect", amqpNodeURI, "--publish", "amqp://guest@\(url.endpoint)/", "--exchange", exchange,
             "--topic", topic, "--meters-dir", meters.deletingLastPathComponent().path,
             "--meters", "domain.state.declared,vcpus", "--secret-file", secretFile.path,
@@ -23,7 +24,7 @@ struct DeclaredMeterAMQPTests {
         #expect(poll.status == 0, "\(poll.stderr)")
         // Four domains on the test node, two meters each.
         let result = try runProgram(python, [
-            amqpRepositoryRoot.appendingPathComponent("scripts/oslo-listener-check.py").path,
+            repositoryRoot.appendingPathComponent("scripts/oslo-listener-check.py").path,
         ], environment: [
             "VIRTMETER_CHECK_URL": "rabbit://guest:guest@\(url.endpoint)/", "VIRTMETER_CHECK_EXCHANGE": exchange,
             "VIRTMETER_CHECK_TOPIC": topic, "VIRTMETER_CHECK_COUNT": "8", "VIRTMETER_CHECK_TIMEOUT": "30",

@@ -1,11 +1,12 @@
 import Foundation
 import Testing
 import VirtMeterCore
+import VirtMeterTestSupport
 @testable import VirtMeterAgent
 
 /// The shipped examples with the leading '#' of each line after `meters:` removed.
 func uncommentedExamples() throws -> String {
-    let file = agentRepositoryRoot.appendingPathComponent("etc/virtmeter/meters.d/examples.yaml")
+    let file = repositoryRoot.appendingPathComponent("etc/virtmeter/meters.d/examples.yaml")
     let lines = try String(contentsOf: file, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
     let start = try #require(lines.firstIndex(of: "meters:"))
     return (lines[...start] + lines[(start + 1)...].map { $0.dropFirst() }).joined(separator: "\n")
@@ -31,7 +32,7 @@ struct DeclaredMetersTests {
 
     @Test("the shipped examples.yaml, all commented out, loads and declares nothing")
     func shippedFile() throws {
-        let directory = agentRepositoryRoot.appendingPathComponent("etc/virtmeter/meters.d").path
+        let directory = repositoryRoot.appendingPathComponent("etc/virtmeter/meters.d").path
         #expect(try DeclaredMeters.load(directory: directory).meters.isEmpty)
     }
 

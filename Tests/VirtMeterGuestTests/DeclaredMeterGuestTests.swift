@@ -22,9 +22,7 @@ enum DeclaredGuestMeters {
         """
 
     static func load() throws -> [DeclaredMeter] {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        let file = root.appendingPathComponent("etc/virtmeter/meters.d/examples.yaml")
+        let file = repositoryRoot.appendingPathComponent("etc/virtmeter/meters.d/examples.yaml")
         // The examples are the lines after `meters:`, each behind a '#'.
         let lines = try String(contentsOf: file, encoding: .utf8)
             .split(separator: "\n", omittingEmptySubsequences: false)

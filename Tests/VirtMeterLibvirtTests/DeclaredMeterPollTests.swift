@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VirtMeterCore
+import VirtMeterTestSupport
 
 @Suite("declared meters: poll and meters against the test driver")
 struct DeclaredMeterPollTests {
