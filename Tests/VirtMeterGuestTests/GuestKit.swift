@@ -129,15 +129,14 @@ struct GuestKit: Sendable {
         return values
     }
 
-    /// The thread ids of the domain's qemu process (`/proc/PID/task`).
-    func qemuThreads(_ name: String) -> [String] {
-        guard let pid = read("/run/libvirt/qemu/\(name).pid") else { return [] }
-        return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []).sorted()
-    }
-
-    /// Sets the nice value of the given threads.
-    func renice(_ threads: [String], _ value: Int) async throws -> String {
-        try await run("/usr/bin/renice", ["-n", String(value), "-p"] + threads)
+    /// The CPU weight file of libvirt's `machine` cgroup (v1 `cpu.shares` or v2 `cpu.weight`), its value and the
+    /// largest value it takes; nil when there is none.
+    func machineCPUWeight() -> (file: String, value: String, highest: String)? {
+        for (file, highest) in [("/sys/fs/cgroup/cpu/machine/cpu.shares", "262144"),
+                                ("/sys/fs/cgroup/machine/cpu.weight", "10000")] {
+            if let value = read(file) { return (file, value, highest) }
+        }
+        return nil
     }
 
     /// `virsh dommemstat` for one domain: its `name value` lines (KiB, counts, seconds).
