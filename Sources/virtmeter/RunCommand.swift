@@ -95,7 +95,7 @@ struct RunCommand: AsyncParsableCommand {
         let shortest = polling.sources.filter { !$0.meters.isEmpty }.map(\.interval).min() ?? 300
         let hypervisor = try LibvirtHypervisor(
             uri: settings.libvirtURI, callTimeout: LibvirtHypervisor.callTimeout(interval: shortest), connectNow: false,
-            logger: Logger(label: "virtmeter.libvirt"))
+            options: settings.inspection, logger: Logger(label: "virtmeter.libvirt"))
         let stamper = SampleStamper(host: settings.host, signer: try loadSigner(settings.secretFile))
         var publishers: [any Publisher] = []
         for publisher in settings.publishers {
