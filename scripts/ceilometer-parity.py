@@ -191,6 +191,16 @@ def compare(args):
     if extra:
         print("virtmeter samples without a ceilometer twin (meters ceilometer lacks or does not send here): "
               + ", ".join(extra))
+    for expectation in args.expect_power:
+        # power.state of a domain as both send it: a number, or "none" for no sample at all.
+        domain, _, wanted = expectation.partition("=")
+        for side, samples in (("ceilometer", ceilometer), ("virtmeter", virtmeter)):
+            got = [s["counter_volume"] for s in samples if s["counter_name"] == "power.state"
+                   and s["resource_metadata"].get("name") == domain]
+            expected = [] if wanted == "none" else [int(wanted)]
+            print("power.state of %s from %s: %s (expected %s)" % (domain, side, got or "none", wanted))
+            if got != expected:
+                failures.append("power.state of %s from %s: %r, expected %s" % (domain, side, got, wanted))
     for failure in failures:
         print("DIFFERENT: " + failure)
     if times and max(times) > 1.0:
@@ -200,6 +210,28 @@ def compare(args):
         print("DIFFERENT: ceilometer produced no samples")
         return 1
     return 1 if failures else 0
+
+
+def perf(args):
+    """perf.* for a domain whose XML enables perf events: values, or else the reason, once per meter and domain."""
+    meters = ("perf.cpu.cycles", "perf.instructions", "perf.cache.references", "perf.cache.misses")
+    samples = [json.loads(line) for line in open(args.virtmeter) if line.strip()]
+    values = {s["counter_name"]: s["counter_volume"] for s in samples
+              if s["counter_name"] in meters and s["resource_metadata"].get("name") == args.domain}
+    if len(values) == len(meters):
+        print("perf: %s: %s" % (args.domain, ", ".join("%s %s" % kv for kv in sorted(values.items()))))
+        return 0
+    log = open(args.log).read().splitlines()
+    status = 0
+    for meter in meters:
+        if meter in values:
+            continue
+        reasons = [line for line in log if "meter=%s " % meter in line and "domain=%s " % args.domain in line]
+        print("perf: %s: no %s; virtmeter's reason (%d line): %s" % (
+            args.domain, meter, len(reasons), reasons[0] if reasons else "NONE"))
+        if len(reasons) != 1:
+            status = 1
+    return status
 
 
 def main():
@@ -218,10 +250,18 @@ def main():
     c.add_argument("virtmeter")
     c.add_argument("--context", default="guests")
     c.add_argument("--stats-off", default="", help="comma-separated domains whose balloon has no stats period")
+    c.add_argument("--expect-power", action="append", default=[], metavar="DOMAIN=N|none",
+                   help="the power.state both must send for DOMAIN (none: no sample)")
+    f = sub.add_parser("perf")
+    f.add_argument("virtmeter")
+    f.add_argument("log")
+    f.add_argument("domain")
     args = parser.parse_args()
     if args.command == "poll":
         poll(args)
         return 0
+    if args.command == "perf":
+        return perf(args)
     return compare(args)
 
 
