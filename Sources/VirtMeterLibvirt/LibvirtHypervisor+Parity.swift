@@ -34,7 +34,6 @@ extension LibvirtHypervisor {
             for index in 0..<Int(count) { if let domain = list[index] { virDomainFree(domain) } }
             free(list)
         }
-        counters.perDomainCalls += 1
         for index in 0..<Int(count) {
             guard let domain = list[index] else { continue }
             do {
