@@ -11,6 +11,9 @@ public struct DomainXML: Sendable, Equatable {
     public var disks: [String] = []
     /// Target devices of disks without a `<source>`: ceilometer leaves them out, and so does virtmeter.
     public var disksWithoutSource: [String] = []
+    /// Target devices of qcow2 image files: for them `virDomainGetBlockInfo` (what ceilometer reads) reports the
+    /// file's physical size as the allocation, while the bulk `block.N.allocation` is the highest written offset.
+    public var qcow2FileDisks: [String] = []
     /// The interfaces with a host-side device (`tap…`, `vnet0`) and a MAC address (ceilometer skips the others),
     /// with their filterref, virtualport interface id and source bridge.
     public var interfaces: [InterfaceStats] = []
@@ -29,7 +32,8 @@ public struct DomainXML: Sendable, Equatable {
     public init() {}
 
     public static func == (lhs: DomainXML, rhs: DomainXML) -> Bool {
-        lhs.disks == rhs.disks && lhs.disksWithoutSource == rhs.disksWithoutSource && lhs.nova == rhs.nova
+        lhs.disks == rhs.disks && lhs.disksWithoutSource == rhs.disksWithoutSource
+            && lhs.qcow2FileDisks == rhs.qcow2FileDisks && lhs.nova == rhs.nova
             && lhs.perfEnabled == rhs.perfEnabled && lhs.architecture == rhs.architecture
             && lhs.osType == rhs.osType && lhs.hasMemballoon == rhs.hasMemballoon
             && lhs.balloonStatsPeriod == rhs.balloonStatsPeriod
@@ -81,6 +85,8 @@ private final class Reader: NSObject, XMLParserDelegate {
     private var interfaceHasTarget = false
     private var diskTarget: String?
     private var diskHasSource = false
+    private var diskIsFile = false
+    private var diskIsQcow2 = false
     /// Whether the document's root element was closed: a truncated document never gets there.
     private(set) var closedRoot = false
     private(set) var failed = false
@@ -110,6 +116,10 @@ private final class Reader: NSObject, XMLParserDelegate {
         case (3, "disk") where path[1] == "devices":
             diskTarget = nil
             diskHasSource = false
+            diskIsFile = attributes["type"] == "file"
+            diskIsQcow2 = false
+        case (4, "driver") where path[1] == "devices" && path[2] == "disk":
+            diskIsQcow2 = attributes["type"] == "qcow2"
         case (4, "target") where path[1] == "devices" && path[2] == "disk":
             diskTarget = attributes["dev"]
         case (4, "source") where path[1] == "devices" && path[2] == "disk":
@@ -195,6 +205,7 @@ private final class Reader: NSObject, XMLParserDelegate {
             if interfaceHasTarget, !interface.name.isEmpty, interface.mac != nil { result.interfaces.append(interface) }
         } else if path.count == 3, path[1] == "devices", name == "disk", let target = diskTarget, !target.isEmpty {
             if diskHasSource { result.disks.append(target) } else { result.disksWithoutSource.append(target) }
+            if diskHasSource, diskIsFile, diskIsQcow2 { result.qcow2FileDisks.append(target) }
         }
         path.removeLast()
         text = ""

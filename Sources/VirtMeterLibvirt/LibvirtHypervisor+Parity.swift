@@ -97,6 +97,14 @@ extension LibvirtHypervisor {
     }
 }
 
+extension DiskStats {
+    /// The allocation as `virDomainGetBlockInfo` reports it, which is what ceilometer sends: the physical size for a
+    /// qcow2 image file, or where libvirt has no highest written offset; else that offset (the bulk figure).
+    mutating func alignAllocation(qcow2File: Bool) {
+        if qcow2File || allocation == nil, let physical { allocation = physical }
+    }
+}
+
 extension InterfaceStats {
     /// Takes the counters of `stats` (the same interface, read from libvirt), keeping this one's XML-side details.
     mutating func copyCounters(from stats: InterfaceStats) {

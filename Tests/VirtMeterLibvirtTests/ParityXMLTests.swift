@@ -37,7 +37,8 @@ struct ParityXMLTests {
           <os><type arch='x86_64'>hvm</type></os>
           <perf><event name='cpu_cycles' enabled='yes'/><event name='cmt' enabled='no'/></perf>
           <devices>
-            <disk type='file' device='disk'><source file='/d/disk'/><target dev='vda' bus='virtio'/></disk>
+            <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/d/disk'/><target dev='vda' bus='virtio'/></disk>
+            <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='/d/raw'/><target dev='vdb' bus='virtio'/></disk>
             <disk type='file' device='cdrom'><target dev='hdc' bus='ide'/></disk>
             <interface type='bridge'>
               <mac address='fa:16:3e:00:00:02'/>
@@ -62,7 +63,8 @@ struct ParityXMLTests {
             NamedText("disk_format", "qcow2"), NamedText("min_disk", "1"), NamedText("min_ram", "0"),
             NamedText("hw_rng_model", "virtio"),
         ])
-        #expect(parsed.disks == ["vda"] && parsed.disksWithoutSource == ["hdc"])
+        #expect(parsed.disks == ["vda", "vdb"] && parsed.disksWithoutSource == ["hdc"])
+        #expect(parsed.qcow2FileDisks == ["vda"])
         #expect(parsed.perfEnabled)
         // The user-mode interface has no host-side device: ceilometer skips it, and so does virtmeter.
         let nic = try #require(parsed.interfaces.first)
@@ -70,6 +72,24 @@ struct ParityXMLTests {
         #expect(nic.name == "tap1" && nic.mac == "fa:16:3e:00:00:02" && nic.bridge == "br-int")
         #expect(nic.filterRef == "nova-instance-1" && nic.interfaceID == "port-1")
         #expect(nic.filterParameters == [NamedText("ip", "192.0.2.5")])
+    }
+
+    @Test("disk allocation as virDomainGetBlockInfo has it: physical size for a qcow2 file or without an offset")
+    func allocation() {
+        var qcow2 = DiskStats(name: "vda")
+        qcow2.allocation = 0            // bulk: the highest written offset
+        qcow2.physical = 200_704
+        qcow2.alignAllocation(qcow2File: true)
+        #expect(qcow2.allocation == 200_704)
+        var raw = DiskStats(name: "vdb")
+        raw.allocation = 4096
+        raw.physical = 1 << 30
+        raw.alignAllocation(qcow2File: false)
+        #expect(raw.allocation == 4096)
+        var unknown = DiskStats(name: "vdc")
+        unknown.physical = 8192
+        unknown.alignAllocation(qcow2File: false)
+        #expect(unknown.allocation == 8192)
     }
 
     @Test("older nova metadata: no extraSpecs, no image element, nil rather than empty")
