@@ -4,8 +4,9 @@
       runs ceilometer's own libvirt discovery (instance_discovery_method libvirt_metadata) and every compute
       pollster of its `ceilometer.poll.compute` entry points in-process, once, against URI, and writes the samples
       as ceilometer's polling manager puts them on the bus (publisher.utils.meter_message_from_counter) to FILE,
-      one JSON object a line (ceilometer's own log goes to the terminal). No keystone or nova API: the only nova look-up this path can make (a flavor id missing from
-      old metadata) answers "not found", so ceilometer falls back to the flavor's name, as it does then.
+      one JSON object a line (ceilometer's own log goes to the terminal). No keystone or nova API: the only nova
+      look-up this path can make (a flavor id missing from old metadata) answers "not found", so ceilometer falls
+      back to the flavor's name, as it does then.
 
   ceilometer-parity.py compare CEILOMETER.jsonl VIRTMETER.jsonl [--context NAME]
       pairs every ceilometer sample with virtmeter's sample of the same meter and resource, compares them key for

@@ -73,7 +73,8 @@ public struct NetworkMeter: Meter {
             parameters.append(("interfaceid", .string(interface.interfaceID)))
             parameters.append(("bridge", .string(interface.bridge)))
             let metadata: [(String, JSONValue)] = [
-                ("name", .string(interface.name)), ("mac", .string(interface.mac)), ("fref", .string(interface.filterRef)),
+                ("name", .string(interface.name)), ("mac", .string(interface.mac)),
+                ("fref", .string(interface.filterRef)),
                 ("parameters", .object(parameters)), ("vnic_name", .string(interface.filterRef ?? interface.name)),
             ]
             let resourceID = interface.filterRef ?? "\(now.name)-\(now.uuid)-\(interface.name)"
