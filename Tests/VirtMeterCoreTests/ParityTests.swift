@@ -97,15 +97,15 @@ struct ParityTests {
 
     @Test("user_name and project_name from nova's names, on the wire and in the signature")
     func names() async throws {
-        let signed = try await run([VCPUsMeter()], [[snapshot(nova: Self.nova)]], secret: "s3cret")[0]
+        let signed = try await runDicts([VCPUsMeter()], [[snapshot(nova: Self.nova)]], secret: "s3cret")[0]
         let sample = try #require(signed.first)
-        #expect(sample.json["user_name"] == .string("alice") && sample.json["project_name"] == .string("web"))
-        #expect(SampleSigner(secret: "s3cret").verify(sample.json))
+        #expect(sample["user_name"] == .string("alice") && sample["project_name"] == .string("web"))
+        #expect(SampleSigner(secret: "s3cret").verify(sample))
         var anonymous = Self.nova
         anonymous.userName = nil
         anonymous.projectName = nil
-        let unnamed = try #require(try await run([VCPUsMeter()], [[snapshot(nova: anonymous)]])[0].first)
-        #expect(unnamed.json["user_name"] == .null && unnamed.json["project_name"] == .null)
+        let unnamed = try #require(try await runDicts([VCPUsMeter()], [[snapshot(nova: anonymous)]])[0].first)
+        #expect(unnamed["user_name"] == .null && unnamed["project_name"] == .null)
     }
 
     @Test("vNIC metadata: filterref name as resource and vnic_name, parameters with interfaceid and bridge")
