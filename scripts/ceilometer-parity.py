@@ -208,6 +208,16 @@ def compare(args):
             print("power.state of %s from %s: %s (expected %s)" % (domain, side, got or "none", wanted))
             if got != expected:
                 failures.append("power.state of %s from %s: %r, expected %s" % (domain, side, got, wanted))
+    for expectation in args.expect_meters:
+        # The exact set of meters both send for a domain (the shut-off one: what sampling it is allowed to add).
+        domain, _, wanted = expectation.partition("=")
+        expected = set(wanted.split(",")) if wanted else set()
+        for side, samples in (("ceilometer", ceilometer), ("virtmeter", virtmeter)):
+            got = {s["counter_name"] for s in samples if s["resource_metadata"].get("name") == domain}
+            print("meters of %s from %s: %s" % (domain, side, ", ".join(sorted(got)) or "none"))
+            if got != expected:
+                failures.append("meters of %s from %s: %s, expected %s" % (
+                    domain, side, sorted(got), sorted(expected)))
     for failure in failures:
         print("DIFFERENT: " + failure)
     if times and max(times) > 1.0:
@@ -259,6 +269,8 @@ def main():
     c.add_argument("--stats-off", default="", help="comma-separated domains whose balloon has no stats period")
     c.add_argument("--expect-power", action="append", default=[], metavar="DOMAIN=N|none",
                    help="the power.state both must send for DOMAIN (none: no sample)")
+    c.add_argument("--expect-meters", action="append", default=[], metavar="DOMAIN=METER,...",
+                   help="the exact meters both must send for DOMAIN")
     f = sub.add_parser("perf")
     f.add_argument("virtmeter")
     f.add_argument("log")
