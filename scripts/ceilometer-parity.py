@@ -179,6 +179,11 @@ def compare(args):
         else:
             row["equal"] += 1
     extra = sorted({s["counter_name"] for ss in twins.values() for s in ss})
+    if args.no_extra:
+        # The other way round: virtmeter sends no sample of a meter ceilometer has that ceilometer did not send.
+        for leftover in (s for ss in twins.values() for s in ss if s["counter_name"] in meters):
+            failures.append("%s %s: virtmeter sends it, ceilometer does not" % (
+                leftover["counter_name"], leftover["resource_id"]))
 
     print("differential test (%s): ceilometer %d samples, virtmeter %d samples" % (
         args.context, len(ceilometer), len(virtmeter)))
@@ -269,6 +274,8 @@ def main():
     c.add_argument("--stats-off", default="", help="comma-separated domains whose balloon has no stats period")
     c.add_argument("--expect-power", action="append", default=[], metavar="DOMAIN=N|none",
                    help="the power.state both must send for DOMAIN (none: no sample)")
+    c.add_argument("--no-extra", action="store_true",
+                   help="fail on a virtmeter sample of a meter ceilometer sent that has no ceilometer twin")
     c.add_argument("--expect-meters", action="append", default=[], metavar="DOMAIN=METER,...",
                    help="the exact meters both must send for DOMAIN")
     f = sub.add_parser("perf")
