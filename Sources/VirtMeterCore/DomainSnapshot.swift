@@ -15,6 +15,14 @@ public enum DomainState: Int, Sendable, CaseIterable {
         }
     }
 
+    /// The state in a word for people (`virtmeter check`): pending, running, paused, stopped, crashed, suspended.
+    public var word: String {
+        switch self {
+        case .shutdown, .shutoff: return "stopped"
+        default: return name
+        }
+    }
+
     /// The status word ceilometer's libvirt discovery puts in `resource_metadata.status` (its `LIBVIRT_STATUS`).
     public var status: String {
         switch self {
