@@ -78,8 +78,8 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     private let callTimeout: Double
     private var xmlCache: [String: CachedXML] = [:]
     private let counters = Mutex(InspectionCounters())
-    /// Keys of the calls in flight ("open", "bulk", "list", or a domain's uuid): set by the worker while it runs
-    /// the call, so at the start of a poll they are the calls still stuck from earlier polls.
+    /// Keys of the calls in flight ("open", "bulk", "list", "list-shut-off", or a domain's uuid): set by the worker
+    /// while it runs the call, so at the start of a poll they are the calls still stuck from earlier polls.
     private let inFlight = Mutex<Set<String>>([])
     /// A connection whose open returned after its deadline, for the next poll to use.
     private let lateConnection = Mutex<LibvirtConnection?>(nil)
@@ -100,7 +100,8 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     private var bulkStuckSince: Double?
     /// Which domains are read and what is filled in: shut-off domains, owner names, domains without nova metadata.
     public let options: InspectionOptions
-    /// Test seam: called on the worker before each call with the call's key ("open", "bulk", "list" or a uuid).
+    /// Test seam: called on the worker before each call with the call's key ("open", "bulk", "list",
+    /// "list-shut-off" or a uuid).
     let beforeCall: (@Sendable (String) -> Void)?
 
     /// Worker threads per poll for the per-domain calls (libvirtd serves 5 requests of one client at a time).
