@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import VirtMeterCore
 
 /// Settings of an AMQP publisher as virtmeter.yaml gives them; the executable turns them into a connection.
 public struct AMQPPublisherSettings: Sendable, Equatable {
@@ -62,6 +63,9 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// Seconds before the first retry of a failed delivery, and the longest wait between retries.
     public var retryInitial = 0.5
     public var retryMaximum = 30.0
+    /// Which domains are sampled and what is filled in (`sample_shut_off_domains`,
+    /// `user_and_project_names_from_nova`, `domains_without_nova_metadata`).
+    public var inspection = InspectionOptions()
 
     /// The default configuration file.
     public static let defaultFile = "/etc/virtmeter/virtmeter.yaml"
@@ -71,7 +75,8 @@ public struct AgentConfiguration: Sendable, Equatable {
 
     static let topLevelKeys = ["host", "libvirt_uri", "polling_file", "meters_dir", "secret_file", "publishers",
                                "batch_size", "log_level", "shutdown_timeout", "summary_every_cycles", "state_dir",
-                               "spool_cap_mib", "spool_fsync", "retry_initial", "retry_max"]
+                               "spool_cap_mib", "spool_fsync", "retry_initial", "retry_max", "sample_shut_off_domains",
+                               "user_and_project_names_from_nova", "domains_without_nova_metadata"]
     static let amqpKeys = ["type", "url", "password_file", "shuffle_nodes", "exchange", "exchange_durable",
                            "quorum_queue", "topic", "declare_queue", "ca_file", "cert_file", "key_file",
                            "verify_hostname", "heartbeat"]
@@ -121,6 +126,15 @@ public struct AgentConfiguration: Sendable, Equatable {
         if let maximum = try root.double("retry_max", range: 0.01...86400) { config.retryMaximum = maximum }
         guard config.retryMaximum >= config.retryInitial else {
             throw root.error("retry_max", "must not be smaller than retry_initial")
+        }
+        if let shutOff = try root.bool("sample_shut_off_domains") { config.inspection.sampleShutOffDomains = shutOff }
+        if let names = try root.bool("user_and_project_names_from_nova") { config.inspection.namesFromNova = names }
+        if let policy = try root.string("domains_without_nova_metadata") {
+            guard let parsed = InspectionOptions.DomainsWithoutNova(rawValue: policy) else {
+                let policies = InspectionOptions.DomainsWithoutNova.allCases.map(\.rawValue).joined(separator: ", ")
+                throw root.error("domains_without_nova_metadata", "expected one of " + policies)
+            }
+            config.inspection.domainsWithoutNova = parsed
         }
         if let entries = try root.mappings("publishers") {
             guard !entries.isEmpty else { throw root.error("publishers", "at least one publisher is required") }

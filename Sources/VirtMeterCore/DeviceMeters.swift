@@ -4,6 +4,7 @@ public struct DiskMeter: Meter {
     public let type: SampleType
     public let unit: String
     public let summary: String
+    public var isCeilometerMeter = true
     let counter: @Sendable (DiskStats) -> UInt64?
 
     public func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
@@ -31,17 +32,28 @@ public enum DiskMeters {
                   summary: "total time spent on reads from the disk", counter: \.readTimeNs),
         DiskMeter(name: "disk.device.write.latency", type: .cumulative, unit: "ns",
                   summary: "total time spent on writes to the disk", counter: \.writeTimeNs),
-        DiskMeter(name: "disk.device.capacity", type: .gauge, unit: "B", summary: "capacity of the disk",
-                  counter: \.capacity),
+        DiskMeter(name: "disk.device.capacity", type: .gauge, unit: "B",
+                  summary: "capacity of the disk (the larger of capacity and physical size, as ceilometer)",
+                  counter: { disk in disk.capacity.map { max($0, disk.physical ?? 0) } }),
         DiskMeter(name: "disk.device.allocation", type: .gauge, unit: "B",
                   summary: "space allocated to the disk on the host", counter: \.allocation),
         DiskMeter(name: "disk.device.usage", type: .gauge, unit: "B", summary: "physical size of the disk on the host",
                   counter: \.physical),
+        DiskMeter(name: "disk.device.flush.requests", type: .cumulative, unit: "request",
+                  summary: "flush requests to the disk (block.N.fl.reqs)", isCeilometerMeter: false,
+                  counter: \.flushRequests),
+        DiskMeter(name: "disk.device.flush.latency", type: .cumulative, unit: "ns",
+                  summary: "total time spent on flushes of the disk (block.N.fl.times)", isCeilometerMeter: false,
+                  counter: \.flushTimeNs),
+        DiskMeter(name: "disk.device.errors", type: .cumulative, unit: "error",
+                  summary: "I/O errors of the disk, where the driver counts them (block.N.errors)",
+                  isCeilometerMeter: false, counter: \.errors),
     ]
 }
 
-/// A per-interface meter: resource `<domain name>-<uuid>-<tap>`, with the vNIC's name and MAC in the metadata.
-/// A delta meter reports the change since the previous poll (none on the first poll or after a counter reset).
+/// A per-interface meter: resource `<domain name>-<uuid>-<tap>` (or the filterref's name where the vNIC has one), with
+/// ceilometer's vNIC metadata (`name`, `mac`, `fref`, `parameters`, `vnic_name`). A delta meter reports the change
+/// since the previous poll as ceilometer does: 0 on the first poll, the whole counter after a reset.
 public struct NetworkMeter: Meter {
     public let name: String
     public let type: SampleType
@@ -53,16 +65,20 @@ public struct NetworkMeter: Meter {
         now.interfaces.compactMap { interface in
             guard var value = counter(interface) else { return nil }
             if type == .delta {
-                guard let before = previous?.interfaces.first(where: { $0.name == interface.name }).flatMap(counter),
-                      value >= before
-                else { return nil }
-                value -= before
+                let before = previous?.interfaces.first(where: { $0.name == interface.name }).flatMap(counter)
+                if let before, value >= before { value -= before } else if before == nil { value = 0 }
             }
+            var parameters = interface.filterParameters.filter { $0.name != "interfaceid" && $0.name != "bridge" }
+                .map { ($0.name, JSONValue.string($0.text)) }
+            parameters.append(("interfaceid", .string(interface.interfaceID)))
+            parameters.append(("bridge", .string(interface.bridge)))
             let metadata: [(String, JSONValue)] = [
-                ("name", .string(interface.name)), ("mac", .string(interface.mac)), ("fref", .null),
-                ("vnic_name", .string(interface.name)),
+                ("name", .string(interface.name)), ("mac", .string(interface.mac)),
+                ("fref", .string(interface.filterRef)),
+                ("parameters", .object(parameters)), ("vnic_name", .string(interface.filterRef ?? interface.name)),
             ]
-            return Reading(.counter(value), resourceID: "\(now.name)-\(now.uuid)-\(interface.name)", metadata: metadata)
+            let resourceID = interface.filterRef ?? "\(now.name)-\(now.uuid)-\(interface.name)"
+            return Reading(.counter(value), resourceID: resourceID, metadata: metadata)
         }
     }
 }

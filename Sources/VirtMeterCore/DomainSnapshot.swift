@@ -1,39 +1,102 @@
-/// A domain's state as libvirt names it (`virDomainState`).
+/// A domain's state as libvirt names it (`virDomainState`); `power.state` reports the raw number, as ceilometer does.
 public enum DomainState: Int, Sendable, CaseIterable {
     case noState = 0, running, blocked, paused, shutdown, shutoff, crashed, pmSuspended
 
-    /// Nova's power state for this libvirt state, the number ceilometer's `power.state` reports.
-    public var novaPowerState: Int {
-        switch self {
-        case .noState: return 0
-        case .running, .blocked: return 1
-        case .paused: return 3
-        case .shutdown, .shutoff: return 4
-        case .crashed: return 6
-        case .pmSuspended: return 7
-        }
-    }
-
-    /// The vm state word ceilometer puts in `resource_metadata.state`.
+    /// The vm state word ceilometer's libvirt discovery puts in `resource_metadata.state` (its
+    /// `LIBVIRT_POWER_STATE`).
     public var name: String {
         switch self {
         case .noState: return "pending"
         case .running, .blocked: return "running"
         case .paused: return "paused"
-        case .shutdown, .shutoff: return "stopped"
+        case .shutdown, .shutoff: return "shutdown"
         case .crashed: return "crashed"
+        case .pmSuspended: return "suspended"
+        }
+    }
+
+    /// The state in a word for people (`virtmeter check`): pending, running, paused, stopped, crashed, suspended.
+    public var word: String {
+        switch self {
+        case .shutdown, .shutoff: return "stopped"
+        default: return name
+        }
+    }
+
+    /// The status word ceilometer's libvirt discovery puts in `resource_metadata.status` (its `LIBVIRT_STATUS`).
+    public var status: String {
+        switch self {
+        case .noState: return "building"
+        case .running, .blocked: return "active"
+        case .paused: return "paused"
+        case .shutdown, .shutoff: return "stopped"
+        case .crashed: return "error"
         case .pmSuspended: return "suspended"
         }
     }
 }
 
-/// Time one vCPU has run, and waited to run, in nanoseconds (`vcpu.N.time`, `vcpu.N.wait`).
+/// A name and an optional text, in document order: nova's flavor extra specs, image properties, filter parameters.
+public struct NamedText: Sendable, Equatable {
+    public var name: String
+    /// nil for an element without text (ceilometer then sends null).
+    public var text: String?
+    public init(_ name: String, _ text: String?) {
+        self.name = name
+        self.text = text
+    }
+}
+
+/// What virtmeter reads, and for which domains: the options an operator knows from ceilometer's compute agent.
+public struct InspectionOptions: Sendable, Equatable {
+    /// Whether domains without nova metadata are sampled (virtmeter's default, for plain libvirt hosts) or skipped
+    /// (what ceilometer's libvirt discovery does).
+    public enum DomainsWithoutNova: String, Sendable, CaseIterable {
+        case keep, skip
+    }
+    /// Sample shut-off domains: power.state, vcpus, memory and disk sizes (ceilometer's
+    /// `[compute] report_stopped_instance_metrics`); off by default, as in ceilometer.
+    public var sampleShutOffDomains = false
+    /// Fill `user_name` and `project_name` from the names nova writes into the domain XML (ceilometer fills them from
+    /// keystone with `[polling] identity_name_discovery`); off by default, as in ceilometer.
+    public var namesFromNova = false
+    public var domainsWithoutNova = DomainsWithoutNova.keep
+
+    /// The defaults: shut-off domains not sampled, names null, domains without nova metadata kept.
+    public init(sampleShutOffDomains: Bool = false, namesFromNova: Bool = false,
+                domainsWithoutNova: DomainsWithoutNova = .keep) {
+        self.sampleShutOffDomains = sampleShutOffDomains
+        self.namesFromNova = namesFromNova
+        self.domainsWithoutNova = domainsWithoutNova
+    }
+}
+
+/// Time one vCPU has run, waited to run, and been delayed by the host (steal time), in nanoseconds (`vcpu.N.time`,
+/// `vcpu.N.wait`, `vcpu.N.delay`).
 public struct VCPUTime: Sendable, Equatable {
     public var time: UInt64?
     public var wait: UInt64?
-    public init(time: UInt64?, wait: UInt64?) {
+    public var delay: UInt64?
+    public init(time: UInt64?, wait: UInt64?, delay: UInt64? = nil) {
         self.time = time
         self.wait = wait
+        self.delay = delay
+    }
+}
+
+/// The `perf` stats group (`perf.cpu_cycles`, ...): counts of the host's perf events for the domain, nil where the
+/// event is not enabled or the kernel refused it.
+public struct PerfStats: Sendable, Equatable {
+    public var cpuCycles: UInt64?
+    public var instructions: UInt64?
+    public var cacheReferences: UInt64?
+    public var cacheMisses: UInt64?
+    public init(cpuCycles: UInt64? = nil, instructions: UInt64? = nil, cacheReferences: UInt64? = nil,
+                cacheMisses: UInt64? = nil) {
+        self.cpuCycles = cpuCycles
+        self.instructions = instructions
+        self.cacheReferences = cacheReferences
+        self.cacheMisses = cacheMisses
     }
 }
 
@@ -73,6 +136,8 @@ public struct DiskStats: Sendable, Equatable {
     public var writeRequests: UInt64?
     public var writeTimeNs: UInt64?
     public var errors: UInt64?
+    public var flushRequests: UInt64?
+    public var flushTimeNs: UInt64?
     public var capacity: UInt64?
     public var allocation: UInt64?
     public var physical: UInt64?
@@ -84,6 +149,12 @@ public struct InterfaceStats: Sendable, Equatable {
     /// The host-side device (`tap…`, `vnet0`).
     public var name: String
     public var mac: String?
+    /// The `<filterref filter=…>` name, its parameters (names lowercased), the `<virtualport>`'s `interfaceid` and
+    /// the source bridge: ceilometer's vNIC metadata.
+    public var filterRef: String?
+    public var filterParameters: [NamedText] = []
+    public var interfaceID: String?
+    public var bridge: String?
     public var rxBytes: UInt64?
     public var rxPackets: UInt64?
     public var rxErrors: UInt64?
@@ -107,6 +178,8 @@ public struct Flavor: Sendable, Equatable {
     public var diskGiB: Int?
     public var ephemeralGiB: Int?
     public var swapMiB: Int?
+    /// `<nova:extraSpecs>` (nova 2025.2 and later); nil when the element is absent.
+    public var extraSpecs: [NamedText]?
     public init(id: String? = nil, name: String? = nil, vcpus: Int? = nil, ramMiB: Int? = nil, diskGiB: Int? = nil,
                 ephemeralGiB: Int? = nil, swapMiB: Int? = nil) {
         self.id = id
@@ -129,6 +202,14 @@ public struct NovaMetadata: Sendable, Equatable {
     public var projectName: String?
     /// The image's uuid when the instance boots from an image (`<nova:root type="image" uuid=…>`).
     public var imageID: String?
+    /// `<nova:image>` (nova 2025.2 and later) as ceilometer's `image_meta`: `base_image_ref`, `container_format`,
+    /// `disk_format`, `min_disk`, `min_ram` and the image properties; nil when the element is absent.
+    public var imageMeta: [NamedText]?
+    /// Whether the metadata has every part ceilometer's libvirt discovery requires (name, flavor, user and project
+    /// uuids); ceilometer skips a domain without them.
+    public var isComplete: Bool { hasName && flavor.name != nil && userID != nil && projectID != nil }
+    /// Whether `<nova:name>` is present (its text may be empty).
+    public var hasName = false
     public init(displayName: String? = nil, flavor: Flavor = Flavor(), userID: String? = nil, userName: String? = nil,
                 projectID: String? = nil, projectName: String? = nil, imageID: String? = nil) {
         self.displayName = displayName
@@ -138,6 +219,7 @@ public struct NovaMetadata: Sendable, Equatable {
         self.projectID = projectID
         self.projectName = projectName
         self.imageID = imageID
+        self.hasName = displayName != nil
     }
 }
 
@@ -159,6 +241,12 @@ public struct DomainSnapshot: Sendable, Equatable {
     public var nova: NovaMetadata?
     public var architecture: String?
     public var osType: String?
+    /// A shut-off domain read only for its metadata (sampling shut-off domains is off): only the meters that come from
+    /// nova's flavor (`disk.root.size`, `disk.ephemeral.size`) sample it, as in ceilometer.
+    public var metadataOnly = false
+    /// The `perf` group's counters, and whether the domain's XML enables any perf event.
+    public var perf = PerfStats()
+    public var perfEnabled = false
     /// Seconds on the monotonic clock when the snapshot was read; rates are computed from it.
     public var monotonicTime: Double
     /// The bulk-stats values declared meters read (`StatsFieldRequest`); empty when none is polled.
@@ -198,6 +286,17 @@ public struct DomainSnapshot: Sendable, Equatable {
             return sum
         }
         return cpuTime
+    }
+
+    /// The sum over vCPUs of `vcpu.N.delay`, or nil where any vCPU lacks it.
+    public var totalCPUDelay: UInt64? {
+        guard vcpuTimes.count == vcpuCount, vcpuCount > 0 else { return nil }
+        var sum: UInt64 = 0
+        for vcpu in vcpuTimes {
+            guard let delay = vcpu.delay else { return nil }
+            sum &+= delay
+        }
+        return sum
     }
 }
 

@@ -5,20 +5,23 @@ public protocol DomainValueMeter: Meter {
 }
 
 extension DomainValueMeter {
+    /// The domain's value as one reading; none for a shut-off domain read for its metadata only.
     public func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
-        value(now, previous: previous).map { [Reading($0)] } ?? []
+        guard !now.metadataOnly else { return [] }
+        return value(now, previous: previous).map { [Reading($0)] } ?? []
     }
 }
 
 /// KiB as MiB, a float as ceilometer's `value / units.Ki` gives it.
 func mebibytes(_ kib: UInt64) -> Volume { .double(Double(kib) / 1024) }
 
-/// The domain-level meters of issue 2, in `virtmeter meters` order.
+/// The domain-level meters, in `virtmeter meters` order.
 public enum InstanceMeters {
     public static let all: [any Meter] = [
         CPUMeter(), CPUUtilMeter(), VCPUsMeter(), MemoryMeter(), MemoryUsageMeter(), MemoryResidentMeter(),
         MemoryAvailableMeter(), MemorySwapInMeter(), MemorySwapOutMeter(), PowerStateMeter(),
-    ]
+        FlavorDiskMeter.root, FlavorDiskMeter.ephemeral,
+    ] + PerfMeter.all + [CPUDelayMeter(), CPUDelayUtilMeter()]
 }
 
 /// `cpu`: cumulative guest CPU time in ns, with the vCPU count as `cpu_number`.
@@ -27,7 +30,7 @@ public struct CPUMeter: Meter {
     public let summary = "CPU time used by the guest (sum of vCPU time and wait, else the domain's cpu.time)"
     public init() {}
     public func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
-        guard let time = now.totalCPUTime else { return [] }
+        guard !now.metadataOnly, let time = now.totalCPUTime else { return [] }
         return [Reading(.counter(time), metadata: [("cpu_number", .int(Int64(now.vcpuCount)))])]
     }
 }
@@ -36,15 +39,44 @@ public struct CPUMeter: Meter {
 public struct CPUUtilMeter: DomainValueMeter {
     public let name = "cpu_util", type = SampleType.gauge, unit = "%"
     public let summary = "average CPU utilisation per vCPU since the previous poll (none on the first poll)"
+    public let isCeilometerMeter = false
     public init() {}
     public func value(_ now: DomainSnapshot, previous: DomainSnapshot?) -> Volume? {
-        guard let previous, let current = now.totalCPUTime, let before = previous.totalCPUTime,
-              current >= before, now.vcpuCount > 0
-        else { return nil }
-        let elapsed = now.monotonicTime - previous.monotonicTime
-        guard elapsed > 0 else { return nil }
-        let percent = Double(current - before) / (elapsed * 1e9 * Double(now.vcpuCount)) * 100
-        return .double(min(100, max(0, percent)))
+        utilisation(now.totalCPUTime, previous?.totalCPUTime, now, previous)
+    }
+}
+
+/// A cumulative ns counter's change between two polls, per vCPU and second, as a percentage clamped to [0, 100]:
+/// nil on the first poll, when the counter went backwards (reboot) or no time passed.
+func utilisation(_ current: UInt64?, _ before: UInt64?, _ now: DomainSnapshot, _ previous: DomainSnapshot?) -> Volume? {
+    guard let previous, let current, let before, current >= before, now.vcpuCount > 0 else { return nil }
+    let elapsed = now.monotonicTime - previous.monotonicTime
+    guard elapsed > 0 else { return nil }
+    let percent = Double(current - before) / (elapsed * 1e9 * Double(now.vcpuCount)) * 100
+    return .double(min(100, max(0, percent)))
+}
+
+/// `cpu.delay` (virtmeter's own): cumulative time the vCPUs were runnable but waited for a host CPU (the sum of
+/// `vcpu.N.delay`, the guest's steal time), in ns.
+public struct CPUDelayMeter: DomainValueMeter {
+    public let name = "cpu.delay", type = SampleType.cumulative, unit = "ns"
+    public let summary = "time the vCPUs waited for a host CPU (sum of vcpu.N.delay: steal time)"
+    public let isCeilometerMeter = false
+    public init() {}
+    public func value(_ now: DomainSnapshot, previous: DomainSnapshot?) -> Volume? {
+        now.totalCPUDelay.map(Volume.counter)
+    }
+}
+
+/// `cpu.delay_util` (virtmeter's own): Δcpu.delay / (Δt · 10⁹ · vCPUs) · 100 between two polls: the share of time the
+/// vCPUs were kept from running by the host's contention.
+public struct CPUDelayUtilMeter: DomainValueMeter {
+    public let name = "cpu.delay_util", type = SampleType.gauge, unit = "%"
+    public let summary = "share of time per vCPU spent waiting for a host CPU since the previous poll"
+    public let isCeilometerMeter = false
+    public init() {}
+    public func value(_ now: DomainSnapshot, previous: DomainSnapshot?) -> Volume? {
+        utilisation(now.totalCPUDelay, previous?.totalCPUDelay, now, previous)
     }
 }
 
@@ -56,13 +88,13 @@ public struct VCPUsMeter: DomainValueMeter {
     public func value(_ now: DomainSnapshot, previous: DomainSnapshot?) -> Volume? { .int(Int64(now.vcpuCount)) }
 }
 
-/// `memory`: memory allocated to the domain in MiB.
+/// `memory`: the balloon's current size in MiB (`actual`), as ceilometer reports it.
 public struct MemoryMeter: DomainValueMeter {
     public let name = "memory", type = SampleType.gauge, unit = "MiB"
-    public let summary = "memory allocated to the domain (its maximum memory)"
+    public let summary = "memory the domain has now: the balloon's current size (actual)"
     public init() {}
     public func value(_ now: DomainSnapshot, previous: DomainSnapshot?) -> Volume? {
-        now.maxMemoryKiB % 1024 == 0 ? .int(Int64(now.maxMemoryKiB / 1024)) : mebibytes(now.maxMemoryKiB)
+        now.balloon.actual.map(mebibytes)
     }
 }
 
@@ -78,7 +110,7 @@ public struct MemoryUsageMeter: DomainValueMeter {
         return mebibytes(available - free)
     }
     public func unavailableReason(_ snapshot: DomainSnapshot) -> String? {
-        snapshot.balloon.hasGuestStats ? nil
+        snapshot.balloon.hasGuestStats || snapshot.state == .shutoff ? nil
             : "the guest reports no balloon statistics: give the domain "
             + "<memballoon model='virtio'><stats period='10'/></memballoon> and load virtio_balloon in the guest"
     }
@@ -110,7 +142,7 @@ public struct MemorySwapInMeter: DomainValueMeter {
     public let summary = "memory the guest has swapped in"
     public init() {}
     public func value(_ now: DomainSnapshot, previous: DomainSnapshot?) -> Volume? {
-        now.balloon.swapIn.map(mebibytes)
+        now.balloon.swapOut == nil ? nil : now.balloon.swapIn.map(mebibytes)
     }
 }
 
@@ -120,16 +152,68 @@ public struct MemorySwapOutMeter: DomainValueMeter {
     public let summary = "memory the guest has swapped out"
     public init() {}
     public func value(_ now: DomainSnapshot, previous: DomainSnapshot?) -> Volume? {
-        now.balloon.swapOut.map(mebibytes)
+        now.balloon.swapIn == nil ? nil : now.balloon.swapOut.map(mebibytes)
     }
 }
 
-/// `power.state`: nova's power state number for the domain's state.
+/// `power.state`: the raw `virDomainState` number, as ceilometer reports it.
 public struct PowerStateMeter: DomainValueMeter {
     public let name = "power.state", type = SampleType.gauge, unit = ""
-    public let summary = "power state (nova's numbering: 1 running, 3 paused, 4 shut down, 6 crashed, 7 suspended)"
+    public let summary = "libvirt's domain state: 1 running, 2 blocked, 3 paused, 4 shutting down, 5 shut off, "
+        + "6 crashed, 7 suspended"
     public init() {}
     public func value(_ now: DomainSnapshot, previous: DomainSnapshot?) -> Volume? {
-        .int(Int64(now.state.novaPowerState))
+        .int(Int64(now.state.rawValue))
+    }
+}
+
+/// `disk.root.size` and `disk.ephemeral.size`: the flavor's root disk (disk − ephemeral) and ephemeral disk in GiB,
+/// from nova's metadata; sampled for shut-off domains too, as ceilometer does.
+public struct FlavorDiskMeter: Meter {
+    public let name: String
+    public let type = SampleType.gauge, unit = "GiB"
+    public let summary: String
+    let value: @Sendable (Flavor) -> Int
+
+    public static let root = FlavorDiskMeter(name: "disk.root.size", summary: "size of the flavor's root disk") {
+        ($0.diskGiB ?? 0) - ($0.ephemeralGiB ?? 0)
+    }
+    public static let ephemeral = FlavorDiskMeter(name: "disk.ephemeral.size",
+                                                  summary: "size of the flavor's ephemeral disk") { $0.ephemeralGiB ?? 0 }
+
+    public func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
+        guard let flavor = now.nova?.flavor else { return [] }
+        return [Reading(.int(Int64(value(flavor))))]
+    }
+}
+
+/// `perf.*`: counts of the host's perf events for the domain (libvirt's `perf` group), gauges without a unit as in
+/// ceilometer. The domain's XML must enable the event (`<perf><event name='cpu_cycles' enabled='yes'/></perf>`).
+public struct PerfMeter: DomainValueMeter {
+    public let name: String
+    public let type = SampleType.gauge, unit = ""
+    public let summary: String
+    let event: String
+    let counter: @Sendable (PerfStats) -> UInt64?
+
+    public static let all: [any Meter] = [
+        PerfMeter(name: "perf.cpu.cycles", summary: "CPU cycles (perf event cpu_cycles)", event: "cpu_cycles",
+                  counter: \.cpuCycles),
+        PerfMeter(name: "perf.instructions", summary: "instructions (perf event instructions)", event: "instructions",
+                  counter: \.instructions),
+        PerfMeter(name: "perf.cache.references", summary: "cache references (perf event cache_references)",
+                  event: "cache_references", counter: \.cacheReferences),
+        PerfMeter(name: "perf.cache.misses", summary: "cache misses (perf event cache_misses)",
+                  event: "cache_misses", counter: \.cacheMisses),
+    ]
+
+    public func value(_ now: DomainSnapshot, previous: DomainSnapshot?) -> Volume? {
+        counter(now.perf).map(Volume.counter)
+    }
+
+    public func unavailableReason(_ snapshot: DomainSnapshot) -> String? {
+        guard snapshot.perfEnabled, snapshot.state != .shutoff, counter(snapshot.perf) == nil else { return nil }
+        return "libvirt returns no perf.\(event) although the domain enables perf events: the event is not enabled "
+            + "in the domain XML, or this host's kernel refuses it (perf_event_paranoid, no PMU in a virtual machine)"
     }
 }

@@ -10,10 +10,13 @@ public protocol Meter: Sendable {
     func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading]
     /// Why this meter cannot measure `snapshot` and how to fix it, or nil; logged once per domain.
     func unavailableReason(_ snapshot: DomainSnapshot) -> String?
+    /// Whether ceilometer's compute agent has this meter (false: virtmeter's own, such as `cpu_util`).
+    var isCeilometerMeter: Bool { get }
 }
 
 extension Meter {
     public func unavailableReason(_ snapshot: DomainSnapshot) -> String? { nil }
+    public var isCeilometerMeter: Bool { true }
 }
 
 /// The built-in meters by name.

@@ -71,7 +71,8 @@ public struct SampleStamper: Sendable {
             for reading in meter.readings(now, previous: previous) {
                 let values = SampleValues(
                     source: source, name: meter.name, type: meter.type, unit: meter.unit, volume: reading.volume,
-                    userID: now.nova?.userID, projectID: now.nova?.projectID,
+                    userID: now.nova?.userID, userName: now.nova?.userName, projectID: now.nova?.projectID,
+                    projectName: now.nova?.projectName,
                     resourceID: reading.resourceID ?? now.uuid, timestamp: timestamp,
                     messageID: ids.next(wallNanoseconds: wallNanoseconds), monotonicTime: Clock.monotonic())
                 let rendered = domain.metadata(with: reading.metadata)
@@ -85,32 +86,39 @@ public struct SampleStamper: Sendable {
         return (written, refused)
     }
 
-    /// The domain's resource_metadata as ceilometer's libvirt discovery builds it, in ceilometer's key order.
+    /// The domain's resource_metadata as ceilometer's libvirt discovery builds it, in ceilometer's key order. With nova
+    /// metadata a missing flavor figure is 0 and a missing flavor id is the flavor's name, as ceilometer has them when
+    /// nova's API does not know better; a domain without nova metadata gets its own vCPUs and memory as the flavor.
     public func baseMetadata(_ domain: DomainSnapshot) -> [(String, JSONValue)] {
         let nova = domain.nova
+        func int(_ value: Int?) -> JSONValue { value.map { .int(Int64($0)) } ?? (nova == nil ? .null : .int(0)) }
         let flavor = nova?.flavor ?? Flavor(vcpus: domain.vcpuCount, ramMiB: Int(domain.maxMemoryKiB / 1024))
-        func int(_ value: Int?) -> JSONValue { value.map { .int(Int64($0)) } ?? .null }
-        let flavorJSON: JSONValue = .object([
-            ("id", .string(flavor.id)), ("name", .string(flavor.name)), ("vcpus", int(flavor.vcpus)),
+        var flavorPairs: [(String, JSONValue)] = [
+            ("id", .string(flavor.id ?? flavor.name)), ("name", .string(flavor.name)), ("vcpus", int(flavor.vcpus)),
             ("ram", int(flavor.ramMiB)), ("disk", int(flavor.diskGiB)), ("ephemeral", int(flavor.ephemeralGiB)),
             ("swap", int(flavor.swapMiB)),
-        ])
-        let rootGiB = flavor.diskGiB.flatMap { disk in flavor.ephemeralGiB.map { disk - $0 } }
+        ]
+        if let specs = flavor.extraSpecs { flavorPairs.append(("extra_specs", Self.object(specs))) }
+        let rootGiB: Int? = nova == nil ? flavor.diskGiB.flatMap { disk in flavor.ephemeralGiB.map { disk - $0 } }
+            : (flavor.diskGiB ?? 0) - (flavor.ephemeralGiB ?? 0)
         let image: JSONValue = nova?.imageID.map { .object([("id", .string($0))]) } ?? .null
-        return [
-            ("display_name", .string(nova?.displayName ?? domain.name)),
+        var pairs: [(String, JSONValue)] = [
+            ("display_name", .string(nova.map { $0.displayName } ?? domain.name)),
             ("name", .string(domain.name)),
             ("instance_id", .string(domain.uuid)),
             ("instance_type", .string(flavor.name)),
             ("host", .string(SHA224.hexDigest((nova?.projectID ?? "") + host))),
             ("instance_host", .string(host)),
-            ("flavor", flavorJSON),
-            ("status", .string(domain.state == .running || domain.state == .blocked ? "active" : domain.state.name)),
+            ("flavor", .object(flavorPairs)),
+            ("status", .string(domain.state.status)),
             ("state", .string(domain.state.name)),
             ("task_state", .string("")),
             ("image", image),
             ("image_ref", .string(nova?.imageID)),
             ("image_ref_url", .null),
+        ]
+        if let meta = nova?.imageMeta { pairs.append(("image_meta", Self.object(meta))) }
+        pairs += [
             ("architecture", .string(domain.architecture)),
             ("os_type", .string(domain.osType)),
             ("vcpus", int(flavor.vcpus ?? domain.vcpuCount)),
@@ -119,5 +127,19 @@ public struct SampleStamper: Sendable {
             ("ephemeral_gb", int(flavor.ephemeralGiB)),
             ("root_gb", int(rootGiB)),
         ]
+        return pairs
+    }
+
+    /// Named texts as a JSON object; a later duplicate name replaces the earlier one, as in a Python dict.
+    static func object(_ entries: [NamedText]) -> JSONValue {
+        var pairs: [(String, JSONValue)] = []
+        for entry in entries {
+            if let index = pairs.firstIndex(where: { $0.0 == entry.name }) {
+                pairs[index].1 = .string(entry.text)
+            } else {
+                pairs.append((entry.name, .string(entry.text)))
+            }
+        }
+        return .object(pairs)
     }
 }

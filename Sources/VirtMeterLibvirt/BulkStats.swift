@@ -13,6 +13,7 @@ struct BulkStats: Sendable {
     var balloon = BalloonStats()
     var disks: [Int: DiskStats] = [:]
     var interfaces: [Int: InterfaceStats] = [:]
+    var perf = PerfStats()
     var hasBlockGroup = false
     var hasInterfaceGroup = false
     /// The values declared meters read (`wanted`), their devices not yet named (see `declaredFields`).
@@ -83,6 +84,7 @@ struct BulkStats: Sendable {
             guard parts.count == 3, let n = Int(parts[1]) else { return }
             if parts[2] == "time" { vcpuTimes[n, default: VCPUTime(time: nil, wait: nil)].time = value }
             if parts[2] == "wait" { vcpuTimes[n, default: VCPUTime(time: nil, wait: nil)].wait = value }
+            if parts[2] == "delay" { vcpuTimes[n, default: VCPUTime(time: nil, wait: nil)].delay = value }
         case "block":
             hasBlockGroup = true
             guard parts.count == 3, let n = Int(parts[1]) else { return }
@@ -91,6 +93,14 @@ struct BulkStats: Sendable {
             hasInterfaceGroup = true
             guard parts.count == 3, let n = Int(parts[1]) else { return }
             applyInterface(&interfaces[n, default: InterfaceStats(name: "")], parts[2], param, value)
+        case "perf":
+            switch parts[1] {
+            case "cpu_cycles": perf.cpuCycles = value
+            case "instructions": perf.instructions = value
+            case "cache_references": perf.cacheReferences = value
+            case "cache_misses": perf.cacheMisses = value
+            default: break
+            }
         default:
             break
         }
@@ -125,6 +135,9 @@ struct BulkStats: Sendable {
         case "wr.bytes": disk.writeBytes = value
         case "wr.reqs": disk.writeRequests = value
         case "wr.times": disk.writeTimeNs = value
+        case "fl.reqs": disk.flushRequests = value
+        case "fl.times": disk.flushTimeNs = value
+        case "errors": disk.errors = value
         case "capacity": disk.capacity = value
         case "allocation": disk.allocation = value
         case "physical": disk.physical = value

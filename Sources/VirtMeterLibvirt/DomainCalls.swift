@@ -70,8 +70,18 @@ enum DomainCalls {
 
     /// The running domains (`virConnectListAllDomains`), without their stats.
     static func runningDomains(_ connection: LibvirtConnection) -> Result<[LibvirtDomain], LibvirtError> {
+        listDomains(connection, VIR_CONNECT_LIST_DOMAINS_ACTIVE.rawValue)
+    }
+
+    /// The shut-off domains: defined, not running (`virConnectListAllDomains`). The bulk call covers running ones only.
+    static func shutOffDomains(_ connection: LibvirtConnection) -> Result<[LibvirtDomain], LibvirtError> {
+        listDomains(connection, VIR_CONNECT_LIST_DOMAINS_INACTIVE.rawValue)
+    }
+
+    private static func listDomains(_ connection: LibvirtConnection, _ flags: UInt32)
+        -> Result<[LibvirtDomain], LibvirtError> {
         var list: UnsafeMutablePointer<virDomainPtr?>?
-        let count = virConnectListAllDomains(connection.pointer, &list, VIR_CONNECT_LIST_DOMAINS_ACTIVE.rawValue)
+        let count = virConnectListAllDomains(connection.pointer, &list, flags)
         guard count >= 0, let list else {
             return .failure(LibvirtError.last("virConnectListAllDomains(\(connection.uri))"))
         }
@@ -162,22 +172,53 @@ enum DomainCalls {
             disk.writeBytes = counter(stats.wr_bytes)
             disk.writeRequests = counter(stats.wr_req)
             disk.errors = counter(stats.errs)
-            var info = virDomainBlockInfo()
-            if virDomainGetBlockInfo(domain.pointer, name, &info, 0) == 0 {
-                disk.capacity = info.capacity
-                disk.allocation = info.allocation
-                disk.physical = info.physical
-            }
+            _ = readBlockInfo(domain, into: &disk)
             disks.append(disk)
         }
         return disks
     }
 
-    /// `virDomainInterfaceStats` for each interface; `calls` counts the calls made.
-    static func readInterfaces(_ domain: LibvirtDomain, _ devices: [(device: String, mac: String?)],
+    /// `virDomainGetBlockInfo` for each disk, which works on a shut-off domain too (capacity, allocation, physical
+    /// size); a disk that cannot be read is left out. `calls` counts the calls made.
+    static func readBlockInfo(_ domain: LibvirtDomain, _ names: [String], calls: inout Int) -> [DiskStats] {
+        names.compactMap { name in
+            calls += 1
+            var disk = DiskStats(name: name)
+            return readBlockInfo(domain, into: &disk) ? disk : nil
+        }
+    }
+
+    /// `virDomainGetBlockInfo` of `disk` into its sizes; false when libvirt could not read it.
+    private static func readBlockInfo(_ domain: LibvirtDomain, into disk: inout DiskStats) -> Bool {
+        var info = virDomainBlockInfo()
+        guard virDomainGetBlockInfo(domain.pointer, disk.name, &info, 0) == 0 else { return false }
+        disk.capacity = info.capacity
+        disk.allocation = info.allocation
+        disk.physical = info.physical
+        return true
+    }
+
+    /// The `perf` group of one domain (`virDomainListGetStats` with `VIR_DOMAIN_STATS_PERF` only, NOWAIT: the group
+    /// needs no domain job). Read per domain, and only for a domain whose XML enables perf events, rather than in the
+    /// bulk call: a group joins the bulk call only once it was tried there against a stopped guest. Empty when libvirt
+    /// returns nothing (the meters' unavailable-reason then says why).
+    static func perf(_ domain: LibvirtDomain) -> PerfStats {
+        var records: UnsafeMutablePointer<virDomainStatsRecordPtr?>?
+        var pointers: [virDomainPtr?] = [domain.pointer, nil]
+        let count = virDomainListGetStats(&pointers, VIR_DOMAIN_STATS_PERF.rawValue, &records, nowait)
+        guard count > 0, let records else { return PerfStats() }
+        defer { virDomainStatsRecordListFree(records) }
+        guard let record = records[0] else { return PerfStats() }
+        return BulkStats(record.pointee.params, count: record.pointee.nparams).perf
+    }
+
+    /// `virDomainInterfaceStats` for each interface of the XML (which gives the vNIC's details); `calls` counts the
+    /// calls made.
+    static func readInterfaces(_ domain: LibvirtDomain, _ devices: [InterfaceStats],
                                calls: inout Int) throws(LibvirtError) -> [InterfaceStats] {
         var interfaces: [InterfaceStats] = []
-        for (device, mac) in devices {
+        for var nic in devices {
+            let device = nic.name
             calls += 1
             var stats = virDomainInterfaceStatsStruct()
             let size = MemoryLayout<virDomainInterfaceStatsStruct>.size
@@ -186,7 +227,6 @@ enum DomainCalls {
                 if error.isNoDomain { throw error }
                 continue
             }
-            var nic = InterfaceStats(name: device, mac: mac)
             nic.rxBytes = counter(stats.rx_bytes)
             nic.rxPackets = counter(stats.rx_packets)
             nic.rxErrors = counter(stats.rx_errs)

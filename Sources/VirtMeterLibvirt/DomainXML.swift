@@ -7,10 +7,18 @@ import FoundationXML
 /// What virtmeter needs from a domain's XML: nova's metadata, the disks and interfaces, the OS type.
 /// Read once per domain (and again when the domain restarts), not every cycle.
 public struct DomainXML: Sendable, Equatable {
-    /// A disk's target device (`vda`).
+    /// A disk's target device (`vda`), for the disks with a `<source>` (an empty CD-ROM drive has none).
     public var disks: [String] = []
-    /// An interface's host-side device (`tap…`, `vnet0`) and MAC address.
-    public var interfaces: [(device: String, mac: String?)] = []
+    /// Target devices of disks without a `<source>`: ceilometer leaves them out, and so does virtmeter.
+    public var disksWithoutSource: [String] = []
+    /// Target devices of qcow2 image files: for them `virDomainGetBlockInfo` (what ceilometer reads) reports the
+    /// file's physical size as the allocation, while the bulk `block.N.allocation` is the highest written offset.
+    public var qcow2FileDisks: [String] = []
+    /// The interfaces with a host-side device (`tap…`, `vnet0`) and a MAC address (ceilometer skips the others),
+    /// with their filterref, virtualport interface id and source bridge.
+    public var interfaces: [InterfaceStats] = []
+    /// Whether `<perf>` enables any event.
+    public var perfEnabled = false
     public var nova: NovaMetadata?
     public var architecture: String?
     public var osType: String?
@@ -24,10 +32,12 @@ public struct DomainXML: Sendable, Equatable {
     public init() {}
 
     public static func == (lhs: DomainXML, rhs: DomainXML) -> Bool {
-        lhs.disks == rhs.disks && lhs.nova == rhs.nova && lhs.architecture == rhs.architecture
+        lhs.disks == rhs.disks && lhs.disksWithoutSource == rhs.disksWithoutSource
+            && lhs.qcow2FileDisks == rhs.qcow2FileDisks && lhs.nova == rhs.nova
+            && lhs.perfEnabled == rhs.perfEnabled && lhs.architecture == rhs.architecture
             && lhs.osType == rhs.osType && lhs.hasMemballoon == rhs.hasMemballoon
             && lhs.balloonStatsPeriod == rhs.balloonStatsPeriod
-            && lhs.interfaces.elementsEqual(rhs.interfaces) { $0 == $1 }
+            && lhs.interfaces == rhs.interfaces
     }
 
     /// Nova's metadata namespaces, newest first.
@@ -67,8 +77,16 @@ private final class Reader: NSObject, XMLParserDelegate {
     private var text = ""
     private var novaDepth: Int?
     private var nova = NovaMetadata()
-    private var interfaceDevice: String?
-    private var interfaceMAC: String?
+    /// The `name` attribute of the extra spec or image property being read.
+    private var propertyName: String?
+    /// Whether the current element had any text (ceilometer sends null for an element without).
+    private var hasText = false
+    private var interface = InterfaceStats(name: "")
+    private var interfaceHasTarget = false
+    private var diskTarget: String?
+    private var diskHasSource = false
+    private var diskIsFile = false
+    private var diskIsQcow2 = false
     /// Whether the document's root element was closed: a truncated document never gets there.
     private(set) var closedRoot = false
     private(set) var failed = false
@@ -79,6 +97,7 @@ private final class Reader: NSObject, XMLParserDelegate {
                 attributes: [String: String] = [:]) {
         path.append(name)
         text = ""
+        hasText = false
         if novaDepth == nil, name == "instance", path.count == 3, path[1] == "metadata",
            let namespace = namespaceURI, DomainXML.novaNamespaces.contains(namespace), result.nova == nil {
             novaDepth = path.count
@@ -92,14 +111,35 @@ private final class Reader: NSObject, XMLParserDelegate {
         case (3, "type") where path[1] == "os":
             result.architecture = attributes["arch"]
         case (3, "interface") where path[1] == "devices":
-            interfaceDevice = nil
-            interfaceMAC = nil
+            interface = InterfaceStats(name: "")
+            interfaceHasTarget = false
+        case (3, "disk") where path[1] == "devices":
+            diskTarget = nil
+            diskHasSource = false
+            diskIsFile = attributes["type"] == "file"
+            diskIsQcow2 = false
+        case (4, "driver") where path[1] == "devices" && path[2] == "disk":
+            diskIsQcow2 = attributes["type"] == "qcow2"
         case (4, "target") where path[1] == "devices" && path[2] == "disk":
-            if let device = attributes["dev"] { result.disks.append(device) }
+            diskTarget = attributes["dev"]
+        case (4, "source") where path[1] == "devices" && path[2] == "disk":
+            diskHasSource = true
         case (4, "target") where path[1] == "devices" && path[2] == "interface":
-            interfaceDevice = attributes["dev"]
+            interfaceHasTarget = true
+            interface.name = attributes["dev"] ?? ""
         case (4, "mac") where path[1] == "devices" && path[2] == "interface":
-            interfaceMAC = attributes["address"]
+            interface.mac = attributes["address"]
+        case (4, "source") where path[1] == "devices" && path[2] == "interface":
+            interface.bridge = attributes["bridge"]
+        case (4, "filterref") where path[1] == "devices" && path[2] == "interface":
+            interface.filterRef = attributes["filter"]
+        case (5, "parameter") where path[1] == "devices" && path[2] == "interface" && path[3] == "filterref":
+            if let name = attributes["name"] { interface.filterParameters.append(NamedText(name.lowercased(),
+                                                                                            attributes["value"])) }
+        case (5, "parameters") where path[1] == "devices" && path[2] == "interface" && path[3] == "virtualport":
+            interface.interfaceID = attributes["interfaceid"]
+        case (3, "event") where path[1] == "perf":
+            if attributes["enabled"] == "yes" { result.perfEnabled = true }
         case (3, "memballoon") where path[1] == "devices":
             result.hasMemballoon = attributes["model"] != "none"
         case (4, "stats") where path[1] == "devices" && path[2] == "memballoon":
@@ -110,9 +150,16 @@ private final class Reader: NSObject, XMLParserDelegate {
 
     private func novaElement(_ name: String, relative: [String], attributes: [String: String]) {
         switch relative {
+        case ["name"]: nova.hasName = true
         case ["flavor"]:
             nova.flavor.name = attributes["name"]
             nova.flavor.id = attributes["id"]
+        case ["flavor", "extraSpecs"]: nova.flavor.extraSpecs = []
+        case ["image"]:
+            nova.imageMeta = []
+            if let uuid = attributes["uuid"] { nova.imageMeta?.append(NamedText("base_image_ref", uuid)) }
+        case ["image", "properties", "property"]: propertyName = attributes["name"]
+        case ["flavor", "extraSpecs", "extraSpec"]: propertyName = attributes["name"]
         case ["owner", "user"]: nova.userID = attributes["uuid"]
         case ["owner", "project"]: nova.projectID = attributes["uuid"]
         case ["root"] where attributes["type"] == "image": nova.imageID = attributes["uuid"]
@@ -121,11 +168,14 @@ private final class Reader: NSObject, XMLParserDelegate {
     }
 
     func parser(_ parser: XMLParser, foundCharacters string: String) {
+        hasText = true
         if text.utf8.count < DomainXML.maxTextLength { text += string }
     }
 
     func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
         let value = String(text.trimmingCharacters(in: .whitespacesAndNewlines).prefix(DomainXML.maxTextLength))
+        // The element's text as lxml gives it to ceilometer: untrimmed, nil when there is none.
+        let rawText = hasText ? String(text.prefix(DomainXML.maxTextLength)) : nil
         if let depth = novaDepth {
             switch Array(path[depth...]) {
             case []:
@@ -139,15 +189,27 @@ private final class Reader: NSObject, XMLParserDelegate {
             case ["flavor", "vcpus"]: nova.flavor.vcpus = Int(value)
             case ["owner", "user"]: nova.userName = value
             case ["owner", "project"]: nova.projectName = value
+            case ["flavor", "extraSpecs", "extraSpec"]:
+                if let name = propertyName { nova.flavor.extraSpecs?.append(NamedText(name, rawText)) }
+            case ["image", "properties", "property"]:
+                if let name = propertyName { nova.imageMeta?.append(NamedText(name, rawText)) }
+            case ["image", "containerFormat"]: nova.imageMeta?.append(NamedText("container_format", rawText))
+            case ["image", "diskFormat"]: nova.imageMeta?.append(NamedText("disk_format", rawText))
+            case ["image", "minDisk"]: nova.imageMeta?.append(NamedText("min_disk", rawText))
+            case ["image", "minRam"]: nova.imageMeta?.append(NamedText("min_ram", rawText))
             default: break
             }
         } else if path.count == 3, path[1] == "os", name == "type" {
             result.osType = value
-        } else if path.count == 3, path[1] == "devices", name == "interface", let device = interfaceDevice {
-            result.interfaces.append((device, interfaceMAC))
+        } else if path.count == 3, path[1] == "devices", name == "interface" {
+            if interfaceHasTarget, !interface.name.isEmpty, interface.mac != nil { result.interfaces.append(interface) }
+        } else if path.count == 3, path[1] == "devices", name == "disk", let target = diskTarget, !target.isEmpty {
+            if diskHasSource { result.disks.append(target) } else { result.disksWithoutSource.append(target) }
+            if diskHasSource, diskIsFile, diskIsQcow2 { result.qcow2FileDisks.append(target) }
         }
         path.removeLast()
         text = ""
+        hasText = false
         if path.isEmpty { closedRoot = true }
     }
 }

@@ -104,7 +104,7 @@ extension LibvirtHypervisor {
             let lookup: DomainLookup
             if let state = bulk.state, ![.running, .blocked, .paused, .pmSuspended].contains(state) {
                 let name = virDomainGetName(domain).map { String(cString: $0) } ?? "?"
-                lookup = .notRunning(name: name, state: state.name)
+                lookup = .notRunning(name: name, state: state.word)
             } else {
                 do {
                     var read = try snapshot(domain, bulk, readAt: readAt)

@@ -11,7 +11,8 @@ public struct InspectionCounters: Sendable, Equatable {
     public var domains = 0
     /// Domains for which at least one group had to be read with per-domain calls.
     public var fallbackDomains = 0
-    /// Per-domain libvirt calls made in the last poll (stats read one by one, fallbacks and XML reads).
+    /// Per-domain libvirt calls made in the last poll (stats read one by one, fallbacks, XML reads, perf, and the
+    /// info and disk sizes of sampled shut-off domains).
     public var perDomainCalls = 0
     /// Domains skipped because they vanished or could not be read.
     public var skippedDomains = 0
@@ -31,6 +32,8 @@ public struct InspectionCounters: Sendable, Equatable {
 /// misses it is abandoned (it holds only its own thread and, until it returns, its domain). When the bulk call
 /// misses its deadline, or an earlier one is still stuck, the domains are listed and read one by one in parallel,
 /// so that only the stuck one is left out. A domain that stops answering is logged once, and once when it is back.
+/// Shut-off domains are listed each poll and read on the same workers, with the same deadlines (their XML, cached;
+/// their info and disk sizes when `options` sample them).
 /// Polls run one at a time on a serial queue, never on Swift's cooperative pool; the state they share with the
 /// workers is behind locks, the rest is touched only on that queue, which is why the class is `@unchecked Sendable`.
 public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
@@ -54,6 +57,9 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         let rssMeansAnswered: Bool
         /// The fields declared meters read.
         let wanted: StatsFieldRequest
+        /// A shut-off domain (no record): read for its XML, and its info and disk sizes when `sampleShutOff`.
+        var shutOff = false
+        var sampleShutOff = false
     }
 
     private enum Reading: Sendable {
@@ -74,8 +80,8 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     private let callTimeout: Double
     private var xmlCache: [String: CachedXML] = [:]
     private let counters = Mutex(InspectionCounters())
-    /// Keys of the calls in flight ("open", "bulk", "list", or a domain's uuid): set by the worker while it runs
-    /// the call, so at the start of a poll they are the calls still stuck from earlier polls.
+    /// Keys of the calls in flight ("open", "bulk", "list", "list-shut-off", or a domain's uuid): set by the worker
+    /// while it runs the call, so at the start of a poll they are the calls still stuck from earlier polls.
     private let inFlight = Mutex<Set<String>>([])
     /// A connection whose open returned after its deadline, for the next poll to use.
     private let lateConnection = Mutex<LibvirtConnection?>(nil)
@@ -96,7 +102,10 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     static let silentPollsBeforeWarning = 2
     /// Since when the bulk call has been stuck (the domains are read one by one meanwhile).
     private var bulkStuckSince: Double?
-    /// Test seam: called on the worker before each call with the call's key ("open", "bulk", "list" or a uuid).
+    /// Which domains are read and what is filled in: shut-off domains, owner names, domains without nova metadata.
+    public let options: InspectionOptions
+    /// Test seam: called on the worker before each call with the call's key ("open", "bulk", "list",
+    /// "list-shut-off" or a uuid).
     let beforeCall: (@Sendable (String) -> Void)?
 
     /// Worker threads per poll for the per-domain calls (libvirtd serves 5 requests of one client at a time).
@@ -111,12 +120,14 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     /// XML (nova metadata, devices) is reused; lifecycle events and a restart (new ID) make it read again at once.
     /// `callTimeout` is each libvirt call's deadline in seconds (see `callTimeout(interval:)`). With `connectNow`
     /// the connection opens here and a failure throws `LibvirtError` (fail fast: `poll`, `check`); without, it
-    /// opens at the first poll and each poll tries again until it does (`run` starting before libvirtd).
+    /// opens at the first poll and each poll tries again until it does (`run` starting before libvirtd). `options`
+    /// say which domains are read and what is filled in.
     public init(uri: String = "qemu:///system", readOnly: Bool = true, xmlMaxAge: Double = 600,
-                callTimeout: Double = 5, connectNow: Bool = true,
+                callTimeout: Double = 5, connectNow: Bool = true, options: InspectionOptions = InspectionOptions(),
                 logger: Logger = Logger(label: "virtmeter.libvirt")) throws {
         self.uri = uri
         self.readOnly = readOnly
+        self.options = options
         self.logger = logger
         self.xmlMaxAge = xmlMaxAge
         self.callTimeout = callTimeout
@@ -128,6 +139,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     init(uri: String, callTimeout: Double, logger: Logger, beforeCall: @escaping @Sendable (String) -> Void) {
         self.uri = uri
         readOnly = true
+        options = InspectionOptions()
         self.logger = logger
         xmlMaxAge = 600
         self.callTimeout = callTimeout
@@ -257,10 +269,13 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         }
         counters.domains = domains.count
         learn(from: records.values.map(\.stats), connection)
+        let shutOff = shutOffDomains(connection, running: domains)
 
         // 2. Per domain, on the workers with one deadline: the stats not read in bulk, the XML not cached, the
-        //    groups a driver never returns. A domain still stuck from an earlier poll gets no new call; a busy one
-        //    (NOWAIT left out the groups that need its job) gets none either: they would wait for the same job.
+        //    groups a driver never returns, the perf group of a domain with perf events; the shut-off domains' XML
+        //    not cached, and their info and disk sizes when they are sampled. A domain still stuck from an earlier
+        //    poll gets no new call; a busy one (NOWAIT left out the groups that need its job) gets none either: they
+        //    would wait for the same job.
         let readAt = Clock.monotonic()
         let rssMeansAnswered = connection.servesGroups == true && connection.servesRSS
         let fields = wanted.withLock { $0 }
@@ -280,10 +295,24 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             let item = DomainWork(domain: domain, record: record, xml: cachedXML(domain, now: readAt),
                                   servesGroups: connection.servesGroups, rssMeansAnswered: rssMeansAnswered,
                                   wanted: fields)
-            if let record, let xml = item.xml, connection.servesGroups == true {
+            if let record, let xml = item.xml, connection.servesGroups == true, !xml.perfEnabled {
                 snapshots.append(Self.snapshot(domain, record.stats, xml, readAt: record.readAt))
             } else {
                 work.append(item)
+            }
+        }
+        for domain in shutOff {
+            if stuck.contains(domain.uuid) {
+                silentNow.append((domain, "a call from an earlier poll has not returned"))
+                continue
+            }
+            let xml = cachedXML(domain, now: readAt)
+            if let xml, !options.sampleShutOffDomains {
+                snapshots.append(Self.shutOffSnapshot(domain, xml, readAt: readAt))
+            } else {
+                work.append(DomainWork(domain: domain, record: nil, xml: xml, servesGroups: nil,
+                                       rssMeansAnswered: false, wanted: fields, shutOff: true,
+                                       sampleShutOff: options.sampleShutOffDomains))
             }
         }
         let items = work
@@ -318,14 +347,32 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             }
         }
         counters.notAnswering = silentNow.count
-        track(silentNow, answered: snapshots, listed: domains, started: started)
+        track(silentNow, answered: snapshots, listed: domains + shutOff, started: started)
         // Only domains listed this poll stay in the cache.
-        if xmlCache.count > domains.count {
-            let listed = Set(domains.map(\.uuid))
+        if xmlCache.count > domains.count + shutOff.count {
+            let listed = Set((domains + shutOff).map(\.uuid))
             xmlCache = xmlCache.filter { listed.contains($0.key) }
         }
         self.counters.withLock { $0 = counters }
-        return snapshots
+        return snapshots.compactMap(applyOptions)
+    }
+
+    /// The shut-off domains not among `running` (a domain may start between the two calls); none this poll when the
+    /// listing fails or misses its deadline (a debug line: the running domains are what matters).
+    private func shutOffDomains(_ connection: LibvirtConnection, running: [LibvirtDomain]) -> [LibvirtDomain] {
+        let listed = withDeadline("list-shut-off", connection: connection) { DomainCalls.shutOffDomains(connection) }
+        switch listed {
+        case .success(let domains)?:
+            let runningUUIDs = Set(running.map(\.uuid))
+            return domains.filter { !runningUUIDs.contains($0.uuid) }
+        case .failure(let error)?:
+            logger.debug("shut-off domains not listed this cycle", metadata: ["error": "\(error)"])
+            return []
+        case nil:
+            logger.debug("shut-off domains not listed this cycle",
+                         metadata: ["error": "no answer within \(callTimeout) s"])
+            return []
+        }
     }
 
     /// Decides, from the first stats records with a domain in them, whether the connection's driver returns the
@@ -416,8 +463,9 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
 
     // MARK: Per domain (on a worker)
 
-    /// Reads what `work` lacks: stats, XML, the groups the driver never returns. Runs on a worker thread.
+    /// Reads what `work` lacks: stats, XML, the groups the driver never returns, perf. Runs on a worker thread.
     private static func read(_ work: DomainWork, connection: LibvirtConnection) -> Reading {
+        if work.shutOff { return readShutOff(work) }
         var calls = 0
         do throws(LibvirtError) {
             let record: StatsRecord
@@ -434,27 +482,60 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
                 if work.rssMeansAnswered, isBusy(answer) { return .busy(calls: calls) }
                 (record, read) = (answer, answer.stats)
             }
-            var xml = work.xml
-            var malformed: String?
-            var readXML: DomainXML?
-            if xml == nil {
-                calls += 1
-                let parsed = try DomainCalls.xml(work.domain)
-                (xml, malformed, readXML) = (parsed.xml, parsed.malformed, parsed.xml)
-            }
-            var snapshot = snapshot(work.domain, record.stats, xml ?? DomainXML(), readAt: record.readAt)
+            let (xml, readXML, malformed) = try xml(work, calls: &calls)
+            var snapshot = snapshot(work.domain, record.stats, xml, readAt: record.readAt)
             var fellBack = false
             if !(work.servesGroups ?? (record.stats.cpuTime != nil)) {
                 let before = calls
-                try fillIn(&snapshot, work.domain, record.stats, xml ?? DomainXML(), calls: &calls)
+                try fillIn(&snapshot, work.domain, record.stats, xml, calls: &calls)
                 fellBack = calls > before
                 snapshot.monotonicTime = Clock.monotonic()
             }
+            readPerf(&snapshot, work.domain, record.stats, xml, calls: &calls)
             return .read(snapshot, xml: readXML, malformedXML: malformed, calls: calls, fellBack: fellBack,
                          record: read)
         } catch {
             return .failed(error, calls: calls)
         }
+    }
+
+    /// A shut-off domain: its metadata, and its state, vCPUs, memory and disk sizes when it is sampled (as
+    /// ceilometer's `report_stopped_instance_metrics`). Runs on a worker thread.
+    private static func readShutOff(_ work: DomainWork) -> Reading {
+        var calls = 0
+        do throws(LibvirtError) {
+            let (xml, readXML, malformed) = try xml(work, calls: &calls)
+            var snapshot = shutOffSnapshot(work.domain, xml, readAt: Clock.monotonic())
+            if work.sampleShutOff {
+                snapshot.metadataOnly = false
+                calls += 1
+                try DomainCalls.readInfo(work.domain, into: &snapshot)
+                snapshot.cpuTime = nil   // ceilometer reports no cpu for a shut-off domain
+                snapshot.balloon.actual = snapshot.memoryKiB
+                snapshot.disks = DomainCalls.readBlockInfo(work.domain, xml.disks, calls: &calls)
+            }
+            return .read(snapshot, xml: readXML, malformedXML: malformed, calls: calls, fellBack: false, record: nil)
+        } catch {
+            return .failed(error, calls: calls)
+        }
+    }
+
+    /// The work's XML: the cached one, or read (`read` is then set, for the cache; `malformed` says why an
+    /// unparsable one was read as empty).
+    private static func xml(_ work: DomainWork, calls: inout Int)
+        throws(LibvirtError) -> (xml: DomainXML, read: DomainXML?, malformed: String?) {
+        if let xml = work.xml { return (xml, nil, nil) }
+        calls += 1
+        let parsed = try DomainCalls.xml(work.domain)
+        return (parsed.xml, parsed.xml, parsed.malformed)
+    }
+
+    /// The perf group, for a domain whose XML enables perf events (the bulk call does not ask for it).
+    private static func readPerf(_ snapshot: inout DomainSnapshot, _ domain: LibvirtDomain, _ bulk: BulkStats,
+                                 _ xml: DomainXML, calls: inout Int) {
+        guard xml.perfEnabled, bulk.perf == PerfStats() else { return }
+        calls += 1
+        snapshot.perf = DomainCalls.perf(domain)
     }
 
     /// Per-domain calls for the groups the record lacks (drivers that never return them in bulk).
@@ -486,16 +567,28 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             interfaces: bulk.interfaces.sorted { $0.key < $1.key }.map(\.value).filter { !$0.name.isEmpty },
             nova: xml.nova, architecture: xml.architecture, osType: xml.osType, monotonicTime: readAt)
         snapshot.statsFields = bulk.declaredFields
-        for index in snapshot.interfaces.indices {
-            snapshot.interfaces[index].mac = xml.interfaces.first { $0.device == snapshot.interfaces[index].name }?.mac
+        // The vNIC's metadata comes from the XML; an interface the XML shows without a device or MAC is left out,
+        // as ceilometer does, and so is a disk without a source (an empty CD-ROM drive).
+        snapshot.interfaces = snapshot.interfaces.compactMap { stats in
+            guard var nic = xml.interfaces.first(where: { $0.name == stats.name }) else { return nil }
+            nic.copyCounters(from: stats)
+            return nic
         }
+        snapshot.disks.removeAll { xml.disksWithoutSource.contains($0.name) }
+        for index in snapshot.disks.indices {
+            snapshot.disks[index].alignAllocation(qcow2File: xml.qcow2FileDisks.contains(snapshot.disks[index].name))
+        }
+        snapshot.perfEnabled = xml.perfEnabled
+        snapshot.perf = bulk.perf
         dropStaleBalloon(&snapshot, xml)
         return snapshot
     }
 
     /// A memballoon without a stats period: QEMU reports the figures the guest sent once at boot, for ever. They are
     /// not the guest's memory now, so virtmeter treats them as absent (no memory.usage, a warning), and the declared
-    /// meters' balloon fields of the guest's reports with them.
+    /// meters' balloon fields of the guest's reports with them. Without a balloon device libvirt's virDomainMemoryStats
+    /// (what ceilometer reads) has no `actual`, while the bulk balloon.current still shows the boot-time size: no
+    /// `memory` sample then, as in ceilometer.
     private static func dropStaleBalloon(_ snapshot: inout DomainSnapshot, _ xml: DomainXML) {
         if xml.hasMemballoon, (xml.balloonStatsPeriod ?? 0) == 0, snapshot.balloon.lastUpdate != nil {
             snapshot.balloon = BalloonStats(actual: snapshot.balloon.actual, rss: snapshot.balloon.rss)
@@ -503,6 +596,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
                 $0.pattern.group == "balloon" && !Self.hostBalloonFields.contains($0.pattern.text)
             }
         }
+        if !xml.hasMemballoon { snapshot.balloon.actual = nil }
     }
 
     /// The balloon fields QEMU and libvirt read on the host, not from the guest's reports.
@@ -528,6 +622,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         var snapshot = Self.snapshot(domain, bulk, xml, readAt: readAt)
         var calls = 0
         try Self.fillIn(&snapshot, domain, bulk, xml, calls: &calls)
+        Self.readPerf(&snapshot, domain, bulk, xml, calls: &calls)
         return snapshot
     }
 

@@ -8,7 +8,8 @@ import VirtMeterCore
 struct MetersCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "meters",
-        abstract: "List the meters (built-in and declared) with their type, unit and a one-line description."
+        abstract: "List the meters (built-in and declared) with their type, unit, origin (ceilometer's, virtmeter's own "
+            + "or declared) and a description."
     )
 
     @Option(help: ArgumentHelp("virtmeter.yaml whose meters_dir declares meters (default: "
@@ -29,10 +30,14 @@ struct MetersCommand: ParsableCommand {
             let nameWidth = meters.map(\.name.count).max() ?? 0
             for meter in meters {
                 let unit = meter.unit.isEmpty ? "-" : meter.unit
-                let source = (meter as? DeclaredMeter).map { "  [declared in \($0.declaration.source)]" } ?? ""
+                let declared = meter as? DeclaredMeter
+                let origin = declared != nil ? "declared" : meter.isCeilometerMeter ? "ceilometer" : "virtmeter"
+                let source = declared.map { "  [declared in \($0.declaration.source)]" } ?? ""
                 print(pad(meter.name, nameWidth) + "  " + pad(meter.type.rawValue, 10) + "  " + pad(unit, 7) + "  "
-                      + meter.summary + source)
+                      + pad(origin, 10) + "  " + meter.summary + source)
             }
+            print("\nceilometer: the meter as ceilometer's compute agent sends it; virtmeter: virtmeter's own meter; "
+                  + "declared: from a file of meters_dir")
         }
     }
 

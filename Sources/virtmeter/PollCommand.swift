@@ -57,6 +57,7 @@ struct PollCommand: AsyncParsableCommand {
             let stamper = SampleStamper(host: sampling.hostName, signer: try sampling.signer())
             let hypervisor = try LibvirtHypervisor(uri: sampling.uri, readOnly: !sampling.readWrite,
                                                    callTimeout: LibvirtHypervisor.callTimeout(interval: interval),
+                                                   options: try sampling.inspection,
                                                    logger: Logger(label: "virtmeter.libvirt"))
             hypervisor.request(StatsFieldRequest(meters: meters))
             var poller = Poller(hypervisor: hypervisor, meters: meters, stamper: stamper, samplesPerRecord: batchSize,

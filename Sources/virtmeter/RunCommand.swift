@@ -98,7 +98,7 @@ struct RunCommand: AsyncParsableCommand {
         let shortest = polling.sources.filter { !$0.meters.isEmpty }.map(\.interval).min() ?? 300
         let hypervisor = try LibvirtHypervisor(
             uri: settings.libvirtURI, callTimeout: LibvirtHypervisor.callTimeout(interval: shortest), connectNow: false,
-            logger: Logger(label: "virtmeter.libvirt"))
+            options: settings.inspection, logger: Logger(label: "virtmeter.libvirt"))
         // The bulk call reads what the polled declared meters need, from now and after every reload.
         let requestFields: @Sendable (PollingConfiguration) -> Void = { polling in
             hypervisor.request(StatsFieldRequest(meters: polling.sources.flatMap(\.meters)))

@@ -99,6 +99,27 @@ struct SamplingOptions: ParsableArguments {
     @Option(help: "Log level on stderr (trace, debug, info, notice, warning, error, critical).")
     var logLevel: Logger.Level = .warning
 
+    @Flag(help: "Sample shut-off domains too (ceilometer's report_stopped_instance_metrics).")
+    var sampleShutOffDomains = false
+
+    @Flag(help: "Fill user_name and project_name from the names in nova's domain XML.")
+    var userAndProjectNamesFromNova = false
+
+    @Option(help: ArgumentHelp("Domains without nova metadata: keep them, or skip them as ceilometer does.",
+                               valueName: "keep|skip"))
+    var domainsWithoutNovaMetadata: String = "keep"
+
+    /// The inspection options the flags above give.
+    var inspection: InspectionOptions {
+        get throws {
+            guard let policy = InspectionOptions.DomainsWithoutNova(rawValue: domainsWithoutNovaMetadata) else {
+                throw CLIError("--domains-without-nova-metadata: expected keep or skip")
+            }
+            return InspectionOptions(sampleShutOffDomains: sampleShutOffDomains,
+                                     namesFromNova: userAndProjectNamesFromNova, domainsWithoutNova: policy)
+        }
+    }
+
     /// The meters selected by `--meters`; unknown plain names are an error that lists the valid ones.
     func selectedMeters(from registry: MeterRegistry) throws -> [any Meter] {
         let selector: MeterSelector

@@ -39,7 +39,7 @@ struct PollingConfigurationTests {
         let polling = try PollingConfiguration.load(file: try fixturePath("ceilometer-polling-operator"))
         #expect(polling.sources.map(\.name) == ["compute_polling", "central_polling", "hardware_snmp"])
         #expect(polling.sources.map(\.interval) == [300, 300, 60])
-        #expect(polling.sources[1].meters.map(\.name) == ["vcpus", "memory"])
+        #expect(polling.sources[1].meters.map(\.name) == ["vcpus", "memory", "disk.root.size"])
         #expect(polling.sources[2].meters.isEmpty)
         #expect(polling.warnings.contains { $0.contains("sources[2].resources is ignored") })
         #expect(polling.warnings.contains { $0.contains("instance") && $0.contains("hardware.cpu.util") })
@@ -50,7 +50,7 @@ struct PollingConfigurationTests {
         let polling = try PollingConfiguration.load(file: repositoryRoot.appendingPathComponent(
             "etc/virtmeter/polling.yaml").path)
         #expect(polling.sources.count == 2 && polling.warnings.isEmpty)
-        #expect(polling.sources[1].meters.count == 19)
+        #expect(polling.sources[1].meters.count == 22)
     }
 
     @Test("a missing interval takes ceilometer's default of 600 s; exclusions admit the rest")
@@ -58,7 +58,7 @@ struct PollingConfigurationTests {
         let polling = try PollingConfiguration.parse(
             "sources:\n  - name: s\n    meters: ['!disk.*', '!network.*']\n", file: "p.yaml")
         #expect(polling.sources[0].interval == 600)
-        #expect(polling.sources[0].meters.count == InstanceMeters.all.count)
+        #expect(polling.sources[0].meters.count == InstanceMeters.all.count - 2)   // not disk.root/ephemeral.size
     }
 
     @Test("errors name the file, the line and the key", arguments: [
@@ -134,6 +134,8 @@ struct AgentConfigurationTests {
     @Test("unknown keys, wrong types and missing values: one line with file, line and key", arguments: [
         ("libvirt_uri: qemu:///system\nbatchsize: 10\n", "v.yaml:2: batchsize: unknown key"),
         ("batch_size: many\n", "v.yaml:1: batch_size: expected an integer, got 'many'"),
+        ("domains_without_nova_metadata: drop\n", "v.yaml:1: domains_without_nova_metadata: expected one of keep, skip"),
+        ("sample_shut_off_domains: sometimes\n", "v.yaml:1: sample_shut_off_domains:"),
         ("batch_size: 0\n", "v.yaml:1: batch_size: 0 is out of range"),
         ("log_level: loud\n", "v.yaml:1: log_level: expected one of"),
         ("publishers:\n  - type: amqp\n    exchange: x\n", "v.yaml:2: publishers[0].url: required value is missing"),
@@ -223,5 +225,22 @@ struct HostileConfigurationTests {
         #expect(throws: ConfigError(file: file.path, message: "not UTF-8 text")) {
             try AgentConfiguration.load(file: file.path)
         }
+    }
+}
+
+@Suite("virtmeter.yaml: the options an operator knows from ceilometer")
+struct InspectionOptionsConfigurationTests {
+    @Test("shut-off domains off, names null, domains without nova kept by default; each can be set")
+    func options() throws {
+        #expect(AgentConfiguration().inspection == InspectionOptions())
+        #expect(!InspectionOptions().sampleShutOffDomains && !InspectionOptions().namesFromNova)
+        #expect(InspectionOptions().domainsWithoutNova == .keep)
+        let config = try AgentConfiguration.parse("""
+            sample_shut_off_domains: true
+            user_and_project_names_from_nova: true
+            domains_without_nova_metadata: skip
+            """, file: "v.yaml")
+        #expect(config.inspection == InspectionOptions(sampleShutOffDomains: true, namesFromNova: true,
+                                                       domainsWithoutNova: .skip))
     }
 }

@@ -24,7 +24,7 @@ struct DeclaredMetersTests {
         let steal = try #require(byName["cpu.steal"])
         #expect(steal.type == .gauge && steal.unit == "%" && steal.aggregate == .mean && steal.rate)
         #expect(steal.scale == 1e-7 && steal.field.isIndexed)
-        let flush = try #require(byName["disk.device.flush.requests"])
+        let flush = try #require(byName["disk.device.flushes"])
         #expect(flush.isPerDevice && flush.field.group == "block")
         #expect(byName["memory.disk_caches"]?.scale == 1.0 / 1024)
         #expect(meters.count == 8)
@@ -152,7 +152,7 @@ struct DeclaredMetersTests {
             "sources:\n  - name: s\n    interval: 60\n    meters: [cpu.steal, 'disk.device.*']\n", file: "p.yaml",
             registry: registry)
         #expect(polling.sources[0].meters.map(\.name).contains("cpu.steal"))
-        #expect(polling.sources[0].meters.map(\.name).contains("disk.device.flush.requests"))
+        #expect(polling.sources[0].meters.map(\.name).contains("disk.device.flushes"))
         #expect(polling.warnings.isEmpty)
         let everything = PollingConfiguration.builtInDefault(registry: registry)
         #expect(everything.sources[0].meters.count == registry.meters.count)

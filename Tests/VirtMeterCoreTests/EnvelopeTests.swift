@@ -105,7 +105,10 @@ struct GoldenTests {
             var disk = DiskStats(name: "vda")
             (disk.readBytes, disk.readRequests, disk.readTimeNs, disk.writeBytes) = (1, 2, 3, 4)
             (disk.writeRequests, disk.writeTimeNs, disk.capacity, disk.allocation, disk.physical) = (5, 6, 1 << 40, 7, 8)
+            (disk.flushRequests, disk.flushTimeNs, disk.errors) = (9, 10, 0)
             domain.disks = [disk, DiskStats(name: "vdb")]
+            domain.vcpuTimes = [VCPUTime(time: 1, wait: 2, delay: 3), VCPUTime(time: 4, wait: 5, delay: 6)]
+            domain.perf = PerfStats(cpuCycles: 11, instructions: 12, cacheReferences: 13, cacheMisses: 14)
             var nic = InterfaceStats(name: "tap0b7c7d6e-11", mac: "fa:16:3e:00:00:02")
             (nic.rxBytes, nic.rxPackets, nic.rxErrors, nic.rxDrop) = (5, 6, 7, 8)
             (nic.txBytes, nic.txPackets, nic.txErrors, nic.txDrop) = (9, 10, 11, 12)
@@ -121,6 +124,7 @@ struct GoldenTests {
         let second = first.map { domain -> DomainSnapshot in
             var later = domain
             later.cpuTime = domain.cpuTime.map { $0 + 1_500_000_000 }
+            later.vcpuTimes = domain.vcpuTimes.map { VCPUTime(time: $0.time, wait: $0.wait, delay: ($0.delay ?? 0) + 9) }
             later.monotonicTime += 3
             return later
         }

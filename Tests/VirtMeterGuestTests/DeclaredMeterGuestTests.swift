@@ -70,7 +70,7 @@ extension GuestTests {
         #expect(equal.count == compared.count, "\(compared.filter { $0.1 != Double($0.2) })")
     }
 
-    @Test("declared disk.device.flush.requests: one sample per disk with the built-in disk ids; the io guest moves it")
+    @Test("declared disk.device.flushes: one sample per disk with the built-in disk ids; the io guest moves it")
     func declaredFlushRequests() async throws {
         let run = try await Scenario.shared.record()
         let io = run.ioGuest
@@ -79,7 +79,7 @@ extension GuestTests {
         for cycle in cycles {
             let snapshot = try #require(cycle.snapshots[io])
             let mine = cycle.samples.filter { $0.resourceID.hasPrefix(snapshot.uuid) }
-            let flush = mine.filter { $0.name == "disk.device.flush.requests" }
+            let flush = mine.filter { $0.name == "disk.device.flushes" }
             let written = mine.filter { $0.name == "disk.device.write.bytes" }
             #expect(flush.count == snapshot.disks.count, "cycle \(cycle.index): \(flush.count) flush samples")
             #expect(Set(flush.map(\.resourceID)) == Set(written.map(\.resourceID)))
@@ -89,7 +89,7 @@ extension GuestTests {
         let first = try #require(values.first), last = try #require(values.last)
         let lastCycle = try #require(cycles.last)
         let virsh = lastCycle.virshBlock[io]?["block.0.fl.reqs"].flatMap(Double.init)
-        figure("declared disk.device.flush.requests of the io guest (vda) vs `virsh domstats --block` block.0.fl.reqs",
+        figure("declared disk.device.flushes of the io guest (vda) vs `virsh domstats --block` block.0.fl.reqs",
                expected: "grows; equal or virsh slightly ahead (read just after)",
                measured: "\(Int(first)) -> \(Int(last)) over \(cycles.count) cycles; last \(Int(last)) vs virsh "
                    + "\(virsh.map { String(Int($0)) } ?? "?")")

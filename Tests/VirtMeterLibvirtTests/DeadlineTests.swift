@@ -109,6 +109,24 @@ struct DeadlineTests {
         #expect(store.count("bulk stats call missed its deadline: reading domains one by one until it returns") == 1)
     }
 
+    @Test("a shut-off listing that hangs leaves the shut-off domains out, not the running ones, and is not made again")
+    func stuckShutOffListing() async throws {
+        let gate = CallGate(), store = CapturingLogHandler.Store()
+        let hypervisor = hypervisor(gate, store)
+        gate.close("list-shut-off")
+        for _ in 1...2 {
+            let started = Clock.monotonic()
+            let snapshots = try await hypervisor.poll()
+            #expect(Clock.monotonic() - started < Self.timeout + 4)
+            #expect(snapshots.count == 4 && snapshots.allSatisfy { $0.state != .shutoff && $0.cpuTime != nil })
+        }
+        #expect(gate.calls("list-shut-off") == 1, "not called again while the first is stuck")
+        gate.open()
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(try await hypervisor.poll().count == 4)
+        #expect(gate.calls("list-shut-off") == 2)
+    }
+
     @Test("an open that misses its deadline fails the poll; the connection it opens late is used by the next one")
     func lateOpen() async throws {
         let gate = CallGate(), store = CapturingLogHandler.Store()

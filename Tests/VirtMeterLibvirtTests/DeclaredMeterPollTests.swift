@@ -46,10 +46,12 @@ struct DeclaredMeterPollTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let result = try run(virtmeterBinary, ["meters", "--meters-dir", directory.path])
         #expect(result.status == 0, "\(result.stderr)")
-        let lines = result.stdout.split(separator: "\n")
+        // The meters, then a blank line and the legend of the origin column.
+        let lines = result.stdout.split(separator: "\n").dropLast()
         #expect(lines.count == MeterRegistry.builtIn.meters.count + 2)
+        #expect(result.stdout.hasSuffix("declared: from a file of meters_dir\n"))
         let declared = try #require(lines.first { $0.hasPrefix("domain.state.declared ") })
-        #expect(declared.contains("gauge") && declared.contains("state")
+        #expect(declared.contains("gauge") && declared.contains("state") && declared.contains(" declared ")
                 && declared.hasSuffix("[declared in \(directory.path)/state.yaml:2]"))
         #expect(lines.last?.hasSuffix("[declared in \(directory.path)/state.yaml:7]") == true)
 

@@ -78,12 +78,16 @@ struct PollCommandTests {
         #expect(result.stderr.split(separator: "\n").count == 1 && result.stderr.hasPrefix("virtmeter: libvirt:"))
     }
 
-    @Test("virtmeter meters lists every meter with type and unit")
+    @Test("virtmeter meters lists every meter with type, unit and origin")
     func meters() throws {
         let result = try run(virtmeterBinary, ["meters"])
         #expect(result.status == 0)
         let lines = result.stdout.split(separator: "\n")
-        #expect(lines.count == MeterRegistry.builtIn.meters.count)
+        #expect(lines.count == MeterRegistry.builtIn.meters.count + 1)   // and the legend line
+        #expect(lines.contains { $0.hasPrefix("cpu.delay ") && $0.contains(" virtmeter ") })
+        #expect(lines.contains { $0.hasPrefix("cpu_util ") && $0.contains(" virtmeter ") })
+        #expect(lines.contains { $0.hasPrefix("disk.device.flush.requests ") && $0.contains(" virtmeter ") })
+        #expect(lines.contains { $0.hasPrefix("perf.cpu.cycles ") && $0.contains(" ceilometer ") })
         #expect(lines.contains { $0.hasPrefix("memory.usage ") && $0.contains("gauge") && $0.contains("MiB") })
         #expect(lines.contains { $0.hasPrefix("cpu ") && $0.contains("cumulative") && $0.contains(" ns ") })
     }

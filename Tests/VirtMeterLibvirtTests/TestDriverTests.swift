@@ -93,7 +93,7 @@ struct TestDriverTests {
 
     @Test("nova metadata is parsed from namespaces 1.1 and 1.0, and absent where nova wrote none")
     func novaMetadata() async throws {
-        let snapshots = try await LibvirtHypervisor(uri: nodeURI).poll()
+        let snapshots = try await LibvirtHypervisor(uri: nodeURI, options: InspectionOptions(namesFromNova: true)).poll()
         let byName = Dictionary(uniqueKeysWithValues: snapshots.map { ($0.name, $0) })
         let web = try #require(byName["instance-0000002a"]?.nova)
         #expect(web == NovaMetadata(
@@ -120,7 +120,14 @@ struct TestDriverTests {
         let domain = try #require(virDomainLookupByName(control, "test"))
         defer { virDomainFree(domain) }
         #expect(virDomainDestroy(domain) == 0)
-        #expect(try await hypervisor.poll().isEmpty)
+        // Shut off: read for its metadata only (ceilometer's flavor-size meters), not sampled.
+        let stopped = try await hypervisor.poll()
+        #expect(stopped.map(\.name) == ["test"] && stopped.allSatisfy { $0.metadataOnly && $0.state == .shutoff })
+        // With sample_shut_off_domains: state, vCPUs, memory as virDomainGetInfo has them, no cpu time.
+        let sampling = try LibvirtHypervisor(uri: "test:///default", options: InspectionOptions(sampleShutOffDomains: true))
+        let shutOff = try #require(try await sampling.poll().first)
+        #expect(!shutOff.metadataOnly && shutOff.state == .shutoff && shutOff.cpuTime == nil)
+        #expect(shutOff.vcpuCount > 0 && shutOff.balloon.actual == shutOff.memoryKiB && shutOff.memoryKiB > 0)
         #expect(virDomainCreate(domain) == 0)
         #expect(try await hypervisor.poll().map(\.name) == ["test"])
     }
