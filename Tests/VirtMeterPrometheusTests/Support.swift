@@ -73,7 +73,7 @@ func run(_ executable: String, _ arguments: [String], input: String? = nil) thro
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
-    let output = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-run-\(UUID().uuidString)")
+    let output = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-promtest-\(UUID().uuidString)")
     _ = FileManager.default.createFile(atPath: output.path, contents: nil)
     defer { try? FileManager.default.removeItem(at: output) }
     let handle = try FileHandle(forWritingTo: output)
@@ -102,7 +102,7 @@ struct HTTPAnswer {
 }
 
 func get(_ url: String, caFile: String? = nil, timeout: Double = 10) throws -> HTTPAnswer {
-    let body = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-body-\(UUID().uuidString)")
+    let body = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-promtest-body-\(UUID().uuidString)")
     defer { try? FileManager.default.removeItem(at: body) }
     var arguments = ["-s", "-o", body.path, "-w", "%{http_code} %{time_total}", "--max-time", String(timeout)]
     if let caFile { arguments += ["--cacert", caFile] }
@@ -160,6 +160,9 @@ final class AgentProcess {
     deinit {
         if process.isRunning {
             process.terminate()
+            let start = Clock.monotonic()
+            while process.isRunning, Clock.monotonic() - start < 15 { Thread.sleep(forTimeInterval: 0.05) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
         }
         try? FileManager.default.removeItem(at: directory)
@@ -174,7 +177,7 @@ final class AgentProcess {
     var stderr: String { (try? String(contentsOf: err, encoding: .utf8)) ?? "" }
 
     func stop() -> Int32 {
-        process.terminate()
+        if process.isRunning { process.terminate() }
         process.waitUntilExit()
         return process.terminationStatus
     }
@@ -242,10 +245,12 @@ final class PrometheusServer {
 
 /// A libvirtd of the tests' own, as an unprivileged user (libvirt's session mode: nothing under /run/libvirt, no
 /// clash with another libvirtd on the machine), serving the test driver's shared `/default` node on a socket in a
-/// folder of its own. The node keeps what clients change while one of them stays connected.
+/// folder of its own. The node keeps what clients change only while a client stays connected: a `virsh event` of its
+/// own stays connected from the start.
 final class OwnLibvirtd {
     let directory: URL
     let process = Process()
+    private let holder = Process()
     var uri: String { "test+unix:///default?socket=\(directory.path)/run/libvirt-sock" }
 
     init() throws {
@@ -281,13 +286,27 @@ final class OwnLibvirtd {
             }
             Thread.sleep(forTimeInterval: 0.2)
         }
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/virsh")
+        holder.arguments = ["-q", "-c", uri, "event", "--all", "--loop"]
+        holder.standardOutput = FileHandle.nullDevice
+        holder.standardError = FileHandle.nullDevice
+        holder.standardInput = FileHandle.nullDevice
+        try holder.run()
+        Thread.sleep(forTimeInterval: 0.5)
     }
 
-    deinit {
-        kill(process.processIdentifier, SIGCONT)
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
+    deinit { stop() }
+
+    /// Ends the daemon and the connection holder (SIGKILL where SIGTERM is not enough within 3 s: libvirtd may wait
+    /// for its clients, and its test driver keeps nothing worth a graceful end).
+    func stop() {
+        for child in [holder, process] where child.isRunning {
+            kill(child.processIdentifier, SIGCONT)
+            child.terminate()
+            let start = Clock.monotonic()
+            while child.isRunning, Clock.monotonic() - start < 3 { Thread.sleep(forTimeInterval: 0.05) }
+            if child.isRunning { kill(child.processIdentifier, SIGKILL) }
+            child.waitUntilExit()
         }
         try? FileManager.default.removeItem(at: directory)
     }
