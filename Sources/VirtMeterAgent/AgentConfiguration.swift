@@ -231,9 +231,12 @@ public struct AgentConfiguration: Sendable, Equatable {
         settings.certFile = try mapping.string("cert_file")
         settings.keyFile = try mapping.string("key_file")
         if (settings.certFile == nil) != (settings.keyFile == nil) {
-            throw mapping.error(settings.certFile == nil ? "key_file" : "cert_file", "cert_file and key_file go together")
+            throw mapping.error(settings.certFile == nil ? "key_file" : "cert_file",
+                                "cert_file and key_file go together")
         }
-        if let intervals = try mapping.int("healthz_intervals", range: 1...1000) { settings.healthzIntervals = intervals }
+        if let intervals = try mapping.int("healthz_intervals", range: 1...1000) {
+            settings.healthzIntervals = intervals
+        }
         return settings
     }
 

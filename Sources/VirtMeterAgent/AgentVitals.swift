@@ -250,7 +250,7 @@ public final class AgentVitals: Sendable {
         notifier?.ready()
     }
 
-    /// `samples` were delivered to a publisher in `seconds`.
+    /// A delivery to one publisher took `seconds`.
     func published(seconds: Double) {
         guard let metrics else { return }
         metrics.publishLatency.recordNanoseconds(Int64(seconds * 1e9))

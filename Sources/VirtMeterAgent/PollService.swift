@@ -57,8 +57,9 @@ public final class PollService: Service {
 
     public func run() async throws {
         defer { spool.finish() }
-        var poller = Poller(hypervisor: vitals?.exposition?.observing(hypervisor) ?? hypervisor, stamper: stamper, samplesPerRecord: samplesPerRecord,
-                            logger: logger)
+        // With the Prometheus endpoint, the cycles' snapshots go to its exposition too.
+        var poller = Poller(hypervisor: vitals?.exposition?.observing(hypervisor) ?? hypervisor, stamper: stamper,
+                            samplesPerRecord: samplesPerRecord, logger: logger)
         var polling = initialPolling
         var schedule = Schedule(sources: Self.scheduled(polling), start: Clock.monotonic())
         // While libvirt is unreachable: the failed attempts so far, and when to try again if before the next tick.

@@ -92,7 +92,7 @@ public struct PrometheusEndpoint: Sendable {
                 throw EndpointError("prometheus listen: '\(address)' is not HOST:PORT")
             }
             let server: HTTPServerBuilder = try tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1()
-            return Application(responder: responder, server: server,
+            return Listener(address: address, server: Application(responder: responder, server: server,
                                configuration: ApplicationConfiguration(address: .hostname(host, port: port),
                                                                        serverName: nil),
                                onServerRunning: { channel in
@@ -101,7 +101,21 @@ public struct PrometheusEndpoint: Sendable {
                                        "tls": "\(secure)",
                                    ])
                                },
-                               logger: logger)
+                               logger: logger))
+        }
+    }
+}
+
+/// One server, whose failure (the address in use, not this host's) names its address.
+private struct Listener: Service {
+    let address: String
+    let server: any Service
+
+    func run() async throws {
+        do {
+            try await server.run()
+        } catch {
+            throw EndpointError("prometheus listen \(address): \(error)")
         }
     }
 }

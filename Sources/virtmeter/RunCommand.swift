@@ -126,12 +126,14 @@ struct RunCommand: AsyncParsableCommand {
         // The Prometheus endpoint (opt-in) and systemd's notifications (under Type=notify): without either, nothing
         // listens to the cycles.
         let notifier = SystemdNotifier()
-        let endpoint = settings.prometheus.map {
-            PrometheusEndpoint(settings: $0, stamper: stamper, interval: shortest, spool: spool, notifier: notifier,
-                               version: VirtMeter.version)
+        var endpoint: PrometheusEndpoint?
+        var endpointServices: [any Service] = []
+        if let prometheus = settings.prometheus {
+            let server = PrometheusEndpoint(settings: prometheus, stamper: stamper, interval: shortest, spool: spool,
+                                            notifier: notifier, version: VirtMeter.version)
+            endpointServices = try server.services(prometheus, logger: Logger(label: "virtmeter.prometheus"))
+            endpoint = server
         }
-        let endpointServices = try endpoint.map { try $0.services(settings.prometheus!, logger: Logger(
-            label: "virtmeter.prometheus")) } ?? []
         let vitals = endpoint?.vitals ?? notifier.map {
             AgentVitals(exposition: nil, metrics: nil, health: AgentHealth(limitIntervals: 3, interval: shortest),
                         notifier: $0)
@@ -160,8 +162,9 @@ struct RunCommand: AsyncParsableCommand {
             logger.warning("shutdown timeout reached: leaving what is still running; the spool keeps the rest")
             logStopped()
         }
-        // Graceful shutdown runs in reverse order: the backstop's timer, the reload listener, then polling (finishing its cycle and the
-        // queue), then publishing (draining the queue and closing the publishers).
+        // Graceful shutdown runs in reverse order: the backstop's timer, the reload listener, the Prometheus endpoint,
+        // then polling (finishing its cycle and the queue), then publishing (draining the queue and closing the
+        // publishers).
         var configuration = ServiceGroupConfiguration(
             services: [
                 .init(service: publishService, successTerminationBehavior: .gracefullyShutdownGroup),

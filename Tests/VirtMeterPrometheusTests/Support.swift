@@ -73,7 +73,8 @@ func run(_ executable: String, _ arguments: [String], input: String? = nil) thro
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
-    let output = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-promtest-\(UUID().uuidString)")
+    let output = FileManager.default.temporaryDirectory
+        .appendingPathComponent("virtmeter-promtest-\(UUID().uuidString)")
     _ = FileManager.default.createFile(atPath: output.path, contents: nil)
     defer { try? FileManager.default.removeItem(at: output) }
     let handle = try FileHandle(forWritingTo: output)
@@ -102,7 +103,8 @@ struct HTTPAnswer {
 }
 
 func get(_ url: String, caFile: String? = nil, timeout: Double = 10) throws -> HTTPAnswer {
-    let body = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-promtest-body-\(UUID().uuidString)")
+    let body = FileManager.default.temporaryDirectory
+        .appendingPathComponent("virtmeter-promtest-body-\(UUID().uuidString)")
     defer { try? FileManager.default.removeItem(at: body) }
     var arguments = ["-s", "-o", body.path, "-w", "%{http_code} %{time_total}", "--max-time", String(timeout)]
     if let caFile { arguments += ["--cacert", caFile] }
@@ -193,7 +195,8 @@ final class PrometheusServer {
     init(jobs: [(name: String, target: String, caFile: String?)]) throws {
         let binary = try TestEnvironment.required("VIRTMETER_TEST_PROMETHEUS")
         directory = try scratchDirectory("prometheus-\(jobs.map(\.name).joined(separator: "-"))")
-        var config = "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
+        var config = "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
+            + "scrape_configs:\n"
         for job in jobs {
             config += "  - job_name: \(job.name)\n    static_configs:\n      - targets: ['\(job.target)']\n"
             if let caFile = job.caFile {
@@ -330,7 +333,8 @@ func testNodeDomains() throws -> [String: String] {
     let text = try String(contentsOfFile: TestEnvironment.testNode, encoding: .utf8)
     var domains: [String: String] = [:]
     var rest = Substring(text)
-    while let start = rest.range(of: "<domain "), let end = rest.range(of: "</domain>", range: start.upperBound..<rest.endIndex) {
+    while let start = rest.range(of: "<domain "),
+          let end = rest.range(of: "</domain>", range: start.upperBound..<rest.endIndex) {
         let xml = String(rest[start.lowerBound..<end.upperBound])
         if let open = xml.range(of: "<name>"), let close = xml.range(of: "</name>") {
             domains[String(xml[open.upperBound..<close.lowerBound])] = xml
