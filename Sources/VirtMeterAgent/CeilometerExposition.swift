@@ -147,8 +147,8 @@ public enum CeilometerFormat {
 
     /// The exposition of `series` as `generate_latest` writes a registry fed them in this order: families in the
     /// order they first appear, each with `# HELP` (empty) and `# TYPE ... gauge`, its series in the order they first
-    /// appear, the last value of a repeated label set. `unique` says no label set repeats in a family (no check).
-    public static func render(_ series: [Series], unique: Bool = false) -> [UInt8] {
+    /// appear, the last value of a repeated label set.
+    public static func render(_ series: [Series]) -> [UInt8] {
         var families: [(name: String, series: [(labels: String, value: Double)], index: [String: Int])] = []
         var familyIndex: [String: Int] = [:]
         var bytes = 0
@@ -161,9 +161,7 @@ public enum CeilometerFormat {
                 familyIndex[item.metric] = family
                 families.append((item.metric, [], [:]))
             }
-            if unique {
-                families[family].series.append((item.labels, item.value))
-            } else if let known = families[family].index[item.labels] {
+            if let known = families[family].index[item.labels] {
                 families[family].series[known].value = item.value
                 continue
             } else {
@@ -214,30 +212,45 @@ extension JSONValue {
 /// with the same resource_metadata), and swapped in whole, so a scrape reads the last complete exposition and
 /// never waits for a cycle. A source's series are those of its last cycle only: a domain gone is gone from the
 /// next exposition. Exists only when the endpoint is configured: without it the poll loop does none of this.
+///
+/// Each series line is written as bytes straight into its family's buffer: its `name{labels} ` part is made once per
+/// domain, meter and resource and kept while the domain's metadata stays the same, so a cycle appends those bytes
+/// and the number.
 public final class CeilometerExposition: Sendable {
+    private struct PrefixKey: Hashable {
+        var meter: String
+        var resource: String
+    }
+
     private struct Domain {
         var key: SampleStamper.MetadataKey
         var metadata: [(String, JSONValue)]
         var labels: [(String, String)]
-        /// Label blocks made so far, by meter and resource id: the same every cycle while the metadata stays.
-        var blocks: [String: String] = [:]
+        /// `name{labels} ` of each series made so far: the same every cycle while the metadata stays.
+        var prefixes: [PrefixKey: [UInt8]] = [:]
+    }
+
+    /// One family's series lines.
+    private struct Family {
+        var metric: String
+        var lines: [UInt8]
     }
 
     private struct State {
         /// Per source, the snapshots its last cycle read (for rates and deltas, as the Poller keeps them).
         var previous: [String: [String: DomainSnapshot]] = [:]
-        /// Per source, in the order sources were first polled, its last cycle's series.
-        var series: [(source: String, series: [CeilometerFormat.Series])] = []
+        /// Per source, in the order sources were first polled, its last cycle's families in the order they first
+        /// appeared.
+        var families: [(source: String, families: [Family])] = []
         /// Each domain's resource_metadata and the labels made of it, until what it is built from changes.
         var domains: [String: Domain] = [:]
-        /// Per source, the names of its meters.
-        var meters: [String: Set<String>] = [:]
     }
 
     private let stamper: SampleStamper
     private let state = Mutex(State())
     private let snapshots = Mutex<[DomainSnapshot]>([])
-    private let text = Mutex<[UInt8]>([])
+    /// The exposition: family headers and series lines, one after the other.
+    private let chunks = Mutex<[[UInt8]]>([])
     /// Metadata keys that `metadataLabels` reads: a meter's extra metadata with none of these keeps the domain's
     /// labels.
     private static let labelledKeys: Set<String> = ["host", "display_name", "name", "user_metadata", "alarm_state",
@@ -248,8 +261,11 @@ public final class CeilometerExposition: Sendable {
         self.stamper = stamper
     }
 
+    /// The latest exposition in parts to be written one after the other (none before the first cycle).
+    public var currentChunks: [[UInt8]] { chunks.withLock { $0 } }
+
     /// The latest exposition (empty before the first cycle).
-    public var current: [UInt8] { text.withLock { $0 } }
+    public var current: [UInt8] { Array(currentChunks.joined()) }
 
     /// `hypervisor`, with each poll's snapshots kept for `cycleCompleted`.
     public func observing(_ hypervisor: any Hypervisor) -> any Hypervisor {
@@ -273,7 +289,7 @@ public final class CeilometerExposition: Sendable {
             defer { value = [] }
             return value
         }
-        let rendered = state.withLock { state -> [UInt8] in
+        let rendered = state.withLock { state -> [[UInt8]] in
             var seen: [String: DomainSnapshot] = [:]
             seen.reserveCapacity(read.count)
             var domains: [String: Domain] = [:]
@@ -290,79 +306,136 @@ public final class CeilometerExposition: Sendable {
                 }
             }
             for group in groups {
-                let previous = state.previous[group.name]
-                var series: [CeilometerFormat.Series] = []
-                series.reserveCapacity(state.series.first { $0.source == group.name }?.series.count ?? 0)
-                for snapshot in read where domains[snapshot.uuid] != nil {
-                    self.series(snapshot, previous: previous?[snapshot.uuid], meters: group.meters,
-                                domain: &domains[snapshot.uuid]!, into: &series)
-                }
+                let index = state.families.firstIndex { $0.source == group.name }
+                let built = self.families(of: group, read: read, previous: state.previous[group.name],
+                                          domains: &domains, hint: index.map { state.families[$0].families } ?? [])
                 state.previous[group.name] = seen
-                if let index = state.series.firstIndex(where: { $0.source == group.name }) {
-                    state.series[index].series = series
+                if let index {
+                    state.families[index].families = built
                 } else {
-                    state.series.append((group.name, series))
+                    state.families.append((group.name, built))
                 }
-                state.meters[group.name] = Set(group.meters.map(\.name))
             }
             state.domains = domains
-            // A label set repeats only where two sources poll the same meter (the later source's value stays).
-            let meterSets = state.series.compactMap { state.meters[$0.source] }
-            let unique = meterSets.reduce(0) { $0 + $1.count } == meterSets.reduce(into: Set<String>()) {
-                $0.formUnion($1)
-            }.count
-            return CeilometerFormat.render(state.series.flatMap(\.series), unique: unique)
+            return Self.chunks(state.families.map(\.families))
         }
-        text.withLock { $0 = rendered }
+        chunks.withLock { $0 = rendered }
     }
 
     /// Forgets the sources not in `names` (removed by a reload of polling.yaml).
     public func keepSources(_ names: Set<String>) {
         state.withLock { state in
             state.previous = state.previous.filter { names.contains($0.key) }
-            state.series.removeAll { !names.contains($0.source) }
-            state.meters = state.meters.filter { names.contains($0.key) }
+            state.families.removeAll { !names.contains($0.source) }
         }
     }
 
-    private func series(_ snapshot: DomainSnapshot, previous: DomainSnapshot?, meters: [any Meter],
-                        domain: inout Domain, into series: inout [CeilometerFormat.Series]) {
-        for meter in meters {
-            let metric = CeilometerFormat.metricName(meter.name)
-            for reading in meter.readings(snapshot, previous: previous) {
-                // The encoder refuses what it cannot write (NaN, infinite): such a sample is never published.
-                guard reading.volume.doubleValue.isFinite else { continue }
-                let resourceID = reading.resourceID ?? snapshot.uuid
-                let plain = reading.metadata.isEmpty
-                    || (!reading.metadata.contains { Self.labelledKeys.contains($0.0) }
-                        && !meter.name.hasPrefix("loadbalancer") && meter.name != "volume.service.health")
-                let key = meter.name + "\u{0}" + resourceID
-                let block: String
-                if plain, let known = domain.blocks[key] {
-                    block = known
-                } else {
-                    var labels = CeilometerFormat.sampleLabels(
-                        name: meter.name, resourceID: resourceID, projectID: snapshot.nova?.projectID,
-                        projectName: nil, userID: snapshot.nova?.userID, userName: nil, unit: meter.unit)
-                    if plain {
-                        labels += domain.labels
-                    } else {
-                        var merged = domain.metadata
-                        for (key, value) in reading.metadata {
-                            if let index = merged.firstIndex(where: { $0.0 == key }) {
-                                merged[index].1 = value
-                            } else {
-                                merged.append((key, value))
-                            }
-                        }
-                        labels += CeilometerFormat.metadataLabels(merged, counterName: meter.name)
-                    }
-                    block = CeilometerFormat.labelBlock(labels)
-                    if plain { domain.blocks[key] = block }
+    /// One source's families: the series lines of its meters over the snapshots `read`, each family's buffer sized
+    /// by its size in `hint` (the source's last cycle).
+    private func families(of group: PollingGroup, read: [DomainSnapshot], previous: [String: DomainSnapshot]?,
+                          domains: inout [String: Domain], hint: [Family]) -> [Family] {
+        let meters = group.meters
+        var families = meters.map { Family(metric: CeilometerFormat.metricName($0.name), lines: []) }
+        var order: [Int] = []
+        for (index, family) in families.enumerated() {
+            families[index].lines.reserveCapacity(hint.first { $0.metric == family.metric }?.lines.count ?? 0)
+        }
+        for snapshot in read where domains[snapshot.uuid] != nil {
+            let before = previous?[snapshot.uuid]
+            for (index, meter) in meters.enumerated() {
+                for reading in meter.readings(snapshot, previous: before) {
+                    // The encoder refuses what it cannot write (NaN, infinite): such a sample is never published.
+                    let value = reading.volume.doubleValue
+                    guard value.isFinite else { continue }
+                    if families[index].lines.isEmpty { order.append(index) }
+                    families[index].lines += prefix(snapshot, meter: meter, reading: reading,
+                                                    metric: families[index].metric,
+                                                    domain: &domains[snapshot.uuid]!)
+                    families[index].lines += CeilometerFormat.value(value).utf8
+                    families[index].lines.append(UInt8(ascii: "\n"))
                 }
-                series.append(CeilometerFormat.Series(metric: metric, labels: block,
-                                                      value: reading.volume.doubleValue))
             }
         }
+        return order.map { families[$0] }
+    }
+
+    /// The `name{labels} ` of `reading`'s series, from the domain's cache when its extra metadata changes no label.
+    private func prefix(_ snapshot: DomainSnapshot, meter: any Meter, reading: Reading, metric: String,
+                        domain: inout Domain) -> [UInt8] {
+        let resourceID = reading.resourceID ?? snapshot.uuid
+        let plain = reading.metadata.isEmpty
+            || (!reading.metadata.contains { Self.labelledKeys.contains($0.0) }
+                && !meter.name.hasPrefix("loadbalancer") && meter.name != "volume.service.health")
+        let key = PrefixKey(meter: meter.name, resource: resourceID)
+        if plain, let known = domain.prefixes[key] { return known }
+        var labels = CeilometerFormat.sampleLabels(
+            name: meter.name, resourceID: resourceID, projectID: snapshot.nova?.projectID, projectName: nil,
+            userID: snapshot.nova?.userID, userName: nil, unit: meter.unit)
+        if plain {
+            labels += domain.labels
+        } else {
+            var merged = domain.metadata
+            for (key, value) in reading.metadata {
+                if let index = merged.firstIndex(where: { $0.0 == key }) {
+                    merged[index].1 = value
+                } else {
+                    merged.append((key, value))
+                }
+            }
+            labels += CeilometerFormat.metadataLabels(merged, counterName: meter.name)
+        }
+        let prefix = Array((metric + CeilometerFormat.labelBlock(labels) + " ").utf8)
+        if plain { domain.prefixes[key] = prefix }
+        return prefix
+    }
+
+    /// The exposition of the sources' families: each family once, in the order families first appear, under its
+    /// `# HELP` and `# TYPE`. A family in several sources (two sources polling the same meter) has its series
+    /// merged: a label set in both keeps its first place and the later source's value, as prometheus_client does.
+    private static func chunks(_ sources: [[Family]]) -> [[UInt8]] {
+        var merged: [Family] = []
+        var index: [String: Int] = [:]
+        var repeated = false
+        for family in sources.joined() {
+            if let known = index[family.metric] {
+                merged[known].lines += family.lines
+                repeated = true
+            } else {
+                index[family.metric] = merged.count
+                merged.append(family)
+            }
+        }
+        var chunks: [[UInt8]] = []
+        chunks.reserveCapacity(merged.count * 2)
+        for var family in merged {
+            if repeated { family.lines = lastValues(family.lines) }
+            chunks.append(Array("# HELP \(family.metric) \n# TYPE \(family.metric) gauge\n".utf8))
+            chunks.append(family.lines)
+        }
+        return chunks
+    }
+
+    /// Series lines with each label set once, where it first appeared, with its last value.
+    private static func lastValues(_ lines: [UInt8]) -> [UInt8] {
+        var series: [(prefix: ArraySlice<UInt8>, value: ArraySlice<UInt8>)] = []
+        var position: [ArraySlice<UInt8>: Int] = [:]
+        for line in lines.split(separator: UInt8(ascii: "\n")) {
+            let space = line.lastIndex(of: UInt8(ascii: " ")) ?? line.endIndex
+            let prefix = line[..<space], value = line[space...]
+            if let known = position[prefix] {
+                series[known].value = value
+            } else {
+                position[prefix] = series.count
+                series.append((prefix, value))
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(lines.count)
+        for (prefix, value) in series {
+            out += prefix
+            out += value
+            out.append(UInt8(ascii: "\n"))
+        }
+        return out
     }
 }

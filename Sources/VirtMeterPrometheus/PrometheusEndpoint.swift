@@ -41,11 +41,11 @@ public struct PrometheusEndpoint: Sendable {
     /// The body of `GET /metrics`.
     public func metricsBody() -> ByteBuffer {
         metrics.refresh(spool: spool.currentCounters)
-        let ceilometer = exposition.current
+        let ceilometer = exposition.currentChunks
         var agent: [UInt8] = []
         registry.emit(into: &agent)
-        var buffer = ByteBufferAllocator().buffer(capacity: ceilometer.count + agent.count)
-        buffer.writeBytes(ceilometer)
+        var buffer = ByteBufferAllocator().buffer(capacity: ceilometer.reduce(agent.count) { $0 + $1.count })
+        for chunk in ceilometer { buffer.writeBytes(chunk) }
         buffer.writeBytes(agent)
         return buffer
     }
