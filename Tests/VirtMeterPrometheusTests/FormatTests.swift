@@ -63,6 +63,26 @@ struct FormatTests {
         #expect(ourNovaText == theirNova, "\(firstDifference)")
     }
 
+    @Test("two sources polling the same meter: each of its series once, in one family")
+    func twoSources() async throws {
+        let stamper = SampleStamper(host: "compute-7", signer: SampleSigner(secret: ""))
+        let exposition = CeilometerExposition(stamper: stamper)
+        let hypervisor = try LibvirtHypervisor(uri: "test://" + TestEnvironment.testNode)
+        var poller = Poller(hypervisor: exposition.observing(hypervisor), stamper: stamper,
+                            logger: Logger(label: "test"))
+        func meters(_ names: [String]) -> [any Meter] { names.compactMap { MeterRegistry.builtIn.meter(named: $0) } }
+        let groups = [PollingGroup(name: "a", meters: meters(["memory", "vcpus"])),
+                      PollingGroup(name: "b", meters: meters(["vcpus", "cpu"]))]
+        var published: [Sample] = []
+        _ = try await poller.cycle(groups) { records in published += try records.decodedSamples() }
+        exposition.cycleCompleted(groups)
+        let ours = String(decoding: exposition.current, as: UTF8.self)
+        #expect(Set(seriesLines(ours)) == Set(seriesLines(try ceilometer(published))))
+        #expect(seriesLines(ours).count == Set(seriesLines(ours)).count, "a series repeated")
+        #expect(published.filter { $0.name == "vcpus" }.count == 8 && seriesLines(ours).count == 12)
+        #expect(ours.components(separatedBy: "# TYPE ceilometer_vcpus gauge\n").count == 2)
+    }
+
     @Test("numbers, escapes, server_group, names without dots, repeated label sets: as ceilometer writes them")
     func edges() throws {
         let volumes: [Volume] = [
