@@ -15,6 +15,11 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         .systemLibrary(
@@ -58,6 +63,23 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        // The opt-in Prometheus endpoint of `virtmeter run` (issue 12): /metrics and /healthz over HTTP or HTTPS.
+        .target(
+            name: "VirtMeterPrometheus",
+            dependencies: [
+                "VirtMeterCore", "VirtMeterAgent",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // The benchmark's floor: the inspector's libvirt calls made bare, in C.
@@ -66,6 +88,7 @@ let package = Package(
             name: "virtmeter",
             dependencies: [
                 "VirtMeterCore", "VirtMeterLibvirt", "CLibvirt", "CLibvirtFloor", "VirtMeterAMQP", "VirtMeterAgent",
+                "VirtMeterPrometheus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -103,6 +126,14 @@ let package = Package(
             dependencies: [
                 "VirtMeterCore", "VirtMeterLibvirt", "VirtMeterAgent", "VirtMeterTestSupport",
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The Prometheus endpoint against a real Prometheus server and ceilometer's exporter: scripts/test-prometheus.
+        .testTarget(
+            name: "VirtMeterPrometheusTests",
+            dependencies: [
+                "VirtMeterCore", "VirtMeterAgent", "VirtMeterLibvirt", "VirtMeterPrometheus", "VirtMeterTestSupport",
+                "virtmeter",
             ]
         ),
         .testTarget(

@@ -35,6 +35,34 @@ public enum PublisherSettings: Sendable, Equatable {
     case file(path: String)
 }
 
+/// The opt-in Prometheus endpoint of `virtmeter run` (virtmeter.yaml's `prometheus:`).
+public struct PrometheusSettings: Sendable, Equatable {
+    /// `HOST:PORT` addresses to listen on (`127.0.0.1:9702`, `[::1]:9702`).
+    public var listen: [String]
+    /// PEM certificate (chain) and private key: with both, the endpoint serves HTTPS only.
+    public var certFile: String?
+    public var keyFile: String?
+    /// `/healthz` answers 503 once libvirt was unreachable, or no cycle completed, for longer than this many of the
+    /// shortest polling interval.
+    public var healthzIntervals = 3
+
+    public init(listen: [String]) { self.listen = listen }
+
+    /// The host and port of a `listen` address, or nil when it is not `HOST:PORT` (an IPv6 host in brackets).
+    public static func hostAndPort(_ address: String) -> (host: String, port: Int)? {
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
+              (0...65535).contains(port) else { return nil }
+        var host = String(address[..<colon])
+        if host.hasPrefix("[") {
+            guard host.hasSuffix("]"), host.count > 2 else { return nil }
+            host = String(host.dropFirst().dropLast())
+        } else if host.contains(":") {
+            return nil
+        }
+        return host.isEmpty ? nil : (host, port)
+    }
+}
+
 /// virtmeter.yaml: everything `virtmeter run` needs. Every key has a default, so no file at all is a valid setup.
 public struct AgentConfiguration: Sendable, Equatable {
     /// This compute host's name, put in the samples' metadata.
@@ -66,6 +94,8 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// Which domains are sampled and what is filled in (`sample_shut_off_domains`,
     /// `user_and_project_names_from_nova`, `domains_without_nova_metadata`).
     public var inspection = InspectionOptions()
+    /// The Prometheus endpoint; nil (the default): none.
+    public var prometheus: PrometheusSettings?
 
     /// The default configuration file.
     public static let defaultFile = "/etc/virtmeter/virtmeter.yaml"
@@ -76,7 +106,8 @@ public struct AgentConfiguration: Sendable, Equatable {
     static let topLevelKeys = ["host", "libvirt_uri", "polling_file", "meters_dir", "secret_file", "publishers",
                                "batch_size", "log_level", "shutdown_timeout", "summary_every_cycles", "state_dir",
                                "spool_cap_mib", "spool_fsync", "retry_initial", "retry_max", "sample_shut_off_domains",
-                               "user_and_project_names_from_nova", "domains_without_nova_metadata"]
+                               "user_and_project_names_from_nova", "domains_without_nova_metadata", "prometheus"]
+    static let prometheusKeys = ["listen", "cert_file", "key_file", "healthz_intervals"]
     static let amqpKeys = ["type", "url", "password_file", "shuffle_nodes", "exchange", "exchange_durable",
                            "quorum_queue", "topic", "declare_queue", "ca_file", "cert_file", "key_file",
                            "verify_hostname", "heartbeat"]
@@ -136,6 +167,7 @@ public struct AgentConfiguration: Sendable, Equatable {
             }
             config.inspection.domainsWithoutNova = parsed
         }
+        if let mapping = try root.mapping("prometheus") { config.prometheus = try prometheus(mapping) }
         if let entries = try root.mappings("publishers") {
             guard !entries.isEmpty else { throw root.error("publishers", "at least one publisher is required") }
             config.publishers = try entries.map { entry throws(ConfigError) in try publisher(entry) }
@@ -202,6 +234,27 @@ public struct AgentConfiguration: Sendable, Equatable {
             }
         }
         return nil
+    }
+
+    static func prometheus(_ mapping: YAMLMapping) throws(ConfigError) -> PrometheusSettings {
+        try mapping.rejectUnknownKeys(prometheusKeys)
+        guard let listen = try mapping.strings("listen"), !listen.isEmpty else {
+            throw mapping.error("listen", "at least one HOST:PORT address is required")
+        }
+        for address in listen where PrometheusSettings.hostAndPort(address) == nil {
+            throw mapping.error("listen", "'\(address)' is not HOST:PORT (an IPv6 address in brackets: [::1]:9702)")
+        }
+        var settings = PrometheusSettings(listen: listen)
+        settings.certFile = try mapping.string("cert_file")
+        settings.keyFile = try mapping.string("key_file")
+        if (settings.certFile == nil) != (settings.keyFile == nil) {
+            throw mapping.error(settings.certFile == nil ? "key_file" : "cert_file",
+                                "cert_file and key_file go together")
+        }
+        if let intervals = try mapping.int("healthz_intervals", range: 1...1000) {
+            settings.healthzIntervals = intervals
+        }
+        return settings
     }
 
     /// The spool's settings.

@@ -24,20 +24,24 @@ public final class PollService: Service {
     private let retry: Backoff
     private let domainsNotAnswering: @Sendable () -> Int
     private let reloaded: @Sendable (PollingConfiguration) -> Void
+    private let vitals: AgentVitals?
 
     /// Polls `hypervisor` and writes samples stamped by `stamper` to `spool`, in records of `samplesPerRecord` (the
     /// samples of one AMQP message). `loadPolling` reads polling.yaml again on reload; `polling` is what it returned
     /// at start-up. While libvirt is unreachable the cycle is tried again after `retry`'s delays (at most a quarter of
     /// the shortest interval apart), so polling resumes as soon as libvirt answers. `domainsNotAnswering` tells how
     /// many domains the last cycle left out because they did not answer in time (for the summary). `reloaded` is
-    /// told of each configuration a reload put in use.
+    /// told of each configuration a reload put in use. `vitals`, when given, hears of every cycle (the Prometheus
+    /// endpoint, health, systemd's notifications).
     public init(hypervisor: any Hypervisor, stamper: SampleStamper, samplesPerRecord: Int,
                 polling: PollingConfiguration, loadPolling: @escaping @Sendable () throws -> PollingConfiguration,
                 spool: Spool, stats: AgentStats, summaryEveryCycles: Int, retry: Backoff = Backoff(),
                 domainsNotAnswering: @escaping @Sendable () -> Int = { 0 },
-                reloaded: @escaping @Sendable (PollingConfiguration) -> Void = { _ in }, logger: Logger) {
+                reloaded: @escaping @Sendable (PollingConfiguration) -> Void = { _ in }, vitals: AgentVitals? = nil,
+                logger: Logger) {
         self.hypervisor = hypervisor
         self.reloaded = reloaded
+        self.vitals = vitals
         self.retry = retry
         self.domainsNotAnswering = domainsNotAnswering
         self.stamper = stamper
@@ -57,8 +61,9 @@ public final class PollService: Service {
 
     public func run() async throws {
         defer { spool.finish() }
-        var poller = Poller(hypervisor: hypervisor, stamper: stamper, samplesPerRecord: samplesPerRecord,
-                            logger: logger)
+        // With the Prometheus endpoint, the cycles' snapshots go to its exposition too.
+        var poller = Poller(hypervisor: vitals?.exposition?.observing(hypervisor) ?? hypervisor, stamper: stamper,
+                            samplesPerRecord: samplesPerRecord, logger: logger)
         var polling = initialPolling
         var schedule = Schedule(sources: Self.scheduled(polling), start: Clock.monotonic())
         // While libvirt is unreachable: the failed attempts so far, and when to try again if before the next tick.
@@ -70,6 +75,7 @@ public final class PollService: Service {
             retryAt = Clock.monotonic() + min(retry.delay(attempt: failedAttempts), shortest / 4)
         }
         while !Task.isShuttingDownGracefully {
+            vitals?.loopTurned()
             if reloadRequested.withLock({ let requested = $0; $0 = false; return requested }) {
                 polling = reload(polling, schedule: &schedule, poller: &poller)
             }
@@ -116,6 +122,7 @@ public final class PollService: Service {
     /// libvirt answered.
     private func cycle(_ sources: [PollingSource], poller: inout Poller) async -> Bool {
         let result: CycleResult
+        let start = Clock.monotonic()
         do {
             result = try await poller.cycle(sources.map(\.group)) { records in await spool.write(records) }
             if let since = libvirtDownSince.withLock({ let since = $0; $0 = nil; return since }) {
@@ -128,6 +135,7 @@ public final class PollService: Service {
             } else {
                 logger.debug("libvirt still unreachable", metadata: ["error": "\(error)"])
             }
+            vitals?.cycleFailed()
             return false
         }
         await spool.commit()
@@ -139,6 +147,8 @@ public final class PollService: Service {
             return counters
         }
         let notAnswering = domainsNotAnswering()
+        vitals?.cycleCompleted(sources.map(\.group), result: result, seconds: Clock.monotonic() - start,
+                               notAnswering: notAnswering)
         logger.debug("cycle done", metadata: [
             "sources": "\(sources.map(\.name).joined(separator: ","))", "domains": "\(result.domains)",
             "domains_not_answering": "\(notAnswering)", "samples": "\(result.samples)", "refused": "\(result.refused)",
@@ -178,6 +188,8 @@ public final class PollService: Service {
             schedule.replace(with: Self.scheduled(polling), now: Clock.monotonic())
             poller.keepGroups(Set(polling.sources.map(\.name)))
             reloaded(polling)
+            vitals?.exposition?.keepSources(Set(polling.sources.map(\.name)))
+            vitals?.health.setInterval(Self.scheduled(polling).map(\.interval).min() ?? 300)
             let declared = Set(polling.sources.flatMap(\.meters).compactMap { ($0 as? DeclaredMeter)?.name })
             logger.info("polling.yaml reloaded", metadata: [
                 "sources": "\(polling.sources.map(\.name))", "declared_meters": "\(declared.count)",

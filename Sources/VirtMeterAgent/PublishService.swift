@@ -30,12 +30,14 @@ public final class PublishService: Service {
     private let stats: AgentStats
     private let backoff: Backoff
     private let recordsPerDelivery: Int
+    private let vitals: AgentVitals?
     private let logger: Logger
 
     /// `recordsPerDelivery` records (each at most one message) are handed to a publisher at once, so confirms are
-    /// awaited in windows.
+    /// awaited in windows. `vitals`, when given, hears of every delivery (the Prometheus endpoint's metrics).
     public init(spool: Spool, publishers: [any Publisher], stats: AgentStats, backoff: Backoff = Backoff(),
-                recordsPerDelivery: Int = 20, logger: Logger) {
+                recordsPerDelivery: Int = 20, vitals: AgentVitals? = nil, logger: Logger) {
+        self.vitals = vitals
         self.spool = spool
         self.publishers = publishers
         self.stats = stats
@@ -60,6 +62,7 @@ public final class PublishService: Service {
                             $0.publishSeconds += Clock.monotonic() - start
                             $0.publishCalls += 1
                         }
+                        vitals?.published(seconds: Clock.monotonic() - start)
                     } catch {
                         failure = error
                     }
@@ -67,6 +70,7 @@ public final class PublishService: Service {
                 guard let failure else { break }
                 attempt += 1
                 stats.update { $0.publishFailures += 1 }
+                vitals?.publishFailed()
                 if outageStart == nil {
                     outageStart = Clock.monotonic()
                     logger.warning("publishing failed: samples stay in the spool and are retried", metadata: [
@@ -90,6 +94,7 @@ public final class PublishService: Service {
             }
             await spool.acknowledge(batch)
             stats.update { $0.samplesPublished += batch.records.sampleCount }
+            vitals?.delivered(samples: batch.records.sampleCount)
         }
         // The spool ends when polling stops, which happens during a graceful shutdown: stay until the group says so,
         // or it would count this service's end as unexpected.

@@ -133,6 +133,12 @@ struct YAMLMapping {
         return items
     }
 
+    /// A nested mapping (`prometheus`); nil when absent or null.
+    func mapping(_ key: String) throws(ConfigError) -> YAMLMapping? {
+        guard let node = value(key), node.null == nil else { return nil }
+        return try YAMLMapping(file: file, path: keyPath(key), node: node)
+    }
+
     /// A list of mappings (`publishers`, `sources`).
     func mappings(_ key: String) throws(ConfigError) -> [YAMLMapping]? {
         guard let node = value(key) else { return nil }

@@ -38,6 +38,10 @@ struct BenchmarkCommand: AsyncParsableCommand {
     @Flag(help: "Skip the daemon rows.")
     var noDaemon = false
 
+    @Flag(help: ArgumentHelp("Add the rows with the Prometheus endpoint on (poll+prom, daemon+prom, scraped once per "
+                             + "cycle) and the scrape's time and size."))
+    var prometheus = false
+
     @Option(help: .hidden)
     var child: String?
 
@@ -73,12 +77,23 @@ struct BenchmarkCommand: AsyncParsableCommand {
                 if declared > 0 { rows.append(("+\(declared) decl", try childRow("declared", node: node))) }
                 let all = try childRow("all", node: node), unsigned = try childRow("unsigned", node: node)
                 rows += [("poll all", all), ("unsigned", unsigned)]
+                if prometheus { rows.append(("poll+prom", try childRow("prom", node: node))) }
                 if !noDaemon {
                     rows.append(("daemon", try daemonRow(node: node, domains: count, directory: directory)))
+                    if prometheus {
+                        rows.append(("daemon+prom", try daemonRow(node: node, domains: count, directory: directory,
+                                                                  prometheus: true)))
+                    }
                 }
                 for (label, row) in rows { print(row.line(domains: count, label: label, floor: floor)) }
                 print(String(format: "%7d  signing (poll all - unsigned): %.2f us per sample", count,
                              (all.cpuMs - unsigned.cpuMs) * 1000 / Double(max(1, all.samples))))
+                for (label, row) in rows {
+                    guard let ms = row.scrapeMs, let bytes = row.scrapeBytes else { continue }
+                    print(String(format: "%7d  %@  GET /metrics: %.1f ms (median of the scrapes, one per cycle), "
+                                 + "%.2f MiB, %d ceilometer series", count, label, ms,
+                                 Double(bytes) / 1_048_576, row.scrapeSeries ?? 0))
+                }
                 fflush(nil)
             }
         }
@@ -90,6 +105,10 @@ struct BenchmarkCommand: AsyncParsableCommand {
         var cpuMs: Double
         var samples: Int
         var peakRSSMiB: Double
+        /// With the Prometheus endpoint: a scrape's median time, its size and its ceilometer series.
+        var scrapeMs: Double?
+        var scrapeBytes: Int?
+        var scrapeSeries: Int?
 
         func line(domains: Int, label: String, floor: Row) -> String {
             let perSample = samples > 0 ? String(format: "%.2f us", cpuMs * 1000 / Double(samples)) : "-"
@@ -136,22 +155,31 @@ struct BenchmarkCommand: AsyncParsableCommand {
         case "core": row = try await pollRow(uri: uri, meters: InstanceMeters.all)
         case "unsigned": row = try await pollRow(uri: uri, meters: MeterRegistry.builtIn.meters, secret: "")
         case "declared": row = try await pollRow(uri: uri, meters: InstanceMeters.all + Self.declaredMeters(declared))
+        case "prom": row = try await pollRow(uri: uri, meters: MeterRegistry.builtIn.meters, prometheus: true)
         default: row = try await pollRow(uri: uri, meters: MeterRegistry.builtIn.meters)
         }
         FileHandle.standardOutput.write(try JSONEncoder().encode(row))
     }
 
-    /// One poll cycle's figures; `secret` "" writes the samples unsigned (the signing's cost is the difference).
-    private func pollRow(uri: String, meters: [any Meter], secret: String = "bench secret") async throws -> Row {
+    /// One poll cycle's figures; `secret` "" writes the samples unsigned (the signing's cost is the difference). With
+    /// `prometheus`, each cycle also makes the endpoint's exposition, as `virtmeter run` does with it on.
+    private func pollRow(uri: String, meters: [any Meter], secret: String = "bench secret",
+                         prometheus: Bool = false) async throws -> Row {
         let hypervisor = try LibvirtHypervisor(uri: uri)
         hypervisor.request(StatsFieldRequest(meters: meters))
-        var poller = Poller(hypervisor: hypervisor, meters: meters,
-                            stamper: SampleStamper(host: "bench-host", signer: SampleSigner(secret: secret)),
+        let stamper = SampleStamper(host: "bench-host", signer: SampleSigner(secret: secret))
+        let exposition = prometheus ? CeilometerExposition(stamper: stamper) : nil
+        var poller = Poller(hypervisor: exposition?.observing(hypervisor) ?? hypervisor, stamper: stamper,
                             logger: Logger(label: "virtmeter.bench"))
-        _ = try await poller.cycle { _ in }
+        let group = PollingGroup(name: "all", meters: meters)
+        _ = try await poller.cycle([group]) { _ in }
+        exposition?.cycleCompleted([group])
         var times: [(Double, Double)] = [], samples = 0
         for _ in 0..<cycles {
-            times.append(try await Self.timed { samples = try await poller.cycle { _ in }.samples })
+            times.append(try await Self.timed {
+                samples = try await poller.cycle([group]) { _ in }.samples
+                exposition?.cycleCompleted([group])
+            })
         }
         return Row(wallMs: Self.median(times.map(\.0)) * 1000, cpuMs: Self.median(times.map(\.1)) * 1000,
                    samples: samples, peakRSSMiB: Self.peakRSSMiB())
@@ -184,7 +212,8 @@ struct BenchmarkCommand: AsyncParsableCommand {
     /// /proc/PID/stat: every thread, exited ones too) between the end of its second cycle and the end of `cycles`
     /// cycles later, and its peak RSS (VmHWM). Each interval holds one cycle's polling and the previous cycle's
     /// publishing: the whole pipeline in steady state.
-    private func daemonRow(node: URL, domains: Int, directory: URL) throws -> Row {
+    /// With `prometheus`, the daemon serves /metrics, scraped (with curl) once after each cycle.
+    private func daemonRow(node: URL, domains: Int, directory: URL, prometheus: Bool = false) throws -> Row {
         let interval = max(1, Int((Double(domains) / 250).rounded(.up)))
         let measured = domains <= 100 ? max(cycles, 10) : cycles
         let state = directory.appendingPathComponent("state-\(domains)")
@@ -204,6 +233,8 @@ struct BenchmarkCommand: AsyncParsableCommand {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
         process.arguments = ["run", "--config", config.path, "--secret-file", secret.path]
+        let port = prometheus ? Self.freePort() : 0
+        if prometheus { process.arguments! += ["--prometheus-listen", "127.0.0.1:\(port)"] }
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
@@ -236,9 +267,15 @@ struct BenchmarkCommand: AsyncParsableCommand {
         reader.start()
         let needed = 2 + measured
         let deadline = Clock.monotonic() + Double(needed * interval) + 120
+        var scrapes: [(ms: Double, bytes: Int, series: Int)] = [], scraped = 0
         while marks.withLock({ $0.count }) < needed {
             guard process.isRunning, Clock.monotonic() < deadline else {
                 throw CLIError("the daemon did not complete \(needed) cycles (see virtmeter run's log)")
+            }
+            let done = marks.withLock { $0.count }
+            if prometheus, done > scraped {
+                scraped = done
+                if done >= 2, let scrape = Self.scrape("http://127.0.0.1:\(port)/metrics") { scrapes.append(scrape) }
             }
             Thread.sleep(forTimeInterval: 0.05)
         }
@@ -246,7 +283,50 @@ struct BenchmarkCommand: AsyncParsableCommand {
         let taken = marks.withLock { Array($0.prefix(needed)) }
         let cpu = (taken[needed - 1].cpu - taken[1].cpu) / Double(measured)
         let samples = taken[2...].reduce(0) { $0 + $1.samples } / measured
-        return Row(wallMs: Double(interval) * 1000, cpuMs: cpu * 1000, samples: samples, peakRSSMiB: rss)
+        var row = Row(wallMs: Double(interval) * 1000, cpuMs: cpu * 1000, samples: samples, peakRSSMiB: rss)
+        if !scrapes.isEmpty {
+            row.scrapeMs = Self.median(scrapes.map(\.ms))
+            row.scrapeBytes = scrapes.last!.bytes
+            row.scrapeSeries = scrapes.last!.series
+        }
+        return row
+    }
+
+    /// One GET with curl: its time in ms, the body's size and its `ceilometer_` series lines.
+    static func scrape(_ url: String) -> (ms: Double, bytes: Int, series: Int)? {
+        let body = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-scrape-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: body) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        process.arguments = ["-s", "-o", body.path, "-w", "%{time_total} %{size_download}", "--max-time", "30", url]
+        let out = Pipe()
+        process.standardOutput = out
+        guard (try? process.run()) != nil else { return nil }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let parts = String(decoding: data, as: UTF8.self).split(separator: " ")
+        guard process.terminationStatus == 0, parts.count == 2, let seconds = Double(parts[0]),
+              let bytes = Int(parts[1]), let text = try? Data(contentsOf: body)
+        else { return nil }
+        let series = text.split(separator: 0x0A).filter { $0.starts(with: Array("ceilometer_".utf8)) }.count
+        return (seconds * 1000, bytes, series)
+    }
+
+    /// A TCP port on 127.0.0.1 that was free a moment ago.
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     /// `count` declared meters, through the YAML parser, over the two fields libvirt 9's test driver returns in bulk

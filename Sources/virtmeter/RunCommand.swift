@@ -7,6 +7,7 @@ import VirtMeterAgent
 import VirtMeterAMQP
 import VirtMeterCore
 import VirtMeterLibvirt
+import VirtMeterPrometheus
 
 /// `virtmeter run`: the long-running agent. Polls on polling.yaml's schedules, publishes to the configured
 /// publishers, reloads polling.yaml on SIGHUP, shuts down gracefully on SIGTERM and SIGINT.
@@ -48,6 +49,11 @@ struct RunCommand: AsyncParsableCommand {
                                valueName: "path"))
     var stateDir: String?
 
+    @Option(name: .customLong("prometheus-listen"),
+            help: ArgumentHelp("Serve /metrics and /healthz on HOST:PORT ([::1]:9702 for IPv6); repeatable "
+                               + "(replaces the config's prometheus.listen).", valueName: "host:port"))
+    var prometheusListen: [String] = []
+
     func run() async throws {
         // glibc gives each thread that allocates an arena of its own, up to 8 per core, and keeps what they freed:
         // the agent's buffers move between a few threads, so two arenas keep its peak RSS down (about 5 MiB at 1,000
@@ -74,6 +80,15 @@ struct RunCommand: AsyncParsableCommand {
         if let host { settings.host = host }
         if let logLevel { settings.logLevel = logLevel }
         if let stateDir { settings.stateDirectory = stateDir }
+        if !prometheusListen.isEmpty {
+            for address in prometheusListen where PrometheusSettings.hostAndPort(address) == nil {
+                throw CLIError("--prometheus-listen: '\(address)' is not HOST:PORT (an IPv6 address in brackets: "
+                               + "[::1]:9702)")
+            }
+            var prometheus = settings.prometheus ?? PrometheusSettings(listen: [])
+            prometheus.listen = prometheusListen
+            settings.prometheus = prometheus
+        }
         if let publish {
             if publish == "stdout" { settings.publishers = [.stdout] } else { settings.overrideBroker(publish) }
         }
@@ -116,15 +131,30 @@ struct RunCommand: AsyncParsableCommand {
         } catch {
             throw CLIError("spool: \(error)")
         }
+        // The Prometheus endpoint (opt-in) and systemd's notifications (under Type=notify): without either, nothing
+        // listens to the cycles.
+        let notifier = SystemdNotifier()
+        var endpoint: PrometheusEndpoint?
+        var endpointServices: [any Service] = []
+        if let prometheus = settings.prometheus {
+            let server = PrometheusEndpoint(settings: prometheus, stamper: stamper, interval: shortest, spool: spool,
+                                            notifier: notifier, version: VirtMeter.version)
+            endpointServices = try server.services(prometheus, logger: Logger(label: "virtmeter.prometheus"))
+            endpoint = server
+        }
+        let vitals = endpoint?.vitals ?? notifier.map {
+            AgentVitals(exposition: nil, metrics: nil, health: AgentHealth(limitIntervals: 3, interval: shortest),
+                        notifier: $0)
+        }
         let pollService = PollService(
             hypervisor: hypervisor, stamper: stamper, samplesPerRecord: settings.batchSize, polling: polling,
             loadPolling: loadPolling, spool: spool, stats: stats, summaryEveryCycles: settings.summaryEveryCycles,
             retry: Backoff(initial: settings.retryInitial, maximum: settings.retryMaximum),
-            domainsNotAnswering: { hypervisor.lastCounters.notAnswering }, reloaded: requestFields,
+            domainsNotAnswering: { hypervisor.lastCounters.notAnswering }, reloaded: requestFields, vitals: vitals,
             logger: Logger(label: "virtmeter.poll"))
         let publishService = PublishService(
             spool: spool, publishers: publishers, stats: stats,
-            backoff: Backoff(initial: settings.retryInitial, maximum: settings.retryMaximum),
+            backoff: Backoff(initial: settings.retryInitial, maximum: settings.retryMaximum), vitals: vitals,
             logger: Logger(label: "virtmeter.publish"))
         let stopped = Once()
         let logStopped: @Sendable () -> Void = {
@@ -140,12 +170,14 @@ struct RunCommand: AsyncParsableCommand {
             logger.warning("shutdown timeout reached: leaving what is still running; the spool keeps the rest")
             logStopped()
         }
-        // Graceful shutdown runs in reverse order: the backstop's timer, the reload listener, then polling (finishing its cycle and the
-        // queue), then publishing (draining the queue and closing the publishers).
+        // Graceful shutdown runs in reverse order: the backstop's timer, the reload listener, the Prometheus endpoint,
+        // then polling (finishing its cycle and the queue), then publishing (draining the queue and closing the
+        // publishers).
         var configuration = ServiceGroupConfiguration(
             services: [
                 .init(service: publishService, successTerminationBehavior: .gracefullyShutdownGroup),
                 .init(service: pollService, successTerminationBehavior: .gracefullyShutdownGroup),
+            ] + endpointServices.map { .init(service: $0, successTerminationBehavior: .ignore) } + [
                 .init(service: ReloadOnHangup(pollService), successTerminationBehavior: .ignore),
                 .init(service: backstop, successTerminationBehavior: .ignore),
             ],
@@ -156,7 +188,7 @@ struct RunCommand: AsyncParsableCommand {
         configuration.maximumCancellationDuration = nil
         logger.info("virtmeter started", metadata: [
             "libvirt": "\(settings.libvirtURI)", "sources": "\(polling.sources.map(\.name))",
-            "publishers": "\(publishers.count)",
+            "publishers": "\(publishers.count)", "prometheus": "\(settings.prometheus?.listen ?? [])",
         ])
         try await ServiceGroup(configuration: configuration).run()
         logStopped()

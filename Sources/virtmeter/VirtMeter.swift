@@ -4,9 +4,13 @@ import Logging
 
 @main
 struct VirtMeter: AsyncParsableCommand {
+    /// This build's version (`virtmeter --version`, `virtmeter_build_info`).
+    static let version = "0.12.0"
+
     static let configuration = CommandConfiguration(
         commandName: "virtmeter",
         abstract: "Ceilometer-compatible telemetry for the virtual machines of a libvirt host.",
+        version: version,
         subcommands: [
             RunCommand.self, PollCommand.self, MetersCommand.self, TailCommand.self, BenchmarkCommand.self,
             AMQPBenchmarkCommand.self, CheckCommand.self,

@@ -158,6 +158,13 @@ struct AgentConfigurationTests {
          "v.yaml:4: publishers[0].shuffle_nodes: expected true or false"),
         ("host: [a, b]\n", "v.yaml:1: host: expected a single value"),
         ("host: a\n  bad: indentation\n", "v.yaml:2: not valid YAML"),
+        ("prometheus:\n  listen: ['127.0.0.1:9702']\n  port: 1\n", "v.yaml:3: prometheus.port: unknown key"),
+        ("prometheus:\n  listen: ['::1:9702']\n", "v.yaml:2: prometheus.listen: '::1:9702' is not HOST:PORT"),
+        ("prometheus:\n  listen: ['h:99999']\n", "v.yaml:2: prometheus.listen: 'h:99999' is not HOST:PORT"),
+        ("prometheus:\n  cert_file: /c.pem\n", "v.yaml:2: prometheus.listen: at least one HOST:PORT"),
+        ("prometheus:\n  listen: h:1\n  cert_file: /c.pem\n", "v.yaml:3: prometheus.cert_file: cert_file and key_file"),
+        ("prometheus:\n  listen: h:1\n  healthz_intervals: 0\n", "v.yaml:3: prometheus.healthz_intervals: 0 is out"),
+        ("prometheus: on\n", "v.yaml:1: prometheus: expected a mapping"),
     ])
     func errors(_ text: String, _ expected: String) {
         #expect {
@@ -188,6 +195,27 @@ struct AgentConfigurationTests {
         #expect(oslo.url == "amqp://u1@h1:5672,u2@h2:5673/vh" && !oslo.shuffleNodes && !oslo.quorumQueue)
         #expect(list.url == "amqps://u@h1:5671/vh,amqps://u@h2:5671/vh" && list.shuffleNodes && list.quorumQueue)
         #expect(!list.exchangeDurable, "the exchange's durability follows from quorum_queue in the publisher")
+    }
+
+    @Test("prometheus: off by default; listen addresses (IPv6 in brackets), TLS files, the healthz limit")
+    func prometheus() throws {
+        #expect(try AgentConfiguration.parse("", file: "v.yaml").prometheus == nil)
+        let config = try AgentConfiguration.parse("""
+            prometheus:
+              listen: ["127.0.0.1:9702", "[::1]:9702"]
+              cert_file: /etc/virtmeter/prometheus.pem
+              key_file: /etc/virtmeter/prometheus.key
+              healthz_intervals: 5
+            """, file: "v.yaml")
+        let prometheus = try #require(config.prometheus)
+        #expect(prometheus.listen == ["127.0.0.1:9702", "[::1]:9702"])
+        #expect(prometheus.certFile == "/etc/virtmeter/prometheus.pem" && prometheus.keyFile != nil)
+        #expect(prometheus.healthzIntervals == 5)
+        #expect(PrometheusSettings.hostAndPort("[::1]:9702")! == ("::1", 9702))
+        #expect(PrometheusSettings.hostAndPort("localhost:0")! == ("localhost", 0))
+        #expect(PrometheusSettings.hostAndPort("9702") == nil && PrometheusSettings.hostAndPort("[::1]") == nil)
+        #expect(try AgentConfiguration.parse("prometheus: {listen: h:1}", file: "v.yaml").prometheus?.healthzIntervals
+                == 3)
     }
 
     @Test("a missing or huge file is refused with its name")
