@@ -363,18 +363,18 @@ final class AMQPConnection {
 }
 
 /// The AMQP basic properties virtmeter sets and checks.
-public struct AMQPProperties: Sendable, Equatable {
+package struct AMQPProperties: Sendable, Equatable {
     /// `application/json` for notifications.
-    public var contentType: String?
+    package var contentType: String?
     /// `utf-8` for notifications.
-    public var contentEncoding: String?
+    package var contentEncoding: String?
     /// 2: persistent.
-    public var deliveryMode: Int?
+    package var deliveryMode: Int?
     /// 0 for notifications.
-    public var priority: Int?
+    package var priority: Int?
 
     /// Properties with the given values (nil: not set).
-    public init(contentType: String?, contentEncoding: String?, deliveryMode: Int?, priority: Int?) {
+    package init(contentType: String?, contentEncoding: String?, deliveryMode: Int?, priority: Int?) {
         self.contentType = contentType
         self.contentEncoding = contentEncoding
         self.deliveryMode = deliveryMode

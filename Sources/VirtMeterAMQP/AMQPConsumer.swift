@@ -3,42 +3,42 @@ import Logging
 import VirtMeterCore
 
 /// One message as a consumer received it.
-public struct AMQPDelivery: Sendable {
+package struct AMQPDelivery: Sendable {
     /// The message body (an oslo.messaging envelope for notifications).
-    public var body: [UInt8]
+    package var body: [UInt8]
     /// The exchange it was published to.
-    public var exchange: String
+    package var exchange: String
     /// The routing key it was published with.
-    public var routingKey: String
+    package var routingKey: String
     /// The broker's delivery tag on the consumer's channel.
-    public var deliveryTag: UInt64
+    package var deliveryTag: UInt64
     /// Whether the broker delivered it before.
-    public var redelivered: Bool
+    package var redelivered: Bool
     /// Its basic properties.
-    public var properties: AMQPProperties
+    package var properties: AMQPProperties
 }
 
 /// What `AMQPConsumer` reads.
-public struct AMQPConsumerConfiguration: Sendable {
+package struct AMQPConsumerConfiguration: Sendable {
     /// The broker and credentials.
-    public var url: AMQPURL
+    package var url: AMQPURL
     /// TLS settings, used when `url` is `amqps`.
-    public var tls: AMQPTLSOptions
+    package var tls: AMQPTLSOptions
     /// The exchange to bind to (declared with `durableExchange` unless it exists).
-    public var exchange: String
+    package var exchange: String
     /// Whether the exchange is declared durable; must match an existing exchange.
-    public var durableExchange: Bool
+    package var durableExchange: Bool
     /// The routing key to bind with (`notifications.sample`).
-    public var routingKey: String
+    package var routingKey: String
     /// A queue to read instead of binding an exclusive auto-delete queue of its own (it must exist).
-    public var queue: String?
+    package var queue: String?
     /// How long connecting may take, in seconds.
-    public var timeoutSeconds: Double
+    package var timeoutSeconds: Double
     /// AMQP heartbeat in seconds (0: none); serviced while waiting for messages.
-    public var heartbeatSeconds: Int
+    package var heartbeatSeconds: Int
 
     /// A consumer of `routingKey` on `exchange` (by default ceilometer's samples), or of `queue`.
-    public init(url: AMQPURL, tls: AMQPTLSOptions = AMQPTLSOptions(), exchange: String = "ceilometer",
+    package init(url: AMQPURL, tls: AMQPTLSOptions = AMQPTLSOptions(), exchange: String = "ceilometer",
                 durableExchange: Bool = false, routingKey: String = "notifications.sample", queue: String? = nil,
                 timeoutSeconds: Double = 10, heartbeatSeconds: Int = 60) {
         self.url = url
@@ -57,34 +57,34 @@ public struct AMQPConsumerConfiguration: Sendable {
 ///
 /// The connection lives on a serial dispatch queue of its own; `next` suspends the caller while that queue blocks
 /// in librabbitmq, which services heartbeats as it waits.
-public final class AMQPConsumer: Sendable {
+package final class AMQPConsumer: Sendable {
     /// The settings in use.
-    public let configuration: AMQPConsumerConfiguration
+    package let configuration: AMQPConsumerConfiguration
     private let queue = DispatchQueue(label: "virtmeter.amqp.consumer")
     private let link: ConsumerLink
 
     /// A consumer for `configuration`; call `connect()` before `next`.
-    public init(configuration: AMQPConsumerConfiguration, logger: Logger = Logger(label: "virtmeter.amqp")) {
+    package init(configuration: AMQPConsumerConfiguration, logger: Logger = Logger(label: "virtmeter.amqp")) {
         self.configuration = configuration
         link = ConsumerLink(configuration: configuration, logger: logger)
     }
 
     /// Connects, declares and binds, and starts consuming. Returns the name of the queue it reads.
     /// Throws `AMQPError`.
-    public func connect() async throws -> String {
+    package func connect() async throws -> String {
         let link = self.link
         return try await onQueue { () throws(AMQPError) in try link.connect() }
     }
 
     /// The next message, or nil when none came within `timeoutSeconds`. Throws `AMQPError` when the connection is
     /// lost or the broker closes the channel.
-    public func next(timeoutSeconds: Double) async throws -> AMQPDelivery? {
+    package func next(timeoutSeconds: Double) async throws -> AMQPDelivery? {
         let link = self.link
         return try await onQueue { () throws(AMQPError) in try link.next(timeoutSeconds: timeoutSeconds) }
     }
 
     /// Closes the connection.
-    public func close() async {
+    package func close() async {
         let link = self.link
         try? await onQueue { () throws(AMQPError) in link.close() }
     }

@@ -2,38 +2,38 @@ import VirtMeterCore
 
 /// A broker operation that failed: what was being done, the AMQP reply code or library status, and the message.
 /// Never carries a password.
-public struct AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
+package struct AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
     /// What was being done ("connect to localhost:5672", "declare exchange 'ceilometer'").
-    public var operation: String
+    package var operation: String
     /// The AMQP reply code (403, 404, 406, ...) or librabbitmq's negative status; 0 when neither applies.
-    public var code: Int
+    package var code: Int
     /// What went wrong, in words.
-    public var message: String
+    package var message: String
 
     /// An error for `operation` with `code` and `message`.
-    public init(operation: String, code: Int = 0, message: String) {
+    package init(operation: String, code: Int = 0, message: String) {
         self.operation = operation
         self.code = code
         self.message = message
     }
 
     /// One line: `AMQP <operation>: <message>`.
-    public var description: String { "AMQP \(operation): \(message)" }
+    package var description: String { "AMQP \(operation): \(message)" }
 }
 
 /// Messages that the broker did not confirm: a nack, a closed channel or a lost connection. The caller may retry
 /// them; nothing about them is known to be delivered.
-public struct AMQPUnconfirmedError: Error, Sendable, CustomStringConvertible {
+package struct AMQPUnconfirmedError: Error, Sendable, CustomStringConvertible {
     /// The indexes of the records (one message each) that were not confirmed, ascending.
-    public var records: [Int]
+    package var records: [Int]
     /// The samples in those records.
-    public var samples: Int
+    package var samples: Int
     /// How many records `publish` was given.
-    public var total: Int
+    package var total: Int
     /// Why they were not confirmed.
-    public var reason: AMQPError
+    package var reason: AMQPError
 
-    public init(records: [Int], samples: Int, total: Int, reason: AMQPError) {
+    package init(records: [Int], samples: Int, total: Int, reason: AMQPError) {
         self.records = records
         self.samples = samples
         self.total = total
@@ -41,7 +41,7 @@ public struct AMQPUnconfirmedError: Error, Sendable, CustomStringConvertible {
     }
 
     /// One line naming how many messages and samples were not confirmed, and why.
-    public var description: String {
+    package var description: String {
         "\(records.count) of \(total) messages (\(samples) samples) not confirmed by the broker: \(reason)"
     }
 }

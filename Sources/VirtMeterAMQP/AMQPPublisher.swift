@@ -5,38 +5,38 @@ import Logging
 import VirtMeterCore
 
 /// How `AMQPPublisher` reaches the broker and routes samples; the defaults are ceilometer's.
-public struct AMQPPublisherConfiguration: Sendable {
+package struct AMQPPublisherConfiguration: Sendable {
     /// The broker and credentials (the first node of a cluster).
-    public var url: AMQPURL
+    package var url: AMQPURL
     /// The other nodes of the broker's cluster, each with its own credentials, tried in turn after `url`.
-    public var failoverNodes: [AMQPURL]
+    package var failoverNodes: [AMQPURL]
     /// Whether the nodes' order is shuffled once at start, so that many agents do not all pick the first node.
-    public var shuffleNodes: Bool
+    package var shuffleNodes: Bool
     /// TLS settings, used when `url` is `amqps`.
-    public var tls: AMQPTLSOptions
+    package var tls: AMQPTLSOptions
     /// The exchange (`ceilometer`, type topic).
-    public var exchange: String
+    package var exchange: String
     /// Whether the exchange is declared durable; must match an existing exchange (ceilometer's is not durable).
     /// A durable exchange gets a durable classic queue.
-    public var durableExchange: Bool
+    package var durableExchange: Bool
     /// Whether the `<topic>.sample` queue is a quorum queue (durable, `x-queue-type: quorum`, replicated over the
     /// cluster's nodes), as oslo.messaging's `rabbit_quorum_queue` declares it; implies a durable exchange.
-    public var quorumQueue: Bool
+    package var quorumQueue: Bool
     /// The notification topic; the routing key and the queue are `<topic>.sample`.
-    public var topic: String
+    package var topic: String
     /// Whether to declare and bind the `<topic>.sample` queue on every (re)connect, as oslo.messaging's notifier does.
-    public var declareQueue: Bool
+    package var declareQueue: Bool
     /// At most this many messages in flight before waiting for their confirms.
-    public var confirmWindow: Int
+    package var confirmWindow: Int
     /// How long to wait for the confirms of a window, and for connecting, in seconds.
-    public var timeoutSeconds: Double
+    package var timeoutSeconds: Double
     /// AMQP heartbeat in seconds (0: none); serviced between publishes by a timer on the connection's queue.
-    public var heartbeatSeconds: Int
+    package var heartbeatSeconds: Int
     /// `publisher_id` of the notifications.
-    public var publisherID: String
+    package var publisherID: String
 
     /// A configuration for `url` with ceilometer's defaults.
-    public init(url: AMQPURL, failoverNodes: [AMQPURL] = [], shuffleNodes: Bool = false,
+    package init(url: AMQPURL, failoverNodes: [AMQPURL] = [], shuffleNodes: Bool = false,
                 tls: AMQPTLSOptions = AMQPTLSOptions(), exchange: String = "ceilometer", durableExchange: Bool = false,
                 quorumQueue: Bool = false, topic: String = "notifications", declareQueue: Bool = true,
                 confirmWindow: Int = 256, timeoutSeconds: Double = 10, heartbeatSeconds: Int = 60,
@@ -57,10 +57,10 @@ public struct AMQPPublisherConfiguration: Sendable {
     }
 
     /// `<topic>.sample`: the routing key, and the name of the queue the notification agent reads.
-    public var routingKey: String { topic + ".sample" }
+    package var routingKey: String { topic + ".sample" }
 
     /// Every node, `url` first.
-    public var nodes: [AMQPURL] { [url] + failoverNodes }
+    package var nodes: [AMQPURL] { [url] + failoverNodes }
 
     /// Whether the exchange and the queue are declared durable: asked for, or implied by a quorum queue.
     var durable: Bool { durableExchange || quorumQueue }
@@ -73,15 +73,15 @@ public struct AMQPPublisherConfiguration: Sendable {
 /// The connection lives on a serial dispatch queue of its own and is only touched there; `publish` suspends the
 /// caller while that queue does the blocking work, so the cooperative pool never blocks. It connects on first use,
 /// and again after any failure. A timer on the same queue services heartbeats between publishes.
-public final class AMQPPublisher: Publisher {
+package final class AMQPPublisher: Publisher {
     /// The settings in use.
-    public let configuration: AMQPPublisherConfiguration
+    package let configuration: AMQPPublisherConfiguration
     private let logger: Logger
     private let queue: DispatchQueue
     private let link: PublisherLink
 
     /// A publisher for `configuration`; nothing connects until `connect()` or the first `publish`.
-    public init(configuration: AMQPPublisherConfiguration, logger: Logger = Logger(label: "virtmeter.amqp")) {
+    package init(configuration: AMQPPublisherConfiguration, logger: Logger = Logger(label: "virtmeter.amqp")) {
         self.configuration = configuration
         self.logger = logger
         queue = DispatchQueue(label: "virtmeter.amqp.publisher")
@@ -89,7 +89,7 @@ public final class AMQPPublisher: Publisher {
     }
 
     /// Connects now (declaring the exchange and queue) instead of at the first publish. Throws `AMQPError`.
-    public func connect() async throws {
+    package func connect() async throws {
         let link = self.link
         try await onQueue { () throws(AMQPError) in _ = try link.connection() }
     }
@@ -98,7 +98,7 @@ public final class AMQPPublisher: Publisher {
     /// go out as they are, escaped into the envelope in one pass. Throws `AMQPError` when nothing could be sent
     /// (connecting or declaring failed), and `AMQPUnconfirmedError` naming the records that were nacked or lost with
     /// the connection.
-    public func publish(_ records: SampleRecords) async throws {
+    package func publish(_ records: SampleRecords) async throws {
         guard !records.spans.isEmpty else { return }
         let publisherID = configuration.publisherID
         let failure = try await send(count: records.spans.count) { index in
@@ -136,13 +136,13 @@ public final class AMQPPublisher: Publisher {
 
     /// Deletes the `<topic>.sample` queue (for benchmarks and tests that made their own topic).
     /// Throws `AMQPError`.
-    public func deleteQueue() async throws {
+    package func deleteQueue() async throws {
         let link = self.link
         try await onQueue { () throws(AMQPError) in try link.connection().deleteQueue(link.queueName) }
     }
 
     /// Closes the connection (it reopens on the next publish).
-    public func close() async {
+    package func close() async {
         let link = self.link
         try? await onQueue { () throws(AMQPError) in link.disconnect() }
     }

@@ -1,23 +1,23 @@
 /// Where a broker is and how to log in: `amqp://user:password@host:port/vhost` or `amqps://...` for TLS.
 /// Its `description` never shows the password.
-public struct AMQPURL: Sendable, Equatable, CustomStringConvertible {
+package struct AMQPURL: Sendable, Equatable, CustomStringConvertible {
     /// Whether the connection uses TLS (`amqps`).
-    public var tls: Bool
+    package var tls: Bool
     /// The broker's host name or address, as the TLS certificate must name it.
-    public var host: String
+    package var host: String
     /// The broker's port (5672, or 5671 for `amqps`, when the URL gives none).
-    public var port: Int
+    package var port: Int
     /// The virtual host (`/` when the URL has no path).
-    public var vhost: String
+    package var vhost: String
     /// The user name (`guest` when the URL has none).
-    public var user: String
+    package var user: String
     /// The password (`guest` when neither the URL nor a file or the environment gives one).
-    public var password: String
+    package var password: String
 
     /// Parses `text`. The user, password and vhost are percent-decoded (`%2F` is `/`); an empty path is the vhost
     /// `/`. Throws `AMQPError` for another scheme, a missing host, a bad port or a bad percent escape; the error
     /// names the part that is wrong and never quotes the URL (a password may be anywhere in it when it is malformed).
-    public init(_ text: String) throws(AMQPError) {
+    package init(_ text: String) throws(AMQPError) {
         let scheme: String
         var rest: Substring
         if text.hasPrefix("amqps://") {
@@ -80,7 +80,7 @@ public struct AMQPURL: Sendable, Equatable, CustomStringConvertible {
     /// separated by commas (`amqp://u@h1/vh,amqp://u@h2/vh`, how a YAML list arrives). A part without a path takes
     /// the vhost of the last part. Every node must use the same scheme: `amqp://` and `amqps://` mixed throw, as do
     /// empty parts and whatever `init` refuses. A comma inside a user or password must be written `%2C`.
-    public static func list(_ text: String) throws(AMQPError) -> [AMQPURL] {
+    package static func list(_ text: String) throws(AMQPError) -> [AMQPURL] {
         let parts = text.split(separator: ",", omittingEmptySubsequences: false)
         guard let first = parts.first, first.hasPrefix("amqp://") || first.hasPrefix("amqps://") else {
             throw AMQPError(operation: "parse URL", message: "the URL must start with amqp:// or amqps://")
@@ -109,14 +109,14 @@ public struct AMQPURL: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The URL with the password replaced by `***`: safe for logs and error messages.
-    public var description: String {
+    package var description: String {
         let hostText = host.contains(":") ? "[\(host)]" : host
         let vhostText = vhost == "/" ? "" : Self.percentEncoded(vhost)
         return "\(tls ? "amqps" : "amqp")://\(Self.percentEncoded(user)):***@\(hostText):\(port)/\(vhostText)"
     }
 
     /// `host:port`, for messages about the network.
-    public var endpoint: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    package var endpoint: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
     static func percentDecoded(_ text: Substring, what: String) throws(AMQPError) -> String {
         guard text.contains("%") else { return String(text) }
@@ -154,21 +154,21 @@ public struct AMQPURL: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// TLS settings for an `amqps` connection. Peer and host name verification are on unless turned off.
-public struct AMQPTLSOptions: Sendable, Equatable {
+package struct AMQPTLSOptions: Sendable, Equatable {
     /// PEM file of the CA that signed the broker's certificate (nil: only the URL scheme asks for TLS, and the
     /// connection fails verification unless `verifyPeer` is off).
-    public var caFile: String?
+    package var caFile: String?
     /// PEM client certificate, for brokers that ask for one.
-    public var certFile: String?
+    package var certFile: String?
     /// PEM key of `certFile`.
-    public var keyFile: String?
+    package var keyFile: String?
     /// Whether the broker's certificate must chain to `caFile`.
-    public var verifyPeer: Bool
+    package var verifyPeer: Bool
     /// Whether the broker's certificate must name the URL's host.
-    public var verifyHostname: Bool
+    package var verifyHostname: Bool
 
     /// TLS settings; verification is on by default.
-    public init(caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil, verifyPeer: Bool = true,
+    package init(caFile: String? = nil, certFile: String? = nil, keyFile: String? = nil, verifyPeer: Bool = true,
                 verifyHostname: Bool = true) {
         self.caFile = caFile
         self.certFile = certFile

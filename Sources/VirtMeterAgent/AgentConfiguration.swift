@@ -3,32 +3,32 @@ import Logging
 import VirtMeterCore
 
 /// Settings of an AMQP publisher as virtmeter.yaml gives them; the executable turns them into a connection.
-public struct AMQPPublisherSettings: Sendable, Equatable {
+package struct AMQPPublisherSettings: Sendable, Equatable {
     /// `amqp://user@host:port/vhost` or `amqps://...`, or a cluster's nodes in oslo's form
     /// (`amqp://u@h1:5672,u@h2:5673/vhost`; a YAML list arrives joined with commas); the password belongs in
     /// `passwordFile`, not here.
-    public var url: String
-    public var passwordFile: String?
+    package var url: String
+    package var passwordFile: String?
     /// Whether the nodes' order is shuffled once at start (else they are tried in the order given).
-    public var shuffleNodes = false
-    public var exchange = "ceilometer"
-    public var exchangeDurable = false
+    package var shuffleNodes = false
+    package var exchange = "ceilometer"
+    package var exchangeDurable = false
     /// Whether `<topic>.sample` is declared as a quorum queue (with a durable exchange), as oslo's
     /// `rabbit_quorum_queue`.
-    public var quorumQueue = false
-    public var topic = "notifications"
-    public var declareQueue = true
-    public var caFile: String?
-    public var certFile: String?
-    public var keyFile: String?
-    public var verifyHostname = true
-    public var heartbeatSeconds = 60
+    package var quorumQueue = false
+    package var topic = "notifications"
+    package var declareQueue = true
+    package var caFile: String?
+    package var certFile: String?
+    package var keyFile: String?
+    package var verifyHostname = true
+    package var heartbeatSeconds = 60
 
-    public init(url: String) { self.url = url }
+    package init(url: String) { self.url = url }
 }
 
 /// Where samples go.
-public enum PublisherSettings: Sendable, Equatable {
+package enum PublisherSettings: Sendable, Equatable {
     case amqp(AMQPPublisherSettings)
     case stdout
     /// JSON lines appended to a file.
@@ -36,20 +36,20 @@ public enum PublisherSettings: Sendable, Equatable {
 }
 
 /// The opt-in Prometheus endpoint of `virtmeter run` (virtmeter.yaml's `prometheus:`).
-public struct PrometheusSettings: Sendable, Equatable {
+package struct PrometheusSettings: Sendable, Equatable {
     /// `HOST:PORT` addresses to listen on (`127.0.0.1:9702`, `[::1]:9702`).
-    public var listen: [String]
+    package var listen: [String]
     /// PEM certificate (chain) and private key: with both, the endpoint serves HTTPS only.
-    public var certFile: String?
-    public var keyFile: String?
+    package var certFile: String?
+    package var keyFile: String?
     /// `/healthz` answers 503 once libvirt was unreachable, or no cycle completed, for longer than this many of the
     /// shortest polling interval.
-    public var healthzIntervals = 3
+    package var healthzIntervals = 3
 
-    public init(listen: [String]) { self.listen = listen }
+    package init(listen: [String]) { self.listen = listen }
 
     /// The host and port of a `listen` address, or nil when it is not `HOST:PORT` (an IPv6 host in brackets).
-    public static func hostAndPort(_ address: String) -> (host: String, port: Int)? {
+    package static func hostAndPort(_ address: String) -> (host: String, port: Int)? {
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
               (0...65535).contains(port) else { return nil }
         var host = String(address[..<colon])
@@ -64,44 +64,44 @@ public struct PrometheusSettings: Sendable, Equatable {
 }
 
 /// virtmeter.yaml: everything `virtmeter run` needs. Every key has a default, so no file at all is a valid setup.
-public struct AgentConfiguration: Sendable, Equatable {
+package struct AgentConfiguration: Sendable, Equatable {
     /// This compute host's name, put in the samples' metadata.
-    public var host = ProcessInfo.processInfo.hostName
-    public var libvirtURI = "qemu:///system"
+    package var host = ProcessInfo.processInfo.hostName
+    package var libvirtURI = "qemu:///system"
     /// polling.yaml; nil means the built-in default (every meter every 300 s).
-    public var pollingFile: String?
+    package var pollingFile: String?
     /// Directory of `*.yaml` files declaring meters over libvirt's bulk stats; nil: built-in meters only.
-    public var metersDirectory: String?
+    package var metersDirectory: String?
     /// The telemetry secret that signs samples; nil means unsigned samples.
-    public var secretFile: String?
-    public var publishers: [PublisherSettings] = [.stdout]
+    package var secretFile: String?
+    package var publishers: [PublisherSettings] = [.stdout]
     /// At most this many samples per published message.
-    public var batchSize = 50
-    public var logLevel = Logger.Level.info
+    package var batchSize = 50
+    package var logLevel = Logger.Level.info
     /// Seconds that a shutdown waits for the broker to confirm what was handed over.
-    public var shutdownTimeout = 10.0
+    package var shutdownTimeout = 10.0
     /// An info summary every this many cycles (0: never).
-    public var summaryEveryCycles = 10
+    package var summaryEveryCycles = 10
     /// Where virtmeter keeps its state: the spool lives in `<state_dir>/spool`. systemd's StateDirectory= sets
     /// $STATE_DIRECTORY, which is the default when present.
-    public var stateDirectory = ProcessInfo.processInfo.environment["STATE_DIRECTORY"] ?? "/var/lib/virtmeter"
+    package var stateDirectory = ProcessInfo.processInfo.environment["STATE_DIRECTORY"] ?? "/var/lib/virtmeter"
     /// Largest size of the spool in MiB; beyond it the oldest samples are dropped (counted, logged).
-    public var spoolCapMiB = 256
-    public var spoolFsync = FsyncPolicy.batch
+    package var spoolCapMiB = 256
+    package var spoolFsync = FsyncPolicy.batch
     /// Seconds before the first retry of a failed delivery, and the longest wait between retries.
-    public var retryInitial = 0.5
-    public var retryMaximum = 30.0
+    package var retryInitial = 0.5
+    package var retryMaximum = 30.0
     /// Which domains are sampled and what is filled in (`sample_shut_off_domains`,
     /// `user_and_project_names_from_nova`, `domains_without_nova_metadata`).
-    public var inspection = InspectionOptions()
+    package var inspection = InspectionOptions()
     /// The Prometheus endpoint; nil (the default): none.
-    public var prometheus: PrometheusSettings?
+    package var prometheus: PrometheusSettings?
 
     /// The default configuration file.
-    public static let defaultFile = "/etc/virtmeter/virtmeter.yaml"
+    package static let defaultFile = "/etc/virtmeter/virtmeter.yaml"
     /// The environment variables that override the file (for containers).
-    public static let brokerURLVariable = "VIRTMETER_AMQP_URL"
-    public static let secretFileVariable = "VIRTMETER_SECRET_FILE"
+    package static let brokerURLVariable = "VIRTMETER_AMQP_URL"
+    package static let secretFileVariable = "VIRTMETER_SECRET_FILE"
 
     static let topLevelKeys = ["host", "libvirt_uri", "polling_file", "meters_dir", "secret_file", "publishers",
                                "batch_size", "log_level", "shutdown_timeout", "summary_every_cycles", "state_dir",
@@ -113,16 +113,16 @@ public struct AgentConfiguration: Sendable, Equatable {
                            "verify_hostname", "heartbeat"]
 
     /// The built-in defaults.
-    public init() {}
+    package init() {}
 
     /// Reads virtmeter.yaml. Unknown keys, wrong types and missing required values throw `ConfigError` naming the
     /// file, the line and the key.
-    public static func load(file: String) throws(ConfigError) -> AgentConfiguration {
+    package static func load(file: String) throws(ConfigError) -> AgentConfiguration {
         try parse(YAMLMapping.load(file: file))
     }
 
     /// Parses virtmeter.yaml's `text` as if read from `file`.
-    public static func parse(_ text: String, file: String) throws(ConfigError) -> AgentConfiguration {
+    package static func parse(_ text: String, file: String) throws(ConfigError) -> AgentConfiguration {
         try parse(YAMLMapping.parse(text, file: file))
     }
 
@@ -258,20 +258,20 @@ public struct AgentConfiguration: Sendable, Equatable {
     }
 
     /// The spool's settings.
-    public var spool: SpoolConfiguration {
+    package var spool: SpoolConfiguration {
         SpoolConfiguration(directory: stateDirectory + "/spool", capBytes: spoolCapMiB << 20, fsync: spoolFsync)
     }
 
     /// Applies the environment overrides: `VIRTMETER_AMQP_URL` replaces the URL of every AMQP publisher (or adds
     /// one when there is none), `VIRTMETER_SECRET_FILE` the secret file.
-    public mutating func applyEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) {
+    package mutating func applyEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) {
         if let url = environment[Self.brokerURLVariable], !url.isEmpty { overrideBroker(url) }
         if let secret = environment[Self.secretFileVariable], !secret.isEmpty { secretFile = secret }
     }
 
     /// Points every AMQP publisher at `url`, keeping their other settings; replaces the publishers with one AMQP
     /// publisher when none is configured.
-    public mutating func overrideBroker(_ url: String) {
+    package mutating func overrideBroker(_ url: String) {
         var replaced = false
         publishers = publishers.map { publisher in
             guard case .amqp(var settings) = publisher else { return publisher }

@@ -5,7 +5,7 @@ import VirtMeterCore
 
 /// The agent's own metrics (`virtmeter_*`), instrumented with swift-metrics on a factory of the caller's (the
 /// Prometheus endpoint's registry). Units are in the names, as Prometheus's conventions ask.
-public final class AgentMetrics: Sendable {
+package final class AgentMetrics: Sendable {
     let cycles: Counter
     let cycleDuration: Metrics.Timer
     let domains: Gauge
@@ -27,7 +27,7 @@ public final class AgentMetrics: Sendable {
     private let spoolSeen = Mutex(SpoolCounters())
 
     /// Every metric made by `factory`; `virtmeter_build_info{version=...}` is 1.
-    public init(factory: any MetricsFactory, version: String) {
+    package init(factory: any MetricsFactory, version: String) {
         func counter(_ name: String) -> Counter { Counter(label: name, factory: factory) }
         func gauge(_ name: String) -> Gauge { Gauge(label: name, factory: factory) }
         cycles = counter("virtmeter_cycles_total")
@@ -54,7 +54,7 @@ public final class AgentMetrics: Sendable {
     }
 
     /// Brings the spool's figures up to date (at each scrape: the spool keeps them behind a lock of its own).
-    public func refresh(spool: SpoolCounters) {
+    package func refresh(spool: SpoolCounters) {
         spoolBytes.record(spool.pendingBytes)
         spoolRecords.record(spool.pendingRecords)
         let seen = spoolSeen.withLock { seen in
@@ -73,7 +73,7 @@ public final class AgentMetrics: Sendable {
 
 /// Whether the agent is healthy, for `GET /healthz`: cycles complete on schedule, libvirt answers, the spool keeps
 /// under its cap. The limit is a number of the shortest polling interval.
-public final class AgentHealth: Sendable {
+package final class AgentHealth: Sendable {
     private struct State {
         var started: Double
         var interval: Double
@@ -84,17 +84,17 @@ public final class AgentHealth: Sendable {
     }
 
     /// The limit in intervals.
-    public let limitIntervals: Int
+    package let limitIntervals: Int
     private let state: Mutex<State>
 
     /// Healthy until `limitIntervals` times `interval` seconds pass without a completed cycle (from `now` at first).
-    public init(limitIntervals: Int, interval: Double, now: Double = Clock.monotonic()) {
+    package init(limitIntervals: Int, interval: Double, now: Double = Clock.monotonic()) {
         self.limitIntervals = limitIntervals
         state = Mutex(State(started: now, interval: interval))
     }
 
     /// The shortest polling interval changed (polling.yaml reloaded).
-    public func setInterval(_ interval: Double) { state.withLock { $0.interval = interval } }
+    package func setInterval(_ interval: Double) { state.withLock { $0.interval = interval } }
 
     func cycleCompleted(now: Double) {
         state.withLock {
@@ -109,7 +109,7 @@ public final class AgentHealth: Sendable {
 
     /// Nil when healthy, else the one-line reason: libvirt unreachable, or no cycle completed, for longer than the
     /// limit, or the spool dropped samples (over its cap) within the limit.
-    public func problem(spool: SpoolCounters, now: Double = Clock.monotonic()) -> String? {
+    package func problem(spool: SpoolCounters, now: Double = Clock.monotonic()) -> String? {
         state.withLock { state in
             let limit = Double(limitIntervals) * state.interval
             let limitText = "limit \(limitIntervals) intervals = \(seconds(limit)) s"
@@ -139,7 +139,7 @@ public final class AgentHealth: Sendable {
 /// sd_notify without libsystemd: `READY=1` and `WATCHDOG=1` as datagrams on `$NOTIFY_SOCKET` (a path, or an
 /// abstract socket when it starts with `@`). The watchdog is kept when `$WATCHDOG_USEC` asks for it (and
 /// `$WATCHDOG_PID`, if set, is this process), at twice the rate systemd checks.
-public final class SystemdNotifier: Sendable {
+package final class SystemdNotifier: Sendable {
     private let socket: Int32
     private let address: sockaddr_un
     private let addressLength: socklen_t
@@ -149,7 +149,7 @@ public final class SystemdNotifier: Sendable {
 
     /// A notifier for `environment`'s `NOTIFY_SOCKET`, or nil when there is none (not started by systemd with
     /// Type=notify) or it cannot be used.
-    public init?(environment: [String: String] = ProcessInfo.processInfo.environment) {
+    package init?(environment: [String: String] = ProcessInfo.processInfo.environment) {
         guard let path = environment["NOTIFY_SOCKET"], !path.isEmpty else { return nil }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
@@ -177,7 +177,7 @@ public final class SystemdNotifier: Sendable {
 
     /// Sends `text` (`READY=1`, `WATCHDOG=1`); returns whether it went.
     @discardableResult
-    public func send(_ text: String) -> Bool {
+    package func send(_ text: String) -> Bool {
         var address = self.address
         let bytes = Array(text.utf8)
         let sent = withUnsafePointer(to: &address) { pointer in
@@ -206,14 +206,14 @@ public final class SystemdNotifier: Sendable {
 /// What `virtmeter run` tells beyond its samples: the latest exposition and the agent's metrics for the Prometheus
 /// endpoint, its health, and systemd's notifications. The poll and publish services report to it when it exists;
 /// without the endpoint and without systemd's notify socket there is none, and they do nothing more than before.
-public final class AgentVitals: Sendable {
+package final class AgentVitals: Sendable {
     /// Nil without the Prometheus endpoint.
-    public let exposition: CeilometerExposition?
-    public let metrics: AgentMetrics?
-    public let health: AgentHealth
-    public let notifier: SystemdNotifier?
+    package let exposition: CeilometerExposition?
+    package let metrics: AgentMetrics?
+    package let health: AgentHealth
+    package let notifier: SystemdNotifier?
 
-    public init(exposition: CeilometerExposition?, metrics: AgentMetrics?, health: AgentHealth,
+    package init(exposition: CeilometerExposition?, metrics: AgentMetrics?, health: AgentHealth,
                 notifier: SystemdNotifier?) {
         self.exposition = exposition
         self.metrics = metrics

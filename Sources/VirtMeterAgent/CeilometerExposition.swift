@@ -10,15 +10,15 @@ import VirtMeterCore
 /// One difference, where ceilometer fails: prometheus_client refuses a sample whose label names differ in number
 /// from the first sample of its family (a domain without nova metadata beside nova's instances); here each series
 /// keeps its own labels, which Prometheus accepts.
-public enum CeilometerFormat {
+package enum CeilometerFormat {
     /// `ceilometer_` and the counter name with dots as underscores.
-    public static func metricName(_ counterName: String) -> String {
+    package static func metricName(_ counterName: String) -> String {
         "ceilometer_" + counterName.replacing(".", with: "_")
     }
 
     /// `_gen_labels` up to `resource`: the plugin label, publisher, type, counter, project, project_name, user,
     /// user_name, unit and resource, each optional one present when its value is not empty.
-    public static func sampleLabels(name: String, resourceID: String, projectID: String?, projectName: String?,
+    package static func sampleLabels(name: String, resourceID: String, projectID: String?, projectName: String?,
                                     userID: String?, userName: String?, unit: String) -> [(String, String)] {
         let shards = name.split(separator: ".", omittingEmptySubsequences: false)
         var labels: [(String, String)] = []
@@ -41,7 +41,7 @@ public enum CeilometerFormat {
 
     /// `_gen_labels` from `resource_metadata` on (when it is not empty): vm_instance, resource_name, server_group
     /// (`none` when absent), state, the load balancer's and volume service's labels, flavor_id and flavor_name.
-    public static func metadataLabels(_ metadata: [(String, JSONValue)], counterName: String) -> [(String, String)] {
+    package static func metadataLabels(_ metadata: [(String, JSONValue)], counterName: String) -> [(String, String)] {
         func get(_ key: String) -> JSONValue? { metadata.first { $0.0 == key }?.1 }
         var labels: [(String, String)] = []
         labels.reserveCapacity(6)
@@ -75,7 +75,7 @@ public enum CeilometerFormat {
     }
 
     /// All of `_gen_labels` for `sample`, in its order.
-    public static func labels(_ sample: Sample) -> [(String, String)] {
+    package static func labels(_ sample: Sample) -> [(String, String)] {
         var labels = sampleLabels(name: sample.name, resourceID: sample.resourceID, projectID: sample.projectID,
                                   projectName: sample.projectName, userID: sample.userID, userName: sample.userName,
                                   unit: sample.unit)
@@ -86,7 +86,7 @@ public enum CeilometerFormat {
     }
 
     /// The `{name="value",...}` of a series line: sorted by name, values escaped (backslash, newline, quote).
-    public static func labelBlock(_ labels: [(String, String)]) -> String {
+    package static func labelBlock(_ labels: [(String, String)]) -> String {
         var out = "{"
         for (index, (key, value)) in labels.sorted(by: { $0.0 < $1.0 }).enumerated() {
             if index > 0 { out += "," }
@@ -111,7 +111,7 @@ public enum CeilometerFormat {
     }
 
     /// prometheus_client's `floatToGoString`: Python's repr, with an exponent from 1e7 up (`1.5e+07`).
-    public static func value(_ number: Double) -> String {
+    package static func value(_ number: Double) -> String {
         if number.isNaN { return "NaN" }
         if number.isInfinite { return number < 0 ? "-Inf" : "+Inf" }
         let repr = PythonRepr.float(number)
@@ -126,19 +126,19 @@ public enum CeilometerFormat {
     }
 
     /// One series: a family name, its label block and its value.
-    public struct Series: Sendable {
-        public var metric: String
-        public var labels: String
-        public var value: Double
+    package struct Series: Sendable {
+        package var metric: String
+        package var labels: String
+        package var value: Double
 
-        public init(metric: String, labels: String, value: Double) {
+        package init(metric: String, labels: String, value: Double) {
             self.metric = metric
             self.labels = labels
             self.value = value
         }
 
         /// The series of `sample`.
-        public init(_ sample: Sample) {
+        package init(_ sample: Sample) {
             self.init(metric: CeilometerFormat.metricName(sample.name),
                       labels: CeilometerFormat.labelBlock(CeilometerFormat.labels(sample)),
                       value: sample.volume.doubleValue)
@@ -148,7 +148,7 @@ public enum CeilometerFormat {
     /// The exposition of `series` as `generate_latest` writes a registry fed them in this order: families in the
     /// order they first appear, each with `# HELP` (empty) and `# TYPE ... gauge`, its series in the order they first
     /// appear, the last value of a repeated label set.
-    public static func render(_ series: [Series]) -> [UInt8] {
+    package static func render(_ series: [Series]) -> [UInt8] {
         var families: [(name: String, series: [(labels: String, value: Double)], index: [String: Int])] = []
         var familyIndex: [String: Int] = [:]
         var bytes = 0
@@ -216,7 +216,7 @@ extension JSONValue {
 /// Each series line is written as bytes straight into its family's buffer: its `name{labels} ` part is made once per
 /// domain, meter and resource and kept while the domain's metadata stays the same, so a cycle appends those bytes
 /// and the number.
-public final class CeilometerExposition: Sendable {
+package final class CeilometerExposition: Sendable {
     private struct PrefixKey: Hashable {
         var meter: String
         var resource: String
@@ -257,18 +257,18 @@ public final class CeilometerExposition: Sendable {
                                                     "availability_zone", "binary", "zone", "status", "flavor"]
 
     /// Series are stamped as `stamper` stamps samples (its host, in resource_metadata).
-    public init(stamper: SampleStamper) {
+    package init(stamper: SampleStamper) {
         self.stamper = stamper
     }
 
     /// The latest exposition in parts to be written one after the other (none before the first cycle).
-    public var currentChunks: [[UInt8]] { chunks.withLock { $0 } }
+    package var currentChunks: [[UInt8]] { chunks.withLock { $0 } }
 
     /// The latest exposition (empty before the first cycle).
-    public var current: [UInt8] { Array(currentChunks.joined()) }
+    package var current: [UInt8] { Array(currentChunks.joined()) }
 
     /// `hypervisor`, with each poll's snapshots kept for `cycleCompleted`.
-    public func observing(_ hypervisor: any Hypervisor) -> any Hypervisor {
+    package func observing(_ hypervisor: any Hypervisor) -> any Hypervisor {
         Tap(base: hypervisor, snapshots: self)
     }
 
@@ -284,7 +284,7 @@ public final class CeilometerExposition: Sendable {
     }
 
     /// After a cycle of `groups` completed: their series from the snapshots that cycle read, replacing theirs.
-    public func cycleCompleted(_ groups: [PollingGroup]) {
+    package func cycleCompleted(_ groups: [PollingGroup]) {
         let read = snapshots.withLock { value in
             defer { value = [] }
             return value
@@ -323,7 +323,7 @@ public final class CeilometerExposition: Sendable {
     }
 
     /// Forgets the sources not in `names` (removed by a reload of polling.yaml).
-    public func keepSources(_ names: Set<String>) {
+    package func keepSources(_ names: Set<String>) {
         state.withLock { state in
             state.previous = state.previous.filter { names.contains($0.key) }
             state.families.removeAll { !names.contains($0.source) }

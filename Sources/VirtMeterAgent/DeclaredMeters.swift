@@ -5,21 +5,21 @@ import VirtMeterCore
 /// declarations over libvirt's bulk-stats fields. Every mistake is refused with one line naming the file, the line
 /// and the key, before a meter runs: an unknown key, a bad type, a name taken by a built-in meter (or declared
 /// twice), a field libvirt does not return, an aggregate or a rate that cannot apply.
-public struct DeclaredMeters: Sendable {
-    public let meters: [DeclaredMeter]
+package struct DeclaredMeters: Sendable {
+    package let meters: [DeclaredMeter]
 
-    public init(_ meters: [DeclaredMeter]) { self.meters = meters }
+    package init(_ meters: [DeclaredMeter]) { self.meters = meters }
 
     /// The keys of a declaration.
     static let keys = ["name", "type", "unit", "summary", "field", "aggregate", "scale", "rate"]
 
     /// The built-in meters and these, as polling.yaml and `--meters` select them.
-    public func registry(builtIn: MeterRegistry = .builtIn) -> MeterRegistry {
+    package func registry(builtIn: MeterRegistry = .builtIn) -> MeterRegistry {
         MeterRegistry(builtIn.meters + meters)
     }
 
     /// Reads every `*.yaml` file of `directory` (in name order).
-    public static func load(directory: String, builtIn: MeterRegistry = .builtIn) throws(ConfigError)
+    package static func load(directory: String, builtIn: MeterRegistry = .builtIn) throws(ConfigError)
         -> DeclaredMeters {
         let names: [String]
         do {
@@ -36,7 +36,7 @@ public struct DeclaredMeters: Sendable {
     }
 
     /// Parses one file's `text` as if read from `file`.
-    public static func parse(_ text: String, file: String, builtIn: MeterRegistry = .builtIn)
+    package static func parse(_ text: String, file: String, builtIn: MeterRegistry = .builtIn)
         throws(ConfigError) -> DeclaredMeters {
         DeclaredMeters(try parse(YAMLMapping.parse(text, file: file), builtIn: builtIn, declared: []))
     }

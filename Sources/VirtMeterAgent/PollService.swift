@@ -8,7 +8,7 @@ import VirtMeterCore
 /// the same moment, samples appended to the spool (never waiting for a publisher). On graceful shutdown it lets the
 /// cycle in flight finish, then finishes the spool so the publishers drain it. `requestReload()` (SIGHUP) reloads
 /// polling.yaml and the declared meters before the next cycle; a bad file keeps the meters and sources in use.
-public final class PollService: Service {
+package final class PollService: Service {
     private let hypervisor: any Hypervisor
     private let stamper: SampleStamper
     private let samplesPerRecord: Int
@@ -33,7 +33,7 @@ public final class PollService: Service {
     /// many domains the last cycle left out because they did not answer in time (for the summary). `reloaded` is
     /// told of each configuration a reload put in use. `vitals`, when given, hears of every cycle (the Prometheus
     /// endpoint, health, systemd's notifications).
-    public init(hypervisor: any Hypervisor, stamper: SampleStamper, samplesPerRecord: Int,
+    package init(hypervisor: any Hypervisor, stamper: SampleStamper, samplesPerRecord: Int,
                 polling: PollingConfiguration, loadPolling: @escaping @Sendable () throws -> PollingConfiguration,
                 spool: Spool, stats: AgentStats, summaryEveryCycles: Int, retry: Backoff = Backoff(),
                 domainsNotAnswering: @escaping @Sendable () -> Int = { 0 },
@@ -55,11 +55,11 @@ public final class PollService: Service {
     }
 
     /// Asks for polling.yaml to be read again before the next cycle.
-    public func requestReload() {
+    package func requestReload() {
         reloadRequested.withLock { $0 = true }
     }
 
-    public func run() async throws {
+    package func run() async throws {
         defer { spool.finish() }
         // With the Prometheus endpoint, the cycles' snapshots go to its exposition too.
         var poller = Poller(hypervisor: vitals?.exposition?.observing(hypervisor) ?? hypervisor, stamper: stamper,
@@ -203,12 +203,12 @@ public final class PollService: Service {
 }
 
 /// Turns SIGHUP into `PollService.requestReload()` until the agent shuts down.
-public final class ReloadOnHangup: Service {
+package final class ReloadOnHangup: Service {
     private let pollService: PollService
 
-    public init(_ pollService: PollService) { self.pollService = pollService }
+    package init(_ pollService: PollService) { self.pollService = pollService }
 
-    public func run() async throws {
+    package func run() async throws {
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         await cancelWhenGracefulShutdown {
             for await _ in hangups { self.pollService.requestReload() }

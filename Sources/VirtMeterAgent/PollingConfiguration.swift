@@ -1,17 +1,17 @@
 import VirtMeterCore
 
 /// One source of polling.yaml: a name, an interval and the meters it polls.
-public struct PollingSource: Sendable {
-    public let name: String
+package struct PollingSource: Sendable {
+    package let name: String
     /// Seconds between two cycles of this source.
-    public let interval: Double
+    package let interval: Double
     /// The intervals a source (or `virtmeter poll --interval`) may have, in seconds: a millisecond to a year.
-    public static let intervalRange: ClosedRange<Double> = 0.001...31_536_000
-    public let selector: MeterSelector
+    package static let intervalRange: ClosedRange<Double> = 0.001...31_536_000
+    package let selector: MeterSelector
     /// The registry's meters this source admits (none when it names only meters virtmeter lacks).
-    public let meters: [any Meter]
+    package let meters: [any Meter]
 
-    public init(name: String, interval: Double, selector: MeterSelector, registry: MeterRegistry = .builtIn) {
+    package init(name: String, interval: Double, selector: MeterSelector, registry: MeterRegistry = .builtIn) {
         self.name = name
         self.interval = interval
         self.selector = selector
@@ -19,43 +19,43 @@ public struct PollingSource: Sendable {
     }
 
     /// The source as the poller's group.
-    public var group: PollingGroup { PollingGroup(name: name, meters: meters) }
+    package var group: PollingGroup { PollingGroup(name: name, meters: meters) }
 }
 
 /// polling.yaml in Ceilometer's format: `sources`, each with `name`, `interval` and `meters` (wildcards, `!`
 /// exclusions, ceilometer's mixing rules). A ceilometer polling.yaml loads unchanged: meters virtmeter does not have,
 /// and the keys it does not use (`resources`, `discovery`), are reported as warnings, not errors.
-public struct PollingConfiguration: Sendable {
-    public let sources: [PollingSource]
+package struct PollingConfiguration: Sendable {
+    package let sources: [PollingSource]
     /// Things worth one warning at start-up (unknown meters, ignored keys).
-    public let warnings: [String]
+    package let warnings: [String]
 
     /// Ceilometer's default interval for a source without one.
-    public static let defaultInterval = 600.0
+    package static let defaultInterval = 600.0
 
     /// What virtmeter polls with no polling.yaml at all: every meter every 300 s.
-    public static let builtInDefault = builtInDefault(registry: .builtIn)
+    package static let builtInDefault = builtInDefault(registry: .builtIn)
 
     /// The built-in default over `registry`'s meters (declared meters included).
-    public static func builtInDefault(registry: MeterRegistry) -> PollingConfiguration {
+    package static func builtInDefault(registry: MeterRegistry) -> PollingConfiguration {
         PollingConfiguration(
             sources: [PollingSource(name: "all_pollsters", interval: 300, selector: .all, registry: registry)],
             warnings: [])
     }
 
-    public init(sources: [PollingSource], warnings: [String]) {
+    package init(sources: [PollingSource], warnings: [String]) {
         self.sources = sources
         self.warnings = warnings
     }
 
     /// Reads polling.yaml from `file`. Throws `ConfigError` naming the file, line and key.
-    public static func load(file: String, registry: MeterRegistry = .builtIn)
+    package static func load(file: String, registry: MeterRegistry = .builtIn)
         throws(ConfigError) -> PollingConfiguration {
         try parse(YAMLMapping.load(file: file), registry: registry)
     }
 
     /// Parses polling.yaml's `text` as if read from `file`.
-    public static func parse(_ text: String, file: String, registry: MeterRegistry = .builtIn)
+    package static func parse(_ text: String, file: String, registry: MeterRegistry = .builtIn)
         throws(ConfigError) -> PollingConfiguration {
         try parse(YAMLMapping.parse(text, file: file), registry: registry)
     }

@@ -3,18 +3,18 @@ import ServiceLifecycle
 import VirtMeterCore
 
 /// How long to wait between delivery attempts while publishing fails: exponential, with jitter, bounded.
-public struct Backoff: Sendable, Equatable {
-    public var initial: Double
-    public var maximum: Double
+package struct Backoff: Sendable, Equatable {
+    package var initial: Double
+    package var maximum: Double
 
-    public init(initial: Double = 0.5, maximum: Double = 30) {
+    package init(initial: Double = 0.5, maximum: Double = 30) {
         self.initial = initial
         self.maximum = maximum
     }
 
     /// The delay before attempt `attempt` (1 is the first retry): `initial · 2^(attempt-1)`, capped at `maximum`, then
     /// scaled by a random factor in [0.5, 1] so that many agents do not retry in step.
-    public func delay(attempt: Int) -> Double {
+    package func delay(attempt: Int) -> Double {
         let exponential = initial * Double(1 << min(max(attempt - 1, 0), 30))
         return min(exponential, maximum) * Double.random(in: 0.5...1)
     }
@@ -24,7 +24,7 @@ public struct Backoff: Sendable, Equatable {
 /// them (for AMQP: the broker confirmed them). While publishing fails the records stay in the spool and are retried
 /// with backoff; the outage is logged once when it starts and once when it ends. It runs until polling has finished
 /// the spool and everything is delivered, or the shutdown timeout cancels it (what is left stays on disk).
-public final class PublishService: Service {
+package final class PublishService: Service {
     private let spool: Spool
     private let publishers: [any Publisher]
     private let stats: AgentStats
@@ -35,7 +35,7 @@ public final class PublishService: Service {
 
     /// `recordsPerDelivery` records (each at most one message) are handed to a publisher at once, so confirms are
     /// awaited in windows. `vitals`, when given, hears of every delivery (the Prometheus endpoint's metrics).
-    public init(spool: Spool, publishers: [any Publisher], stats: AgentStats, backoff: Backoff = Backoff(),
+    package init(spool: Spool, publishers: [any Publisher], stats: AgentStats, backoff: Backoff = Backoff(),
                 recordsPerDelivery: Int = 20, vitals: AgentVitals? = nil, logger: Logger) {
         self.vitals = vitals
         self.spool = spool
@@ -46,7 +46,7 @@ public final class PublishService: Service {
         self.logger = logger
     }
 
-    public func run() async throws {
+    package func run() async throws {
         var outageStart: Double?
         delivery: while let batch = await spool.next(maxRecords: recordsPerDelivery) {
             var pending = Array(publishers.indices)

@@ -1,7 +1,7 @@
 /// When each polling source is due. Sources due at the same moment are polled in one cycle (one libvirt read);
 /// a source's cycles never overlap: a cycle that overruns its interval makes the missed ticks be skipped, counted,
 /// not queued up.
-public struct Schedule: Sendable {
+package struct Schedule: Sendable {
     struct Entry: Sendable {
         let name: String
         let interval: Double
@@ -13,12 +13,12 @@ public struct Schedule: Sendable {
     static let coalesceWindow = 0.005
 
     /// Every source is first due at `start`.
-    public init(sources: [(name: String, interval: Double)], start: Double) {
+    package init(sources: [(name: String, interval: Double)], start: Double) {
         entries = sources.map { Entry(name: $0.name, interval: $0.interval, next: start) }
     }
 
     /// The earliest due time and the names of all sources due then; nil without sources.
-    public func next() -> (time: Double, sources: [String])? {
+    package func next() -> (time: Double, sources: [String])? {
         guard let earliest = entries.map(\.next).min() else { return nil }
         return (earliest, entries.filter { $0.next <= earliest + Self.coalesceWindow }.map(\.name))
     }
@@ -26,7 +26,7 @@ public struct Schedule: Sendable {
     /// Records that `sources` were polled in a cycle that ended at `now`: each is next due one interval after its
     /// due time, or at the first tick still ahead of `now` when the cycle overran. Returns the ticks skipped per
     /// source (only those that skipped any).
-    public mutating func advance(_ sources: [String], now: Double) -> [String: Int] {
+    package mutating func advance(_ sources: [String], now: Double) -> [String: Int] {
         var skipped: [String: Int] = [:]
         for index in entries.indices where sources.contains(entries[index].name) {
             var next = entries[index].next + entries[index].interval
@@ -42,7 +42,7 @@ public struct Schedule: Sendable {
 
     /// Replaces the sources (a reload): a source with the same name and interval keeps its next due time, others
     /// are due at `now`.
-    public mutating func replace(with sources: [(name: String, interval: Double)], now: Double) {
+    package mutating func replace(with sources: [(name: String, interval: Double)], now: Double) {
         entries = sources.map { source in
             let kept = entries.first { $0.name == source.name && $0.interval == source.interval }
             return Entry(name: source.name, interval: source.interval, next: kept?.next ?? now)

@@ -6,7 +6,7 @@ import Synchronization
 import VirtMeterCore
 
 /// When the spool forces its writes to disk.
-public enum FsyncPolicy: String, Sendable, CaseIterable {
+package enum FsyncPolicy: String, Sendable, CaseIterable {
     /// After every poll cycle's samples (the default): a crash or power loss loses nothing accepted.
     case batch
     /// Never explicitly: the kernel writes back within seconds; a crash of virtmeter alone still loses nothing.
@@ -14,13 +14,13 @@ public enum FsyncPolicy: String, Sendable, CaseIterable {
 }
 
 /// Settings of the spool.
-public struct SpoolConfiguration: Sendable, Equatable {
-    public var directory: String
+package struct SpoolConfiguration: Sendable, Equatable {
+    package var directory: String
     /// Largest total size of the segment files; beyond it the oldest segments are dropped (counted, logged).
-    public var capBytes: Int
-    public var fsync: FsyncPolicy
+    package var capBytes: Int
+    package var fsync: FsyncPolicy
 
-    public init(directory: String, capBytes: Int = 256 << 20, fsync: FsyncPolicy = .batch) {
+    package init(directory: String, capBytes: Int = 256 << 20, fsync: FsyncPolicy = .batch) {
         self.directory = directory
         self.capBytes = capBytes
         self.fsync = fsync
@@ -31,8 +31,8 @@ public struct SpoolConfiguration: Sendable, Equatable {
 }
 
 /// Records read from the spool but not yet acknowledged.
-public struct SpoolBatch: Sendable {
-    public let records: SampleRecords
+package struct SpoolBatch: Sendable {
+    package let records: SampleRecords
     /// Where the batch ends: acknowledging it removes everything before this position.
     let end: SpoolPosition
     /// Records and samples taken from each segment.
@@ -52,26 +52,26 @@ struct Tally: Sendable, Equatable {
 }
 
 /// What the spool holds and has lost.
-public struct SpoolCounters: Sendable, Equatable {
-    public var pendingRecords = 0
-    public var pendingSamples = 0
-    public var pendingBytes = 0
+package struct SpoolCounters: Sendable, Equatable {
+    package var pendingRecords = 0
+    package var pendingSamples = 0
+    package var pendingBytes = 0
     /// Records dropped because the spool was over its cap.
-    public var droppedRecords = 0
-    public var droppedSamples = 0
+    package var droppedRecords = 0
+    package var droppedSamples = 0
     /// Samples that could not be written (the disk full, a write error).
-    public var lostSamples = 0
+    package var lostSamples = 0
     /// Records skipped because their bytes were damaged (a crash mid-write, a flipped bit).
-    public var corruptRecords = 0
+    package var corruptRecords = 0
 }
 
 /// Why the spool cannot be used.
-public enum SpoolError: Error, CustomStringConvertible {
+package enum SpoolError: Error, CustomStringConvertible {
     /// Another process holds the state directory's lock.
     case locked(directory: String, holder: String)
     case file(FileError)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .locked(let directory, let holder):
             return "\(directory) is in use by another virtmeter (pid \(holder)); one agent per state directory"
@@ -95,7 +95,7 @@ public enum SpoolError: Error, CustomStringConvertible {
 ///
 /// All file work runs on a serial queue of its own, which is why the class may be `@unchecked Sendable`; readers
 /// are woken through an `AsyncStream` doorbell (one reader at a time).
-public final class Spool: @unchecked Sendable {
+package final class Spool: @unchecked Sendable {
     private struct Segment {
         let id: UInt64
         /// Bytes of whole records written (and, up to `committed`, visible).
@@ -104,7 +104,7 @@ public final class Spool: @unchecked Sendable {
         var pending: Tally
     }
 
-    public let configuration: SpoolConfiguration
+    package let configuration: SpoolConfiguration
     private let queue = DispatchQueue(label: "virtmeter.spool")
     private let logger: Logger
     private var segments: [Segment] = []
@@ -140,7 +140,7 @@ public final class Spool: @unchecked Sendable {
     /// Opens (or creates) the spool in `configuration.directory`, takes its lock, and recovers what a previous run
     /// left there. Throws `SpoolError.locked` when another agent uses the directory, `.file` when it cannot be
     /// created, read or locked.
-    public init(configuration: SpoolConfiguration, logger: Logger) throws(SpoolError) {
+    package init(configuration: SpoolConfiguration, logger: Logger) throws(SpoolError) {
         self.configuration = configuration
         self.logger = logger
         let directory = configuration.directory
@@ -199,26 +199,26 @@ public final class Spool: @unchecked Sendable {
     }
 
     /// The counters now (never waits for the spool's file work).
-    public var currentCounters: SpoolCounters { counters.withLock { $0 } }
+    package var currentCounters: SpoolCounters { counters.withLock { $0 } }
 
     /// Writes `records` after those already written; `next` hands them out once `commit()` made them durable. When
     /// they cannot be written (the disk is full), nothing of them remains, their samples are counted as lost, and the
     /// outage is logged once when it starts and once when it ends.
-    public func write(_ records: SampleRecords) async {
+    package func write(_ records: SampleRecords) async {
         guard !records.spans.isEmpty else { return }
         await queue.run { self.writeOnQueue(records) }
     }
 
     /// Makes the records written since the last commit durable (fsync, per the policy) and visible to `next`. If
     /// they cannot be synced, they are taken back and counted as lost.
-    public func commit() async {
+    package func commit() async {
         await queue.run { self.commitOnQueue() }
     }
 
     /// Up to `maxRecords` records after those already handed out, oldest first; waits until there is one.
     /// Returns nil when the task is cancelled, or once `finish()` was called and everything has been read.
     /// One reader at a time.
-    public func next(maxRecords: Int) async -> SpoolBatch? {
+    package func next(maxRecords: Int) async -> SpoolBatch? {
         var bells = doorbell.makeAsyncIterator()
         while !Task.isCancelled {
             let finishing = finished.load(ordering: .acquiring)
@@ -233,13 +233,13 @@ public final class Spool: @unchecked Sendable {
     }
 
     /// Nothing more will be written: `next` returns nil once it has handed out everything.
-    public func finish() {
+    package func finish() {
         finished.store(true, ordering: .releasing)
         ring.yield()
     }
 
     /// Acknowledges `batch` (and everything before it): its records are gone for good.
-    public func acknowledge(_ batch: SpoolBatch) async {
+    package func acknowledge(_ batch: SpoolBatch) async {
         await queue.run { self.acknowledgeOnQueue(batch.end, taken: batch.taken) }
     }
 

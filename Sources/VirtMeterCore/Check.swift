@@ -9,11 +9,11 @@ import Darwin
 // (https://www.monitoring-plugins.org/doc/guidelines.html). libvirt is read by the command, not here.
 
 /// A plugin state and its exit code.
-public enum CheckState: Int32, Sendable, CaseIterable {
+package enum CheckState: Int32, Sendable, CaseIterable {
     case ok = 0, warning = 1, critical = 2, unknown = 3
 
     /// The word in the output line (`OK`, `WARNING`, `CRITICAL`, `UNKNOWN`).
-    public var word: String {
+    package var word: String {
         switch self {
         case .ok: return "OK"
         case .warning: return "WARNING"
@@ -23,7 +23,7 @@ public enum CheckState: Int32, Sendable, CaseIterable {
     }
 
     /// Severity for combining results: CRITICAL > WARNING > UNKNOWN > OK (the Monitoring Plugins' `max_state_alt`).
-    public var severity: Int {
+    package var severity: Int {
         switch self {
         case .ok: return 0
         case .unknown: return 1
@@ -33,30 +33,30 @@ public enum CheckState: Int32, Sendable, CaseIterable {
     }
 
     /// The worst of `states` by severity; OK for none.
-    public static func worst(_ states: some Sequence<CheckState>) -> CheckState {
+    package static func worst(_ states: some Sequence<CheckState>) -> CheckState {
         states.max { $0.severity < $1.severity } ?? .ok
     }
 }
 
 /// A bad argument to the check: one line that names the argument.
-public struct CheckArgumentError: Error, CustomStringConvertible, Sendable, Equatable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+package struct CheckArgumentError: Error, CustomStringConvertible, Sendable, Equatable {
+    package let description: String
+    package init(_ description: String) { self.description = description }
 }
 
 /// A threshold range in the guidelines' syntax `[@]start:end`: `10` (alert outside 0..10), `10:` (below 10),
 /// `~:10` (above 10), `10:20` (outside 10..20), `@10:20` (inside 10..20, endpoints included). `start` defaults to
 /// 0 and `~` means negative infinity; a missing `end` means positive infinity.
-public struct ThresholdRange: Sendable, Equatable, CustomStringConvertible {
-    public let start: Double
-    public let end: Double
+package struct ThresholdRange: Sendable, Equatable, CustomStringConvertible {
+    package let start: Double
+    package let end: Double
     /// `@`: alert inside the range instead of outside it.
-    public let alertsInside: Bool
+    package let alertsInside: Bool
     /// The range as given, for the perfdata's warn and crit fields.
-    public let description: String
+    package let description: String
 
     /// Parses `text`; throws `CheckArgumentError` naming `option` for anything else.
-    public init(parsing text: String, option: String = "range") throws(CheckArgumentError) {
+    package init(parsing text: String, option: String = "range") throws(CheckArgumentError) {
         func bad(_ why: String) -> CheckArgumentError {
             CheckArgumentError("\(option): '\(text)' is not a threshold range (\(why)); "
                                + "forms: 10, 10:, ~:10, 10:20, @10:20")
@@ -96,24 +96,24 @@ public struct ThresholdRange: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Whether `value` raises an alert: outside [start, end] (endpoints do not alert), or inside it with `@`.
-    public func alerts(_ value: Double) -> Bool {
+    package func alerts(_ value: Double) -> Bool {
         let inside = value >= start && value <= end
         return alertsInside ? inside : !inside
     }
 }
 
 /// The warning and critical ranges of a check; either may be absent.
-public struct CheckThresholds: Sendable, Equatable {
-    public var warning: ThresholdRange?
-    public var critical: ThresholdRange?
+package struct CheckThresholds: Sendable, Equatable {
+    package var warning: ThresholdRange?
+    package var critical: ThresholdRange?
 
-    public init(warning: ThresholdRange? = nil, critical: ThresholdRange? = nil) {
+    package init(warning: ThresholdRange? = nil, critical: ThresholdRange? = nil) {
         self.warning = warning
         self.critical = critical
     }
 
     /// Parses `-w` and `-c`.
-    public init(warning: String?, critical: String?) throws(CheckArgumentError) {
+    package init(warning: String?, critical: String?) throws(CheckArgumentError) {
         self.warning = try warning.map { text throws(CheckArgumentError) in
             try ThresholdRange(parsing: text, option: "--warning")
         }
@@ -123,7 +123,7 @@ public struct CheckThresholds: Sendable, Equatable {
     }
 
     /// CRITICAL if the critical range alerts, else WARNING if the warning range does, else OK.
-    public func state(for value: Double) -> CheckState {
+    package func state(for value: Double) -> CheckState {
         if critical?.alerts(value) == true { return .critical }
         if warning?.alerts(value) == true { return .warning }
         return .ok
@@ -132,12 +132,12 @@ public struct CheckThresholds: Sendable, Equatable {
 
 /// What a check measures: a gauge meter's value, a cumulative meter's rate per second between two readings, or
 /// `memory.usage` as a percentage of the memory the guest sees.
-public struct CheckMeasure: Sendable {
-    public let meter: any Meter
-    public let percent: Bool
+package struct CheckMeasure: Sendable {
+    package let meter: any Meter
+    package let percent: Bool
 
     /// The measure for `--meter name [--percent]`; delta meters and unknown names are bad arguments.
-    public init(meterName name: String, percent: Bool, registry: MeterRegistry = .builtIn)
+    package init(meterName name: String, percent: Bool, registry: MeterRegistry = .builtIn)
         throws(CheckArgumentError) {
         guard let meter = registry.meter(named: name) else {
             throw CheckArgumentError("--meter: unknown meter '\(name)'; meters: "
@@ -155,19 +155,19 @@ public struct CheckMeasure: Sendable {
     }
 
     /// Whether the value needs two readings `--interval` apart (`cpu_util` and the rates of cumulative meters).
-    public var needsTwoReadings: Bool { meter.type == .cumulative || meter.name == "cpu_util" }
+    package var needsTwoReadings: Bool { meter.type == .cumulative || meter.name == "cpu_util" }
 
     /// The measure's name in the output (`cpu_util`, `disk.device.read.bytes rate`, `memory.usage`).
-    public var name: String { meter.type == .cumulative ? meter.name + " rate" : meter.name }
+    package var name: String { meter.type == .cumulative ? meter.name + " rate" : meter.name }
 
     /// The unit in the text (`%`, `MiB`, `B/s`).
-    public var unit: String {
+    package var unit: String {
         if percent { return "%" }
         return meter.type == .cumulative ? meter.unit + "/s" : meter.unit
     }
 
     /// The guidelines' unit of measurement for perfdata: `%`, `B`, `MB` (for MiB), else none.
-    public var perfdataUnit: String {
+    package var perfdataUnit: String {
         switch unit {
         case "%", "B": return unit
         case "MiB": return "MB"
@@ -177,7 +177,7 @@ public struct CheckMeasure: Sendable {
 
     /// One value of the domain (or one per device), or why there is none. `previous` is the same domain's first
     /// reading when `needsTwoReadings`.
-    public func values(_ now: DomainSnapshot, previous: DomainSnapshot?)
+    package func values(_ now: DomainSnapshot, previous: DomainSnapshot?)
         -> Result<[(device: String?, value: Double)], CheckArgumentError> {
         func missing() -> CheckArgumentError {
             CheckArgumentError(meter.unavailableReason(now) ?? "the domain has no \(meter.name) reading")
@@ -229,16 +229,16 @@ public struct CheckMeasure: Sendable {
 }
 
 /// One measured value (or the reason there is none) of one domain, or of one of its devices.
-public struct CheckResult: Sendable {
-    public var domain: String
-    public var device: String?
-    public var value: Double?
-    public var state: CheckState
+package struct CheckResult: Sendable {
+    package var domain: String
+    package var device: String?
+    package var value: Double?
+    package var state: CheckState
     /// Why the value is missing (state UNKNOWN).
-    public var reason: String?
+    package var reason: String?
 
     /// A measured value, its state from `thresholds`.
-    public init(domain: String, device: String? = nil, value: Double, thresholds: CheckThresholds) {
+    package init(domain: String, device: String? = nil, value: Double, thresholds: CheckThresholds) {
         self.domain = domain
         self.device = device
         self.value = value
@@ -246,7 +246,7 @@ public struct CheckResult: Sendable {
     }
 
     /// An UNKNOWN result: the domain could not be measured, for `reason`.
-    public init(domain: String, device: String? = nil, unknown reason: String) {
+    package init(domain: String, device: String? = nil, unknown reason: String) {
         self.domain = domain
         self.device = device
         self.state = .unknown
@@ -255,19 +255,19 @@ public struct CheckResult: Sendable {
 }
 
 /// The results of one check and its output line.
-public struct CheckReport: Sendable {
-    public var measure: CheckMeasure
-    public var thresholds: CheckThresholds
-    public var results: [CheckResult]
+package struct CheckReport: Sendable {
+    package var measure: CheckMeasure
+    package var thresholds: CheckThresholds
+    package var results: [CheckResult]
 
-    public init(measure: CheckMeasure, thresholds: CheckThresholds, results: [CheckResult]) {
+    package init(measure: CheckMeasure, thresholds: CheckThresholds, results: [CheckResult]) {
         self.measure = measure
         self.thresholds = thresholds
         self.results = results
     }
 
     /// The results of `measure` over a domain's readings: one per value, or one UNKNOWN with the reason.
-    public static func results(domain: String, measure: CheckMeasure, thresholds: CheckThresholds,
+    package static func results(domain: String, measure: CheckMeasure, thresholds: CheckThresholds,
                                now: DomainSnapshot, previous: DomainSnapshot?) -> [CheckResult] {
         switch measure.values(now, previous: previous) {
         case .success(let values):
@@ -279,21 +279,21 @@ public struct CheckReport: Sendable {
     }
 
     /// The worst state; UNKNOWN when there is no result at all.
-    public var state: CheckState { results.isEmpty ? .unknown : CheckState.worst(results.map(\.state)) }
+    package var state: CheckState { results.isEmpty ? .unknown : CheckState.worst(results.map(\.state)) }
 
     /// `VIRTMETER <STATE> - <text> | <perfdata>`, one line.
-    public var line: String {
+    package var line: String {
         let perfdata = results.map(perfdata).joined(separator: " ")
         return Self.line(state, text) + (perfdata.isEmpty ? "" : " | " + perfdata)
     }
 
     /// The output line of a check that measured nothing: `VIRTMETER <STATE> - <text>`.
-    public static func line(_ state: CheckState, _ text: String) -> String {
+    package static func line(_ state: CheckState, _ text: String) -> String {
         "VIRTMETER \(state.word) - " + oneLine(text)
     }
 
     /// `text` on one line without the perfdata separator `|`.
-    public static func oneLine(_ text: String) -> String {
+    package static func oneLine(_ text: String) -> String {
         String(text.map { $0.isNewline ? " " : $0 == "|" ? "/" : $0 })
     }
 
@@ -332,7 +332,7 @@ public struct CheckReport: Sendable {
     }
 
     /// A number for text and perfdata: at most two decimals, no exponent, no trailing zeros (`49.87`, `100`).
-    public static func number(_ value: Double) -> String {
+    package static func number(_ value: Double) -> String {
         guard value.isFinite else { return "0" }
         var buffer = [CChar](repeating: 0, count: 64)
         _ = buffer.withUnsafeMutableBufferPointer { pointer in

@@ -6,23 +6,23 @@ import Darwin
 import Synchronization
 
 /// The clocks a sample is stamped with.
-public enum Clock {
+package enum Clock {
     /// Seconds on CLOCK_MONOTONIC, as Python's `time.monotonic()`.
-    public static func monotonic() -> Double {
+    package static func monotonic() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
     /// The wall clock in nanoseconds since the Unix epoch.
-    public static func wallNanoseconds() -> Int64 {
+    package static func wallNanoseconds() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 
     /// UTC `YYYY-MM-DDTHH:MM:SS.ffffff` (ceilometer's sample timestamp); `separator` " " gives oslo's envelope form.
-    public static func utcTimestamp(nanoseconds: Int64, separator: Character = "T") -> String {
+    package static func utcTimestamp(nanoseconds: Int64, separator: Character = "T") -> String {
         var seconds = time_t(nanoseconds / 1_000_000_000)
         let micros = Int((nanoseconds % 1_000_000_000) / 1000)
         var parts = tm()
@@ -40,7 +40,7 @@ public enum Clock {
 
 /// Time-based (version 1) UUIDs as Python's `uuid.uuid1()` makes them: 100 ns ticks since 1582-10-15, a random
 /// clock sequence and a random multicast node id, strictly increasing ticks so no two are equal.
-public final class UUIDv1Generator: Sendable {
+package final class UUIDv1Generator: Sendable {
     private struct State {
         var lastTicks: UInt64 = 0
     }
@@ -48,14 +48,14 @@ public final class UUIDv1Generator: Sendable {
     private let clockSequence: UInt16
     private let node: UInt64
 
-    public init() {
+    package init() {
         var rng = SystemRandomNumberGenerator()
         clockSequence = UInt16.random(in: 0...0x3FFF, using: &rng)
         node = (UInt64.random(in: 0...0xFFFF_FFFF_FFFF, using: &rng)) | 0x0100_0000_0000
     }
 
     /// The next UUID, given the wall clock in ns since the Unix epoch.
-    public func next(wallNanoseconds: Int64 = Clock.wallNanoseconds()) -> String {
+    package func next(wallNanoseconds: Int64 = Clock.wallNanoseconds()) -> String {
         let gregorianOffset: UInt64 = 0x01B2_1DD2_1381_4000
         let now = UInt64(wallNanoseconds / 100) &+ gregorianOffset
         let ticks = state.withLock { state in
@@ -91,9 +91,9 @@ public final class UUIDv1Generator: Sendable {
 }
 
 /// Random (version 4) UUIDs, as oslo.messaging gives its messages.
-public enum RandomUUID {
+package enum RandomUUID {
     /// A new random UUID, `xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`.
-    public static func string() -> String {
+    package static func string() -> String {
         var generator = SystemRandomNumberGenerator()
         var high = generator.next() as UInt64, low = generator.next() as UInt64
         high = high & ~0xF000 | 0x4000                                 // version 4

@@ -1,25 +1,25 @@
 /// A meter as an operator declares it in YAML (`meters_dir`): a name, a type, a unit, a summary and a bulk-stats
 /// field, with an optional sum or mean over `N`, a scale factor and a per-second rate.
-public struct MeterDeclaration: Sendable, Equatable {
+package struct MeterDeclaration: Sendable, Equatable {
     /// How the values of an indexed field (`vcpu.N.delay`) become one value per domain.
-    public enum Aggregate: String, Sendable, CaseIterable {
+    package enum Aggregate: String, Sendable, CaseIterable {
         case sum, mean
     }
 
-    public var name: String
-    public var type: SampleType
-    public var unit: String
-    public var summary: String
-    public var field: FieldPattern
-    public var aggregate: Aggregate?
+    package var name: String
+    package var type: SampleType
+    package var unit: String
+    package var summary: String
+    package var field: FieldPattern
+    package var aggregate: Aggregate?
     /// Factor applied to the value (or to the rate): `1/1024` turns KiB into MiB.
-    public var scale: Double
+    package var scale: Double
     /// Whether the sample is the change per second since the previous poll (`cpu_util`'s rules).
-    public var rate: Bool
+    package var rate: Bool
     /// Where it was declared, `file:line`, for `virtmeter meters` and log lines.
-    public var source: String
+    package var source: String
 
-    public init(name: String, type: SampleType, unit: String, summary: String, field: FieldPattern,
+    package init(name: String, type: SampleType, unit: String, summary: String, field: FieldPattern,
                 aggregate: Aggregate? = nil, scale: Double = 1, rate: Bool = false, source: String) {
         self.name = name
         self.type = type
@@ -33,7 +33,7 @@ public struct MeterDeclaration: Sendable, Equatable {
     }
 
     /// Whether the meter gives one sample per disk or interface (`block.N.*`, `net.N.*` without an aggregate).
-    public var isPerDevice: Bool { field.isIndexed && aggregate == nil }
+    package var isPerDevice: Bool { field.isIndexed && aggregate == nil }
 }
 
 /// A declared meter: reads the values the inspector kept for its field (`DomainSnapshot.statsFields`) and makes
@@ -41,17 +41,17 @@ public struct MeterDeclaration: Sendable, Equatable {
 /// or interface (`<name>-<uuid>-<tap>`, vNIC metadata). Rates and deltas follow `cpu_util`'s rules: measured Δt,
 /// nothing on a domain's first poll or when the counter went backwards, and a rate in `%` clamped to [0, 100] per
 /// value it sums (the counters and the clock are not read at the same instant).
-public struct DeclaredMeter: Meter {
-    public let declaration: MeterDeclaration
+package struct DeclaredMeter: Meter {
+    package let declaration: MeterDeclaration
 
-    public init(_ declaration: MeterDeclaration) { self.declaration = declaration }
+    package init(_ declaration: MeterDeclaration) { self.declaration = declaration }
 
-    public var name: String { declaration.name }
-    public var type: SampleType { declaration.type }
-    public var unit: String { declaration.unit }
-    public var summary: String { declaration.summary }
+    package var name: String { declaration.name }
+    package var type: SampleType { declaration.type }
+    package var unit: String { declaration.unit }
+    package var summary: String { declaration.summary }
 
-    public func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
+    package func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
         let field = declaration.field
         let current = now.statsFields.filter { $0.pattern.text == field.text }
         guard !current.isEmpty else { return [] }
@@ -80,7 +80,7 @@ public struct DeclaredMeter: Meter {
         }
     }
 
-    public func unavailableReason(_ snapshot: DomainSnapshot) -> String? {
+    package func unavailableReason(_ snapshot: DomainSnapshot) -> String? {
         snapshot.statsFields.contains { $0.pattern.text == declaration.field.text } ? nil
             : "libvirt returned no \(declaration.field.text) for this domain (declared in \(declaration.source))"
     }

@@ -1,13 +1,13 @@
 /// A per-disk meter: one reading per disk, resource `<uuid>-<disk>`, with `disk_name` in the metadata.
-public struct DiskMeter: Meter {
-    public let name: String
-    public let type: SampleType
-    public let unit: String
-    public let summary: String
-    public var isCeilometerMeter = true
+package struct DiskMeter: Meter {
+    package let name: String
+    package let type: SampleType
+    package let unit: String
+    package let summary: String
+    package var isCeilometerMeter = true
     let counter: @Sendable (DiskStats) -> UInt64?
 
-    public func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
+    package func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
         now.disks.compactMap { disk in
             counter(disk).map {
                 Reading(.counter($0), resourceID: "\(now.uuid)-\(disk.name)",
@@ -18,8 +18,8 @@ public struct DiskMeter: Meter {
 }
 
 /// The per-disk meters, with ceilometer's names.
-public enum DiskMeters {
-    public static let all: [any Meter] = [
+package enum DiskMeters {
+    package static let all: [any Meter] = [
         DiskMeter(name: "disk.device.read.bytes", type: .cumulative, unit: "B", summary: "bytes read from the disk",
                   counter: \.readBytes),
         DiskMeter(name: "disk.device.read.requests", type: .cumulative, unit: "request",
@@ -54,14 +54,14 @@ public enum DiskMeters {
 /// A per-interface meter: resource `<domain name>-<uuid>-<tap>` (or the filterref's name where the vNIC has one), with
 /// ceilometer's vNIC metadata (`name`, `mac`, `fref`, `parameters`, `vnic_name`). A delta meter reports the change
 /// since the previous poll as ceilometer does: 0 on the first poll, the whole counter after a reset.
-public struct NetworkMeter: Meter {
-    public let name: String
-    public let type: SampleType
-    public let unit: String
-    public let summary: String
+package struct NetworkMeter: Meter {
+    package let name: String
+    package let type: SampleType
+    package let unit: String
+    package let summary: String
     let counter: @Sendable (InterfaceStats) -> UInt64?
 
-    public func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
+    package func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
         now.interfaces.compactMap { interface in
             guard var value = counter(interface) else { return nil }
             if type == .delta {
@@ -84,8 +84,8 @@ public struct NetworkMeter: Meter {
 }
 
 /// The per-interface meters, with ceilometer's names.
-public enum NetworkMeters {
-    public static let all: [any Meter] = [
+package enum NetworkMeters {
+    package static let all: [any Meter] = [
         NetworkMeter(name: "network.incoming.bytes", type: .cumulative, unit: "B",
                      summary: "bytes received by the interface", counter: \.rxBytes),
         NetworkMeter(name: "network.outgoing.bytes", type: .cumulative, unit: "B",

@@ -4,7 +4,7 @@ extension DispatchQueue {
     /// Runs `body` on this queue and returns its result to the caller's task: the one bridge between blocking work
     /// kept on a queue of its own (libvirt, librabbitmq, the spool's files) and async code, so that nothing blocks a
     /// thread of Swift's cooperative pool.
-    public func run<T: Sendable, Failure: Error>(_ body: @escaping @Sendable () throws(Failure) -> T)
+    package func run<T: Sendable, Failure: Error>(_ body: @escaping @Sendable () throws(Failure) -> T)
         async throws(Failure) -> T {
         let result: Result<T, Failure> = await withCheckedContinuation { continuation in
             self.async {

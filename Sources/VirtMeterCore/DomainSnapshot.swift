@@ -1,10 +1,10 @@
 /// A domain's state as libvirt names it (`virDomainState`); `power.state` reports the raw number, as ceilometer does.
-public enum DomainState: Int, Sendable, CaseIterable {
+package enum DomainState: Int, Sendable, CaseIterable {
     case noState = 0, running, blocked, paused, shutdown, shutoff, crashed, pmSuspended
 
     /// The vm state word ceilometer's libvirt discovery puts in `resource_metadata.state` (its
     /// `LIBVIRT_POWER_STATE`).
-    public var name: String {
+    package var name: String {
         switch self {
         case .noState: return "pending"
         case .running, .blocked: return "running"
@@ -16,7 +16,7 @@ public enum DomainState: Int, Sendable, CaseIterable {
     }
 
     /// The state in a word for people (`virtmeter check`): pending, running, paused, stopped, crashed, suspended.
-    public var word: String {
+    package var word: String {
         switch self {
         case .shutdown, .shutoff: return "stopped"
         default: return name
@@ -24,7 +24,7 @@ public enum DomainState: Int, Sendable, CaseIterable {
     }
 
     /// The status word ceilometer's libvirt discovery puts in `resource_metadata.status` (its `LIBVIRT_STATUS`).
-    public var status: String {
+    package var status: String {
         switch self {
         case .noState: return "building"
         case .running, .blocked: return "active"
@@ -37,33 +37,33 @@ public enum DomainState: Int, Sendable, CaseIterable {
 }
 
 /// A name and an optional text, in document order: nova's flavor extra specs, image properties, filter parameters.
-public struct NamedText: Sendable, Equatable {
-    public var name: String
+package struct NamedText: Sendable, Equatable {
+    package var name: String
     /// nil for an element without text (ceilometer then sends null).
-    public var text: String?
-    public init(_ name: String, _ text: String?) {
+    package var text: String?
+    package init(_ name: String, _ text: String?) {
         self.name = name
         self.text = text
     }
 }
 
 /// What virtmeter reads, and for which domains: the options an operator knows from ceilometer's compute agent.
-public struct InspectionOptions: Sendable, Equatable {
+package struct InspectionOptions: Sendable, Equatable {
     /// Whether domains without nova metadata are sampled (virtmeter's default, for plain libvirt hosts) or skipped
     /// (what ceilometer's libvirt discovery does).
-    public enum DomainsWithoutNova: String, Sendable, CaseIterable {
+    package enum DomainsWithoutNova: String, Sendable, CaseIterable {
         case keep, skip
     }
     /// Sample shut-off domains: power.state, vcpus, memory and disk sizes (ceilometer's
     /// `[compute] report_stopped_instance_metrics`); off by default, as in ceilometer.
-    public var sampleShutOffDomains = false
+    package var sampleShutOffDomains = false
     /// Fill `user_name` and `project_name` from the names nova writes into the domain XML (ceilometer fills them from
     /// keystone with `[polling] identity_name_discovery`); off by default, as in ceilometer.
-    public var namesFromNova = false
-    public var domainsWithoutNova = DomainsWithoutNova.keep
+    package var namesFromNova = false
+    package var domainsWithoutNova = DomainsWithoutNova.keep
 
     /// The defaults: shut-off domains not sampled, names null, domains without nova metadata kept.
-    public init(sampleShutOffDomains: Bool = false, namesFromNova: Bool = false,
+    package init(sampleShutOffDomains: Bool = false, namesFromNova: Bool = false,
                 domainsWithoutNova: DomainsWithoutNova = .keep) {
         self.sampleShutOffDomains = sampleShutOffDomains
         self.namesFromNova = namesFromNova
@@ -73,11 +73,11 @@ public struct InspectionOptions: Sendable, Equatable {
 
 /// Time one vCPU has run, waited to run, and been delayed by the host (steal time), in nanoseconds (`vcpu.N.time`,
 /// `vcpu.N.wait`, `vcpu.N.delay`).
-public struct VCPUTime: Sendable, Equatable {
-    public var time: UInt64?
-    public var wait: UInt64?
-    public var delay: UInt64?
-    public init(time: UInt64?, wait: UInt64?, delay: UInt64? = nil) {
+package struct VCPUTime: Sendable, Equatable {
+    package var time: UInt64?
+    package var wait: UInt64?
+    package var delay: UInt64?
+    package init(time: UInt64?, wait: UInt64?, delay: UInt64? = nil) {
         self.time = time
         self.wait = wait
         self.delay = delay
@@ -86,12 +86,12 @@ public struct VCPUTime: Sendable, Equatable {
 
 /// The `perf` stats group (`perf.cpu_cycles`, ...): counts of the host's perf events for the domain, nil where the
 /// event is not enabled or the kernel refused it.
-public struct PerfStats: Sendable, Equatable {
-    public var cpuCycles: UInt64?
-    public var instructions: UInt64?
-    public var cacheReferences: UInt64?
-    public var cacheMisses: UInt64?
-    public init(cpuCycles: UInt64? = nil, instructions: UInt64? = nil, cacheReferences: UInt64? = nil,
+package struct PerfStats: Sendable, Equatable {
+    package var cpuCycles: UInt64?
+    package var instructions: UInt64?
+    package var cacheReferences: UInt64?
+    package var cacheMisses: UInt64?
+    package init(cpuCycles: UInt64? = nil, instructions: UInt64? = nil, cacheReferences: UInt64? = nil,
                 cacheMisses: UInt64? = nil) {
         self.cpuCycles = cpuCycles
         self.instructions = instructions
@@ -101,16 +101,16 @@ public struct PerfStats: Sendable, Equatable {
 }
 
 /// The guest's balloon statistics in KiB (`balloon.*` / `virDomainMemoryStats`); each is nil when not reported.
-public struct BalloonStats: Sendable, Equatable {
-    public var actual: UInt64?
-    public var available: UInt64?
-    public var unused: UInt64?
-    public var usable: UInt64?
-    public var rss: UInt64?
-    public var swapIn: UInt64?
-    public var swapOut: UInt64?
-    public var lastUpdate: UInt64?
-    public init(actual: UInt64? = nil, available: UInt64? = nil, unused: UInt64? = nil, usable: UInt64? = nil,
+package struct BalloonStats: Sendable, Equatable {
+    package var actual: UInt64?
+    package var available: UInt64?
+    package var unused: UInt64?
+    package var usable: UInt64?
+    package var rss: UInt64?
+    package var swapIn: UInt64?
+    package var swapOut: UInt64?
+    package var lastUpdate: UInt64?
+    package init(actual: UInt64? = nil, available: UInt64? = nil, unused: UInt64? = nil, usable: UInt64? = nil,
                 rss: UInt64? = nil, swapIn: UInt64? = nil, swapOut: UInt64? = nil, lastUpdate: UInt64? = nil) {
         self.actual = actual
         self.available = available
@@ -123,64 +123,64 @@ public struct BalloonStats: Sendable, Equatable {
     }
 
     /// Whether the guest's balloon driver reports its own memory (`available` and `unused` or `usable`).
-    public var hasGuestStats: Bool { available != nil && (usable != nil || unused != nil) }
+    package var hasGuestStats: Bool { available != nil && (usable != nil || unused != nil) }
 }
 
 /// Counters of one disk (`block.N.*` / `virDomainBlockStats`); nil where not reported.
-public struct DiskStats: Sendable, Equatable {
-    public var name: String
-    public var readBytes: UInt64?
-    public var readRequests: UInt64?
-    public var readTimeNs: UInt64?
-    public var writeBytes: UInt64?
-    public var writeRequests: UInt64?
-    public var writeTimeNs: UInt64?
-    public var errors: UInt64?
-    public var flushRequests: UInt64?
-    public var flushTimeNs: UInt64?
-    public var capacity: UInt64?
-    public var allocation: UInt64?
-    public var physical: UInt64?
-    public init(name: String) { self.name = name }
+package struct DiskStats: Sendable, Equatable {
+    package var name: String
+    package var readBytes: UInt64?
+    package var readRequests: UInt64?
+    package var readTimeNs: UInt64?
+    package var writeBytes: UInt64?
+    package var writeRequests: UInt64?
+    package var writeTimeNs: UInt64?
+    package var errors: UInt64?
+    package var flushRequests: UInt64?
+    package var flushTimeNs: UInt64?
+    package var capacity: UInt64?
+    package var allocation: UInt64?
+    package var physical: UInt64?
+    package init(name: String) { self.name = name }
 }
 
 /// Counters of one network interface (`net.N.*` / `virDomainInterfaceStats`); nil where not reported.
-public struct InterfaceStats: Sendable, Equatable {
+package struct InterfaceStats: Sendable, Equatable {
     /// The host-side device (`tap…`, `vnet0`).
-    public var name: String
-    public var mac: String?
+    package var name: String
+    package var mac: String?
     /// The `<filterref filter=…>` name, its parameters (names lowercased), the `<virtualport>`'s `interfaceid` and
     /// the source bridge: ceilometer's vNIC metadata.
-    public var filterRef: String?
-    public var filterParameters: [NamedText] = []
-    public var interfaceID: String?
-    public var bridge: String?
-    public var rxBytes: UInt64?
-    public var rxPackets: UInt64?
-    public var rxErrors: UInt64?
-    public var rxDrop: UInt64?
-    public var txBytes: UInt64?
-    public var txPackets: UInt64?
-    public var txErrors: UInt64?
-    public var txDrop: UInt64?
-    public init(name: String, mac: String? = nil) {
+    package var filterRef: String?
+    package var filterParameters: [NamedText] = []
+    package var interfaceID: String?
+    package var bridge: String?
+    package var rxBytes: UInt64?
+    package var rxPackets: UInt64?
+    package var rxErrors: UInt64?
+    package var rxDrop: UInt64?
+    package var txBytes: UInt64?
+    package var txPackets: UInt64?
+    package var txErrors: UInt64?
+    package var txDrop: UInt64?
+    package init(name: String, mac: String? = nil) {
         self.name = name
         self.mac = mac
     }
 }
 
 /// A nova flavor as nova writes it into the domain XML.
-public struct Flavor: Sendable, Equatable {
-    public var id: String?
-    public var name: String?
-    public var vcpus: Int?
-    public var ramMiB: Int?
-    public var diskGiB: Int?
-    public var ephemeralGiB: Int?
-    public var swapMiB: Int?
+package struct Flavor: Sendable, Equatable {
+    package var id: String?
+    package var name: String?
+    package var vcpus: Int?
+    package var ramMiB: Int?
+    package var diskGiB: Int?
+    package var ephemeralGiB: Int?
+    package var swapMiB: Int?
     /// `<nova:extraSpecs>` (nova 2025.2 and later); nil when the element is absent.
-    public var extraSpecs: [NamedText]?
-    public init(id: String? = nil, name: String? = nil, vcpus: Int? = nil, ramMiB: Int? = nil, diskGiB: Int? = nil,
+    package var extraSpecs: [NamedText]?
+    package init(id: String? = nil, name: String? = nil, vcpus: Int? = nil, ramMiB: Int? = nil, diskGiB: Int? = nil,
                 ephemeralGiB: Int? = nil, swapMiB: Int? = nil) {
         self.id = id
         self.name = name
@@ -193,24 +193,24 @@ public struct Flavor: Sendable, Equatable {
 }
 
 /// Nova's `<nova:instance>` metadata (namespace 1.1, or 1.0 before Wallaby).
-public struct NovaMetadata: Sendable, Equatable {
-    public var displayName: String?
-    public var flavor: Flavor
-    public var userID: String?
-    public var userName: String?
-    public var projectID: String?
-    public var projectName: String?
+package struct NovaMetadata: Sendable, Equatable {
+    package var displayName: String?
+    package var flavor: Flavor
+    package var userID: String?
+    package var userName: String?
+    package var projectID: String?
+    package var projectName: String?
     /// The image's uuid when the instance boots from an image (`<nova:root type="image" uuid=…>`).
-    public var imageID: String?
+    package var imageID: String?
     /// `<nova:image>` (nova 2025.2 and later) as ceilometer's `image_meta`: `base_image_ref`, `container_format`,
     /// `disk_format`, `min_disk`, `min_ram` and the image properties; nil when the element is absent.
-    public var imageMeta: [NamedText]?
+    package var imageMeta: [NamedText]?
     /// Whether the metadata has every part ceilometer's libvirt discovery requires (name, flavor, user and project
     /// uuids); ceilometer skips a domain without them.
-    public var isComplete: Bool { hasName && flavor.name != nil && userID != nil && projectID != nil }
+    package var isComplete: Bool { hasName && flavor.name != nil && userID != nil && projectID != nil }
     /// Whether `<nova:name>` is present (its text may be empty).
-    public var hasName = false
-    public init(displayName: String? = nil, flavor: Flavor = Flavor(), userID: String? = nil, userName: String? = nil,
+    package var hasName = false
+    package init(displayName: String? = nil, flavor: Flavor = Flavor(), userID: String? = nil, userName: String? = nil,
                 projectID: String? = nil, projectName: String? = nil, imageID: String? = nil) {
         self.displayName = displayName
         self.flavor = flavor
@@ -224,35 +224,35 @@ public struct NovaMetadata: Sendable, Equatable {
 }
 
 /// Everything one poll read about one running domain; meters turn it into samples without calling libvirt.
-public struct DomainSnapshot: Sendable, Equatable {
-    public var uuid: String
-    public var name: String
-    public var state: DomainState
-    public var vcpuCount: Int
+package struct DomainSnapshot: Sendable, Equatable {
+    package var uuid: String
+    package var name: String
+    package var state: DomainState
+    package var vcpuCount: Int
     /// Total CPU time in ns (`cpu.time` / `virDomainGetInfo`).
-    public var cpuTime: UInt64?
+    package var cpuTime: UInt64?
     /// Per-vCPU time and wait, when the driver reports them.
-    public var vcpuTimes: [VCPUTime]
-    public var maxMemoryKiB: UInt64
-    public var memoryKiB: UInt64
-    public var balloon: BalloonStats
-    public var disks: [DiskStats]
-    public var interfaces: [InterfaceStats]
-    public var nova: NovaMetadata?
-    public var architecture: String?
-    public var osType: String?
+    package var vcpuTimes: [VCPUTime]
+    package var maxMemoryKiB: UInt64
+    package var memoryKiB: UInt64
+    package var balloon: BalloonStats
+    package var disks: [DiskStats]
+    package var interfaces: [InterfaceStats]
+    package var nova: NovaMetadata?
+    package var architecture: String?
+    package var osType: String?
     /// A shut-off domain read only for its metadata (sampling shut-off domains is off): only the meters that come from
     /// nova's flavor (`disk.root.size`, `disk.ephemeral.size`) sample it, as in ceilometer.
-    public var metadataOnly = false
+    package var metadataOnly = false
     /// The `perf` group's counters, and whether the domain's XML enables any perf event.
-    public var perf = PerfStats()
-    public var perfEnabled = false
+    package var perf = PerfStats()
+    package var perfEnabled = false
     /// Seconds on the monotonic clock when the snapshot was read; rates are computed from it.
-    public var monotonicTime: Double
+    package var monotonicTime: Double
     /// The bulk-stats values declared meters read (`StatsFieldRequest`); empty when none is polled.
-    public var statsFields: [StatsField] = []
+    package var statsFields: [StatsField] = []
 
-    public init(uuid: String, name: String, state: DomainState = .running, vcpuCount: Int, cpuTime: UInt64? = nil,
+    package init(uuid: String, name: String, state: DomainState = .running, vcpuCount: Int, cpuTime: UInt64? = nil,
                 vcpuTimes: [VCPUTime] = [], maxMemoryKiB: UInt64, memoryKiB: UInt64,
                 balloon: BalloonStats = BalloonStats(), disks: [DiskStats] = [], interfaces: [InterfaceStats] = [],
                 nova: NovaMetadata? = nil, architecture: String? = nil, osType: String? = nil,
@@ -276,7 +276,7 @@ public struct DomainSnapshot: Sendable, Equatable {
 
     /// The guest's cumulative CPU time as ceilometer computes it: the sum over vCPUs of time + wait, or the
     /// domain's total `cpu.time` where any vCPU lacks either figure.
-    public var totalCPUTime: UInt64? {
+    package var totalCPUTime: UInt64? {
         if vcpuTimes.count == vcpuCount, vcpuCount > 0 {
             var sum: UInt64 = 0
             for vcpu in vcpuTimes {
@@ -289,7 +289,7 @@ public struct DomainSnapshot: Sendable, Equatable {
     }
 
     /// The sum over vCPUs of `vcpu.N.delay`, or nil where any vCPU lacks it.
-    public var totalCPUDelay: UInt64? {
+    package var totalCPUDelay: UInt64? {
         guard vcpuTimes.count == vcpuCount, vcpuCount > 0 else { return nil }
         var sum: UInt64 = 0
         for vcpu in vcpuTimes {
@@ -301,7 +301,7 @@ public struct DomainSnapshot: Sendable, Equatable {
 }
 
 /// The source of snapshots: one call per cycle reads every running domain.
-public protocol Hypervisor: Sendable {
+package protocol Hypervisor: Sendable {
     /// Reads all running domains once. Throws when the hypervisor cannot be read at all; a single domain that
     /// cannot be read is left out instead.
     func poll() async throws -> [DomainSnapshot]

@@ -1,30 +1,30 @@
 /// An oslo.messaging notification in its 2.0 envelope, as ceilometer's polling agent puts it on the bus:
 /// `{"oslo.version": "2.0", "oslo.message": "<inner JSON as a string>"}`.
-public struct NotificationEnvelope: Sendable, Equatable {
+package struct NotificationEnvelope: Sendable, Equatable {
     /// Random (v4) UUID of this notification.
-    public var messageID: String
+    package var messageID: String
     /// Who sent it (`ceilometer.polling`).
-    public var publisherID: String
+    package var publisherID: String
     /// `telemetry.polling` for samples.
-    public var eventType: String
+    package var eventType: String
     /// `SAMPLE` for samples.
-    public var priority: String
+    package var priority: String
     /// The notification's payload: `{"samples": [...]}` for samples.
-    public var payload: JSONValue
+    package var payload: JSONValue
     /// UTC `YYYY-MM-DD HH:MM:SS.ffffff` (a space, no zone).
-    public var timestamp: String
+    package var timestamp: String
     /// oslo.messaging's duplicate detector: a random UUID as 32 hex digits.
-    public var uniqueID: String
+    package var uniqueID: String
 
     /// The event type of ceilometer's polling samples.
-    public static let pollingEventType = "telemetry.polling"
+    package static let pollingEventType = "telemetry.polling"
     /// The publisher id ceilometer's polling agent uses.
-    public static let defaultPublisherID = "ceilometer.polling"
+    package static let defaultPublisherID = "ceilometer.polling"
     /// The priority of sample notifications; the routing key is `<topic>.sample`.
-    public static let samplePriority = "SAMPLE"
+    package static let samplePriority = "SAMPLE"
 
     /// An envelope with every field given.
-    public init(messageID: String, publisherID: String, eventType: String, priority: String, payload: JSONValue,
+    package init(messageID: String, publisherID: String, eventType: String, priority: String, payload: JSONValue,
                 timestamp: String, uniqueID: String) {
         self.messageID = messageID
         self.publisherID = publisherID
@@ -36,7 +36,7 @@ public struct NotificationEnvelope: Sendable, Equatable {
     }
 
     /// The inner message, in oslo.messaging's key order.
-    public var message: JSONValue {
+    package var message: JSONValue {
         .object([
             ("message_id", .string(messageID)), ("publisher_id", .string(publisherID)),
             ("event_type", .string(eventType)), ("priority", .string(priority)), ("payload", payload),
@@ -46,7 +46,7 @@ public struct NotificationEnvelope: Sendable, Equatable {
 
     /// The AMQP body: the outer JSON object with the inner message encoded as a string (written from the JSON
     /// tree: for tools and tests; samples are published with `sampleBody`).
-    public var body: [UInt8] {
+    package var body: [UInt8] {
         Array(JSONValue.object([("oslo.version", .string("2.0")), ("oslo.message", .string(message.jsonText))])
             .jsonText.utf8)
     }
@@ -54,7 +54,7 @@ public struct NotificationEnvelope: Sendable, Equatable {
     /// The body of the `telemetry.polling` notification that carries the samples of one record (`payload`: sample
     /// dicts separated by "\n", see `SampleRecords`), with fresh ids and the time now. The samples' bytes are
     /// copied once, escaped as the content of the `oslo.message` string on the way, and never parsed.
-    public static func sampleBody(_ payload: ArraySlice<UInt8>, publisherID: String = defaultPublisherID,
+    package static func sampleBody(_ payload: ArraySlice<UInt8>, publisherID: String = defaultPublisherID,
                                   wallNanoseconds: Int64 = Clock.wallNanoseconds()) -> [UInt8] {
         var inner: [UInt8] = [UInt8(ascii: "{")]
         inner.reserveCapacity(256)
@@ -127,7 +127,7 @@ public struct NotificationEnvelope: Sendable, Equatable {
 
     /// Reads an AMQP body. Never traps: anything that is not a 2.0 envelope with a well-formed inner message is an
     /// `EnvelopeError` saying what is wrong.
-    public static func decode(_ body: [UInt8]) throws(EnvelopeError) -> NotificationEnvelope {
+    package static func decode(_ body: [UInt8]) throws(EnvelopeError) -> NotificationEnvelope {
         let outer: JSONValue
         do {
             outer = try JSONValue.parse(bytes: body)
@@ -160,7 +160,7 @@ public struct NotificationEnvelope: Sendable, Equatable {
 
     /// The sample dicts of a `{"samples": [...]}` payload, each with the `Sample` read from it (nil where the dict
     /// lacks a required key). Throws when the payload has no samples list.
-    public func samples() throws(EnvelopeError) -> [DecodedSample] {
+    package func samples() throws(EnvelopeError) -> [DecodedSample] {
         guard case .array(let items)? = payload["samples"] else {
             throw .missingField("payload.samples")
         }
@@ -169,24 +169,24 @@ public struct NotificationEnvelope: Sendable, Equatable {
 }
 
 /// One sample dict from a notification: the JSON exactly as received (what its signature covers) and the sample.
-public struct DecodedSample: Sendable {
+package struct DecodedSample: Sendable {
     /// The sample dict as decoded, in received key order.
-    public let json: JSONValue
+    package let json: JSONValue
     /// The sample, or nil when the dict is not a valid sample.
-    public let sample: Sample?
+    package let sample: Sample?
 
     /// Reads `json` as a sample dict.
-    public init(json: JSONValue) {
+    package init(json: JSONValue) {
         self.json = json
         self.sample = Sample(json: json)
     }
 
     /// Whether the dict's `message_signature` matches `signer`'s signature of it.
-    public func verify(with signer: SampleSigner) -> Bool { signer.verify(json) }
+    package func verify(with signer: SampleSigner) -> Bool { signer.verify(json) }
 }
 
 /// Why an AMQP body is not an oslo.messaging 2.0 notification.
-public enum EnvelopeError: Error, Equatable, CustomStringConvertible {
+package enum EnvelopeError: Error, Equatable, CustomStringConvertible {
     /// The body or the inner message is not valid JSON.
     case invalidJSON(String)
     /// The JSON does not have the envelope's shape.
@@ -197,7 +197,7 @@ public enum EnvelopeError: Error, Equatable, CustomStringConvertible {
     case missingField(String)
 
     /// One line saying what is wrong.
-    public var description: String {
+    package var description: String {
         switch self {
         case .invalidJSON(let detail): return "malformed message: invalid JSON in \(detail)"
         case .notAnEnvelope(let detail): return "malformed message: not an oslo.messaging envelope (\(detail))"

@@ -2,12 +2,12 @@ import Foundation
 
 /// Writes samples as JSON lines (one sample dict a line, ready for `jq`) to stdout or appends them to a file,
 /// one write per batch.
-public final class JSONLinesPublisher: Publisher {
+package final class JSONLinesPublisher: Publisher {
     private let handle: FileHandle
     private let closesHandle: Bool
 
     /// Samples on stdout.
-    public static var standardOutput: JSONLinesPublisher {
+    package static var standardOutput: JSONLinesPublisher {
         JSONLinesPublisher(handle: .standardOutput, closesHandle: false)
     }
 
@@ -18,17 +18,17 @@ public final class JSONLinesPublisher: Publisher {
 
     /// Samples appended to the file at `path`, created if missing, readable by its owner only (samples carry
     /// tenant ids and names). Throws `FileError` when it cannot be opened for appending.
-    public convenience init(appendingTo path: String) throws(FileError) {
+    package convenience init(appendingTo path: String) throws(FileError) {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw FileError("open", path: path) }
         self.init(handle: FileHandle(fileDescriptor: descriptor, closeOnDealloc: true), closesHandle: true)
     }
 
-    public func publish(_ records: SampleRecords) async throws {
+    package func publish(_ records: SampleRecords) async throws {
         try handle.write(contentsOf: records.jsonLines)
     }
 
-    public func close() async {
+    package func close() async {
         if closesHandle { try? handle.close() }
     }
 }

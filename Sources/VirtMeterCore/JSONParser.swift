@@ -1,19 +1,19 @@
 /// Why a JSON text could not be read, with the byte offset where reading stopped.
-public struct JSONParseError: Error, Equatable, CustomStringConvertible {
-    public let offset: Int
-    public let reason: String
-    public var description: String { "invalid JSON at byte \(offset): \(reason)" }
+package struct JSONParseError: Error, Equatable, CustomStringConvertible {
+    package let offset: Int
+    package let reason: String
+    package var description: String { "invalid JSON at byte \(offset): \(reason)" }
 }
 
 extension JSONValue {
     /// Parses a JSON text, keeping key order and the integer/float distinction. Nesting deeper than
     /// `maxDepth` is refused, so hostile input cannot exhaust the stack. Throws `JSONParseError`.
-    public static func parse(_ text: String, maxDepth: Int = 64) throws(JSONParseError) -> JSONValue {
+    package static func parse(_ text: String, maxDepth: Int = 64) throws(JSONParseError) -> JSONValue {
         try parse(bytes: Array(text.utf8), maxDepth: maxDepth)
     }
 
     /// Parses JSON from UTF-8 bytes; see `parse(_:maxDepth:)`.
-    public static func parse(bytes: [UInt8], maxDepth: Int = 64) throws(JSONParseError) -> JSONValue {
+    package static func parse(bytes: [UInt8], maxDepth: Int = 64) throws(JSONParseError) -> JSONValue {
         var parser = Parser(bytes: bytes, maxDepth: maxDepth)
         let value = try parser.value(depth: 0)
         parser.skipSpace()

@@ -1,6 +1,6 @@
 /// A JSON value that keeps what ceilometer's wire format depends on: the order of object keys, and the
 /// difference between an integer and a float (Python signs `1` and `1.0` differently).
-public enum JSONValue: Sendable, Equatable {
+package enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     case int(Int64)
@@ -10,7 +10,7 @@ public enum JSONValue: Sendable, Equatable {
     /// Keys in insertion order, as Python's dict keeps them.
     case object([(String, JSONValue)])
 
-    public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+    package static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
         switch (lhs, rhs) {
         case (.null, .null): return true
         case let (.bool(a), .bool(b)): return a == b
@@ -25,19 +25,19 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     /// The value under `key` when this is an object, else nil.
-    public subscript(key: String) -> JSONValue? {
+    package subscript(key: String) -> JSONValue? {
         guard case let .object(pairs) = self else { return nil }
         return pairs.first { $0.0 == key }?.1
     }
 
     /// The string, when this is one.
-    public var stringValue: String? {
+    package var stringValue: String? {
         if case let .string(s) = self { return s }
         return nil
     }
 
     /// The number as a Double, when this is an integer or a float.
-    public var doubleValue: Double? {
+    package var doubleValue: Double? {
         switch self {
         case let .int(i): return Double(i)
         case let .double(d): return d
@@ -46,7 +46,7 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     /// An optional string as JSON: `null` when nil.
-    public static func string(_ s: String?) -> JSONValue { s.map(JSONValue.string) ?? .null }
+    package static func string(_ s: String?) -> JSONValue { s.map(JSONValue.string) ?? .null }
 }
 
 // MARK: - Encoding
@@ -54,7 +54,7 @@ public enum JSONValue: Sendable, Equatable {
 extension JSONValue {
     /// The compact JSON text, with `", "` and `": "` separators as Python's `json.dumps` writes them, and floats in
     /// Python's repr so the receiver decodes exactly the value that was signed. Non-finite floats become `null`.
-    public var jsonText: String {
+    package var jsonText: String {
         var out = ""
         out.reserveCapacity(256)
         write(to: &out)
@@ -62,7 +62,7 @@ extension JSONValue {
     }
 
     /// Appends the JSON text of this value to `out`.
-    public func write(to out: inout String) {
+    package func write(to out: inout String) {
         switch self {
         case .null: out += "null"
         case let .bool(b): out += b ? "true" : "false"

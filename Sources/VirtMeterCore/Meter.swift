@@ -1,5 +1,5 @@
 /// A meter turns a domain snapshot (and the previous one, for rates) into readings. Meters never call libvirt.
-public protocol Meter: Sendable {
+package protocol Meter: Sendable {
     /// Ceilometer's name, e.g. `memory.usage`.
     var name: String { get }
     var type: SampleType { get }
@@ -15,24 +15,24 @@ public protocol Meter: Sendable {
 }
 
 extension Meter {
-    public func unavailableReason(_ snapshot: DomainSnapshot) -> String? { nil }
-    public var isCeilometerMeter: Bool { true }
+    package func unavailableReason(_ snapshot: DomainSnapshot) -> String? { nil }
+    package var isCeilometerMeter: Bool { true }
 }
 
 /// The built-in meters by name.
-public struct MeterRegistry: Sendable {
-    public let meters: [any Meter]
+package struct MeterRegistry: Sendable {
+    package let meters: [any Meter]
 
-    public init(_ meters: [any Meter]) { self.meters = meters }
+    package init(_ meters: [any Meter]) { self.meters = meters }
 
     /// Every meter virtmeter has.
-    public static let builtIn = MeterRegistry(InstanceMeters.all + DiskMeters.all + NetworkMeters.all)
+    package static let builtIn = MeterRegistry(InstanceMeters.all + DiskMeters.all + NetworkMeters.all)
 
-    public var names: [String] { meters.map(\.name) }
+    package var names: [String] { meters.map(\.name) }
 
     /// The meter called `name`, if there is one.
-    public func meter(named name: String) -> (any Meter)? { meters.first { $0.name == name } }
+    package func meter(named name: String) -> (any Meter)? { meters.first { $0.name == name } }
 
     /// The meters that `selector` admits, in registry order.
-    public func select(_ selector: MeterSelector) -> [any Meter] { meters.filter { selector.admits($0.name) } }
+    package func select(_ selector: MeterSelector) -> [any Meter] { meters.filter { selector.admits($0.name) } }
 }

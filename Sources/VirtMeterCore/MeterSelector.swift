@@ -1,11 +1,11 @@
 /// Which meters a polling source wants, by ceilometer's polling.yaml rules: `*` and `?` wildcards, `!name`
 /// exclusions (checked first), and a list of only exclusions admits everything else.
-public struct MeterSelector: Sendable, Equatable {
-    public let patterns: [String]
+package struct MeterSelector: Sendable, Equatable {
+    package let patterns: [String]
 
     /// Checks the rules ceilometer enforces: at least one entry, no plain names mixed with `!` names, and no
     /// plain names next to a bare `*`. Throws `MeterSelectorError`.
-    public init(_ patterns: [String]) throws(MeterSelectorError) {
+    package init(_ patterns: [String]) throws(MeterSelectorError) {
         let cleaned = patterns.map { $0.trimmingSpaces }.filter { !$0.isEmpty }
         guard !cleaned.isEmpty else { throw .empty }
         let plain = cleaned.filter { !$0.hasPrefix("!") && !$0.hasPrefix("*") }
@@ -17,15 +17,15 @@ public struct MeterSelector: Sendable, Equatable {
     }
 
     /// Parses a comma-separated list (`cpu_util,memory.*`).
-    public init(commaSeparated list: String) throws(MeterSelectorError) {
+    package init(commaSeparated list: String) throws(MeterSelectorError) {
         try self.init(list.split(separator: ",").map(String.init))
     }
 
     /// Everything.
-    public static let all = try! MeterSelector(["*"])
+    package static let all = try! MeterSelector(["*"])
 
     /// Whether the meter `name` is wanted.
-    public func admits(_ name: String) -> Bool {
+    package func admits(_ name: String) -> Bool {
         if patterns.contains(where: { $0.hasPrefix("!") && Self.glob(String($0.dropFirst()), matches: name) }) {
             return false
         }
@@ -34,7 +34,7 @@ public struct MeterSelector: Sendable, Equatable {
     }
 
     /// The entries (without `!`) that match none of `known`: names the user probably mistyped.
-    public func unmatched(among known: [String]) -> [String] {
+    package func unmatched(among known: [String]) -> [String] {
         patterns.map { $0.hasPrefix("!") ? String($0.dropFirst()) : $0 }
             .filter { pattern in !known.contains { Self.glob(pattern, matches: $0) } }
     }
@@ -60,12 +60,12 @@ public struct MeterSelector: Sendable, Equatable {
 }
 
 /// A meter list that breaks ceilometer's rules.
-public enum MeterSelectorError: Error, Equatable, CustomStringConvertible {
+package enum MeterSelectorError: Error, Equatable, CustomStringConvertible {
     case empty
     case mixedInclusionAndExclusion([String])
     case plainNamesWithWildcard([String])
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .empty: return "no meters given"
         case .mixedInclusionAndExclusion(let names):

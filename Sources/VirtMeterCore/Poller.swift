@@ -1,25 +1,25 @@
 import Logging
 
 /// What one poll cycle produced.
-public struct CycleResult: Sendable {
+package struct CycleResult: Sendable {
     /// Samples and records handed over.
-    public var samples = 0
-    public var records = 0
+    package var samples = 0
+    package var records = 0
     /// Samples refused because a number could not be written (a NaN or infinite volume).
-    public var refused = 0
-    public var domains = 0
+    package var refused = 0
+    package var domains = 0
     /// Seconds spent reading the hypervisor, building and signing samples, and in `deliver`.
-    public var inspectSeconds = 0.0
-    public var buildSeconds = 0.0
-    public var deliverSeconds = 0.0
+    package var inspectSeconds = 0.0
+    package var buildSeconds = 0.0
+    package var deliverSeconds = 0.0
 }
 
 /// A set of meters polled together: a polling.yaml source, or the `--meters` of `virtmeter poll`.
-public struct PollingGroup: Sendable {
-    public let name: String
-    public let meters: [any Meter]
+package struct PollingGroup: Sendable {
+    package let name: String
+    package let meters: [any Meter]
 
-    public init(name: String, meters: [any Meter]) {
+    package init(name: String, meters: [any Meter]) {
         self.name = name
         self.meters = meters
     }
@@ -31,7 +31,7 @@ public struct PollingGroup: Sendable {
 /// keeps the snapshots of the domains of its last cycle only, so vanished domains are forgotten.
 ///
 /// A value type whose `cycle` is `mutating`: whoever owns it runs one cycle at a time, by construction.
-public struct Poller {
+package struct Poller {
     private let hypervisor: any Hypervisor
     private let defaultGroup: PollingGroup
     private let stamper: SampleStamper
@@ -48,7 +48,7 @@ public struct Poller {
     private var warned: Set<String> = []
 
     /// A poller whose `cycle(deliver:)` polls `meters`; `cycle(_:deliver:)` polls any groups.
-    public init(hypervisor: any Hypervisor, meters: [any Meter] = [], stamper: SampleStamper,
+    package init(hypervisor: any Hypervisor, meters: [any Meter] = [], stamper: SampleStamper,
                 samplesPerRecord: Int = 50, chunkBytes: Int = 1 << 20, logger: Logger) {
         self.hypervisor = hypervisor
         self.defaultGroup = PollingGroup(name: "default", meters: meters)
@@ -60,14 +60,14 @@ public struct Poller {
     }
 
     /// Polls once for the meters given at init. Throws only when the hypervisor cannot be read at all.
-    public mutating func cycle(deliver: (SampleRecords) async throws -> Void) async throws -> CycleResult {
+    package mutating func cycle(deliver: (SampleRecords) async throws -> Void) async throws -> CycleResult {
         try await cycle([defaultGroup], deliver: deliver)
     }
 
     /// Reads the hypervisor once and writes the samples of every group in `groups`, handing the records to
     /// `deliver` in chunks (in order; the last one when the cycle ends). Throws only when the hypervisor cannot be
     /// read at all, or what `deliver` throws.
-    public mutating func cycle(_ groups: [PollingGroup], deliver: (SampleRecords) async throws -> Void)
+    package mutating func cycle(_ groups: [PollingGroup], deliver: (SampleRecords) async throws -> Void)
         async throws -> CycleResult {
         let start = Clock.monotonic()
         let snapshots = try await hypervisor.poll()
@@ -108,7 +108,7 @@ public struct Poller {
     }
 
     /// Drops the state of groups not in `names` (sources removed by a reload).
-    public mutating func keepGroups(_ names: Set<String>) {
+    package mutating func keepGroups(_ names: Set<String>) {
         previous = previous.filter { names.contains($0.key) }
     }
 

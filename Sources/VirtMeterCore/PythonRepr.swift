@@ -1,8 +1,8 @@
 /// Python's `str()` of the values ceilometer signs, so an HMAC computed here equals the one ceilometer computes.
-public enum PythonRepr {
+package enum PythonRepr {
     /// Python's `repr(float)`: the shortest digits that round-trip, fixed notation for decimal exponents in
     /// [-4, 16), scientific with a signed two-digit exponent outside it (`512.0`, `1e-05`, `1e+16`).
-    public static func float(_ value: Double) -> String {
+    package static func float(_ value: Double) -> String {
         if value.isNaN { return "nan" }
         if value.isInfinite { return value < 0 ? "-inf" : "inf" }
         if value == 0 { return value.sign == .minus ? "-0.0" : "0.0" }
@@ -56,7 +56,7 @@ public enum PythonRepr {
 
     /// `str(value)` for a JSON-decoded value: `None`, `True`, `False`, plain integers, float repr, strings as they
     /// are, and lists as Python prints them after ceilometer's `decode_unicode` turned their strings into bytes.
-    public static func str(_ value: JSONValue) -> String {
+    package static func str(_ value: JSONValue) -> String {
         switch value {
         case .string(let s): return s
         default: return repr(value)

@@ -1,15 +1,15 @@
 /// Ceilometer's counter types.
-public enum SampleType: String, Sendable {
+package enum SampleType: String, Sendable {
     case gauge, cumulative, delta
 }
 
 /// A sample's number: integers stay integers on the wire (`123456789000`), floats are floats (`387.890625`).
-public enum Volume: Sendable, Equatable {
+package enum Volume: Sendable, Equatable {
     case int(Int64)
     case double(Double)
 
     /// The volume as a Double, for arithmetic and comparisons.
-    public var doubleValue: Double {
+    package var doubleValue: Double {
         switch self {
         case .int(let i): return Double(i)
         case .double(let d): return d
@@ -17,19 +17,19 @@ public enum Volume: Sendable, Equatable {
     }
 
     /// A counter read from libvirt, clamped into Int64 (libvirt's counters are unsigned 64-bit).
-    public static func counter(_ value: UInt64) -> Volume { .int(Int64(clamping: value)) }
+    package static func counter(_ value: UInt64) -> Volume { .int(Int64(clamping: value)) }
 
 }
 
 /// What a meter measured for one resource, before it is stamped into a wire `Sample`.
-public struct Reading: Sendable {
-    public var volume: Volume
+package struct Reading: Sendable {
+    package var volume: Volume
     /// The resource's id; nil means the domain's uuid.
-    public var resourceID: String?
+    package var resourceID: String?
     /// Keys that this meter adds to the domain's resource_metadata, or replaces in it (`cpu_number`, `disk_name`).
-    public var metadata: [(String, JSONValue)]
+    package var metadata: [(String, JSONValue)]
 
-    public init(_ volume: Volume, resourceID: String? = nil, metadata: [(String, JSONValue)] = []) {
+    package init(_ volume: Volume, resourceID: String? = nil, metadata: [(String, JSONValue)] = []) {
         self.volume = volume
         self.resourceID = resourceID
         self.metadata = metadata
@@ -38,26 +38,26 @@ public struct Reading: Sendable {
 
 /// One sample as a value: every key of ceilometer's sample dict. What tools and tests hold; polling writes samples
 /// straight to their bytes (`SampleEncoder`), and this is what reading them back gives.
-public struct Sample: Sendable {
-    public var source: String
-    public var name: String
-    public var type: SampleType
-    public var unit: String
-    public var volume: Volume
-    public var userID: String?
-    public var userName: String?
-    public var projectID: String?
-    public var projectName: String?
-    public var resourceID: String
+package struct Sample: Sendable {
+    package var source: String
+    package var name: String
+    package var type: SampleType
+    package var unit: String
+    package var volume: Volume
+    package var userID: String?
+    package var userName: String?
+    package var projectID: String?
+    package var projectName: String?
+    package var resourceID: String
     /// UTC, `YYYY-MM-DDTHH:MM:SS.ffffff`.
-    public var timestamp: String
-    public var resourceMetadata: JSONValue
+    package var timestamp: String
+    package var resourceMetadata: JSONValue
     /// A time-based (v1) UUID.
-    public var messageID: String
-    public var monotonicTime: Double
-    public var signature: String
+    package var messageID: String
+    package var monotonicTime: Double
+    package var signature: String
 
-    public init(source: String, name: String, type: SampleType, unit: String, volume: Volume, userID: String?,
+    package init(source: String, name: String, type: SampleType, unit: String, volume: Volume, userID: String?,
                 userName: String? = nil, projectID: String?, projectName: String? = nil, resourceID: String,
                 timestamp: String, resourceMetadata: JSONValue, messageID: String, monotonicTime: Double,
                 signature: String = "") {
@@ -80,7 +80,7 @@ public struct Sample: Sendable {
 
     /// Reads a sample back from its JSON dict (as `tail` receives it). Returns nil when a required key is missing
     /// or has the wrong type.
-    public init?(json: JSONValue) {
+    package init?(json: JSONValue) {
         guard let name = json["counter_name"]?.stringValue,
               let type = json["counter_type"]?.stringValue.flatMap(SampleType.init(rawValue:)),
               let resourceID = json["resource_id"]?.stringValue,
@@ -108,7 +108,7 @@ extension SampleEncoder {
     /// Appends `sample`, signed, to `out` (its resource_metadata rendered on the way). Returns false, writing
     /// nothing, when it has a NaN or infinite number.
     @discardableResult
-    public mutating func write(_ sample: Sample, to out: inout [UInt8]) -> Bool {
+    package mutating func write(_ sample: Sample, to out: inout [UInt8]) -> Bool {
         let values = SampleValues(
             source: sample.source, name: sample.name, type: sample.type, unit: sample.unit, volume: sample.volume,
             userID: sample.userID, userName: sample.userName, projectID: sample.projectID,
@@ -124,13 +124,13 @@ extension SampleEncoder {
 extension RecordWriter {
     /// Appends `sample`, signed by `encoder`. Returns false when it cannot be written (a NaN or infinite number).
     @discardableResult
-    public mutating func append(_ sample: Sample, encoder: inout SampleEncoder) -> Bool {
+    package mutating func append(_ sample: Sample, encoder: inout SampleEncoder) -> Bool {
         append { encoder.write(sample, to: &$0) }
     }
 }
 
 /// Where samples go: stdout, a file, an AMQP broker.
-public protocol Publisher: Sendable {
+package protocol Publisher: Sendable {
     /// Hands over `records` (each record's samples make one message); throws when they could not be delivered.
     func publish(_ records: SampleRecords) async throws
     /// Lets go of connections and files once nothing more will be published.
@@ -138,5 +138,5 @@ public protocol Publisher: Sendable {
 }
 
 extension Publisher {
-    public func close() async {}
+    package func close() async {}
 }

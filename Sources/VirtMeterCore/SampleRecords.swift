@@ -9,15 +9,15 @@
 /// raw newline): as it stands it is JSON lines for the stdout and file publishers, and one escaping pass makes it the
 /// sample list of an oslo.messaging envelope. The spool writes records to disk as they are and fills in the CRC
 /// (zero until then); records handed straight to a publisher carry none.
-public struct SampleRecords: Sendable {
+package struct SampleRecords: Sendable {
     /// One record's place in `bytes`.
-    public struct Span: Sendable, Equatable {
+    package struct Span: Sendable, Equatable {
         /// Where the record's header starts.
-        public let start: Int
+        package let start: Int
         /// The payload's length in bytes.
-        public let payloadLength: Int
+        package let payloadLength: Int
         /// The samples in the record.
-        public let samples: Int
+        package let samples: Int
 
         package init(start: Int, payloadLength: Int, samples: Int) {
             self.start = start
@@ -26,10 +26,10 @@ public struct SampleRecords: Sendable {
         }
 
         /// Where the payload lies in `bytes`.
-        public var payload: Range<Int> { start + SampleRecords.headerBytes ..< start + SampleRecords.headerBytes
+        package var payload: Range<Int> { start + SampleRecords.headerBytes ..< start + SampleRecords.headerBytes
             + payloadLength }
         /// Where the whole record lies in `bytes`.
-        public var record: Range<Int> { start ..< payload.upperBound }
+        package var record: Range<Int> { start ..< payload.upperBound }
     }
 
     package static let magic: [UInt8] = Array("VMS2".utf8)
@@ -37,9 +37,9 @@ public struct SampleRecords: Sendable {
     package static let headerBytes = 16
 
     /// The records, back to back (spans may skip damaged bytes between them).
-    public package(set) var bytes: [UInt8]
+    package var bytes: [UInt8]
     /// The records in `bytes`, in order.
-    public package(set) var spans: [Span]
+    package var spans: [Span]
 
     /// Records read back from `bytes` (by the spool).
     package init(bytes: [UInt8], spans: [Span]) {
@@ -48,21 +48,21 @@ public struct SampleRecords: Sendable {
     }
 
     /// No records.
-    public init() { self.init(bytes: [], spans: []) }
+    package init() { self.init(bytes: [], spans: []) }
 
     /// The samples of every record.
-    public var sampleCount: Int { spans.reduce(0) { $0 + $1.samples } }
+    package var sampleCount: Int { spans.reduce(0) { $0 + $1.samples } }
 
     /// The payload of record `index`: its samples' JSON dicts separated by "\n".
-    public func payload(_ index: Int) -> ArraySlice<UInt8> { bytes[spans[index].payload] }
+    package func payload(_ index: Int) -> ArraySlice<UInt8> { bytes[spans[index].payload] }
 
     /// Each sample's JSON dict as bytes, in order.
-    public var sampleDicts: [ArraySlice<UInt8>] {
+    package var sampleDicts: [ArraySlice<UInt8>] {
         spans.flatMap { span in bytes[span.payload].split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) }
     }
 
     /// The JSON lines of every sample, each ended by "\n" (what the stdout and file publishers write).
-    public var jsonLines: [UInt8] {
+    package var jsonLines: [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)
         for span in spans {
@@ -86,8 +86,8 @@ public struct SampleRecords: Sendable {
 
 /// Builds records as samples are written into them: a record is sealed when it holds `samplesPerRecord` samples
 /// (or when asked), and sealed records can be taken away while the open one keeps filling.
-public struct RecordWriter: Sendable {
-    public let samplesPerRecord: Int
+package struct RecordWriter: Sendable {
+    package let samplesPerRecord: Int
     /// Bytes reserved for the buffer each time it starts anew.
     private let capacity: Int
     private var records = SampleRecords()
@@ -96,19 +96,19 @@ public struct RecordWriter: Sendable {
     private var openSamples = 0
 
     /// `capacity` bytes are reserved up front (and again after each `takeSealed`).
-    public init(samplesPerRecord: Int, capacity: Int = 0) {
+    package init(samplesPerRecord: Int, capacity: Int = 0) {
         self.samplesPerRecord = max(1, samplesPerRecord)
         self.capacity = capacity
         records.bytes.reserveCapacity(capacity)
     }
 
     /// The bytes held now, sealed and open records.
-    public var byteCount: Int { records.bytes.count }
+    package var byteCount: Int { records.bytes.count }
 
     /// Writes one sample with `write`, which appends its JSON dict to the buffer it is given and returns whether it
     /// wrote anything. Returns what `write` returned.
     @discardableResult
-    public mutating func append(_ write: (inout [UInt8]) -> Bool) -> Bool {
+    package mutating func append(_ write: (inout [UInt8]) -> Bool) -> Bool {
         let mark = records.bytes.count
         if openStart == nil {
             openStart = mark
@@ -128,7 +128,7 @@ public struct RecordWriter: Sendable {
     }
 
     /// Seals the open record, if any.
-    public mutating func seal() {
+    package mutating func seal() {
         guard let start = openStart else { return }
         let length = records.bytes.count - start - SampleRecords.headerBytes
         withUnsafeBytes(of: UInt32(length).littleEndian) { records.bytes.replaceSubrange(start + 4 ..< start + 8, with: $0) }
@@ -141,7 +141,7 @@ public struct RecordWriter: Sendable {
     }
 
     /// Takes the sealed records away; the open record stays and keeps filling.
-    public mutating func takeSealed() -> SampleRecords {
+    package mutating func takeSealed() -> SampleRecords {
         var open: [UInt8] = []
         open.reserveCapacity(capacity)
         if let start = openStart {
@@ -155,7 +155,7 @@ public struct RecordWriter: Sendable {
     }
 
     /// Seals the open record and takes everything.
-    public mutating func takeAll() -> SampleRecords {
+    package mutating func takeAll() -> SampleRecords {
         seal()
         return takeSealed()
     }

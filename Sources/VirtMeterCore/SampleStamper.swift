@@ -1,14 +1,14 @@
 /// Turns meters' readings into wire samples: the domain's resource_metadata (from nova's XML), owner ids,
 /// timestamps, a v1 message_id, and the signature, written as the samples' final bytes.
-public struct SampleStamper: Sendable {
+package struct SampleStamper: Sendable {
     /// This compute host's name (`instance_host`).
-    public let host: String
+    package let host: String
     /// The sample `source` (`openstack`).
-    public let source: String
-    public let signer: SampleSigner
+    package let source: String
+    package let signer: SampleSigner
     private let ids = UUIDv1Generator()
 
-    public init(host: String, source: String = "openstack", signer: SampleSigner) {
+    package init(host: String, source: String = "openstack", signer: SampleSigner) {
         self.host = host
         self.source = source
         self.signer = signer
@@ -16,9 +16,9 @@ public struct SampleStamper: Sendable {
 
     /// A domain's metadata, built and rendered once and reused for all its samples (and by the `Poller` for later
     /// cycles while `key` stays the same).
-    public struct PreparedDomain: Sendable {
+    package struct PreparedDomain: Sendable {
         /// What the metadata was built from: when a snapshot has another key, prepare it again.
-        public let key: MetadataKey
+        package let key: MetadataKey
         let metadata: RenderedMetadata
         /// The metadata with a meter's extra keys merged in (`disk_name: vda`), per set of extra keys seen so far:
         /// device meters repeat the same keys for every meter of a device, cycle after cycle.
@@ -36,11 +36,11 @@ public struct SampleStamper: Sendable {
     }
 
     /// The parts of a snapshot that resource_metadata depends on.
-    public struct MetadataKey: Sendable, Equatable {
+    package struct MetadataKey: Sendable, Equatable {
         let uuid: String, name: String, state: DomainState, vcpuCount: Int, maxMemoryKiB: UInt64
         let nova: NovaMetadata?, architecture: String?, osType: String?
 
-        public init(_ domain: DomainSnapshot) {
+        package init(_ domain: DomainSnapshot) {
             uuid = domain.uuid
             name = domain.name
             state = domain.state
@@ -53,7 +53,7 @@ public struct SampleStamper: Sendable {
     }
 
     /// Builds and renders `domain`'s resource_metadata.
-    public func prepare(_ domain: DomainSnapshot) -> PreparedDomain {
+    package func prepare(_ domain: DomainSnapshot) -> PreparedDomain {
         PreparedDomain(key: MetadataKey(domain), metadata: RenderedMetadata(baseMetadata(domain)))
     }
 
@@ -61,7 +61,7 @@ public struct SampleStamper: Sendable {
     /// the same wall-clock time. `prepared` is `prepare(now)`, possibly from an earlier cycle (it keeps what it
     /// merges). Returns the samples written and those refused (a NaN or infinite volume).
     @discardableResult
-    public func write(_ now: DomainSnapshot, previous: DomainSnapshot?, meters: [any Meter],
+    package func write(_ now: DomainSnapshot, previous: DomainSnapshot?, meters: [any Meter],
                       prepared domain: inout PreparedDomain, encoder: inout SampleEncoder,
                       to records: inout RecordWriter, wallNanoseconds: Int64 = Clock.wallNanoseconds())
         -> (written: Int, refused: Int) {
@@ -89,7 +89,7 @@ public struct SampleStamper: Sendable {
     /// The domain's resource_metadata as ceilometer's libvirt discovery builds it, in ceilometer's key order. With nova
     /// metadata a missing flavor figure is 0 and a missing flavor id is the flavor's name, as ceilometer has them when
     /// nova's API does not know better; a domain without nova metadata gets its own vCPUs and memory as the flavor.
-    public func baseMetadata(_ domain: DomainSnapshot) -> [(String, JSONValue)] {
+    package func baseMetadata(_ domain: DomainSnapshot) -> [(String, JSONValue)] {
         let nova = domain.nova
         func int(_ value: Int?) -> JSONValue { value.map { .int(Int64($0)) } ?? (nova == nil ? .null : .int(0)) }
         let flavor = nova?.flavor ?? Flavor(vcpus: domain.vcpuCount, ramMiB: Int(domain.maxMemoryKiB / 1024))

@@ -2,12 +2,12 @@
 /// them, and how each value is written. The published JSON and the signature (the same values fed in key order
 /// sorted by code point, nested keys flattened as `parent:child`, see `SampleSigner`) both derive from this list
 /// and from `SampleValues.value(of:)`; nothing else writes a sample.
-public enum SampleField: Int, CaseIterable, Sendable {
+package enum SampleField: Int, CaseIterable, Sendable {
     case source, counterName, counterType, counterUnit, counterVolume, userID, userName, projectID, projectName,
          resourceID, timestamp, resourceMetadata, messageID, monotonicTime, messageSignature
 
     /// The key in the sample dict.
-    public var key: String {
+    package var key: String {
         switch self {
         case .source: return "source"
         case .counterName: return "counter_name"
@@ -60,29 +60,29 @@ enum WireValue {
 }
 
 /// One sample's top-level values (all but resource_metadata and the signature), ready to be written.
-public struct SampleValues: Sendable {
-    public var source: String
-    public var name: String
-    public var type: SampleType
-    public var unit: String
-    public var volume: Volume {
+package struct SampleValues: Sendable {
+    package var source: String
+    package var name: String
+    package var type: SampleType
+    package var unit: String
+    package var volume: Volume {
         didSet { volumeText = Self.text(volume) }
     }
-    public var userID: String?
-    public var userName: String?
-    public var projectID: String?
-    public var projectName: String?
-    public var resourceID: String
-    public var timestamp: String
-    public var messageID: String
-    public var monotonicTime: Double {
+    package var userID: String?
+    package var userName: String?
+    package var projectID: String?
+    package var projectName: String?
+    package var resourceID: String
+    package var timestamp: String
+    package var messageID: String
+    package var monotonicTime: Double {
         didSet { monotonicText = PythonRepr.float(monotonicTime) }
     }
     /// The numbers' text, written once and used by both the JSON and the signature.
     private var volumeText: String
     private var monotonicText: String
 
-    public init(source: String, name: String, type: SampleType, unit: String, volume: Volume, userID: String?,
+    package init(source: String, name: String, type: SampleType, unit: String, volume: Volume, userID: String?,
                 userName: String? = nil, projectID: String?, projectName: String? = nil, resourceID: String,
                 timestamp: String, messageID: String, monotonicTime: Double) {
         self.source = source
@@ -142,7 +142,7 @@ public struct SampleValues: Sendable {
 /// the bytes it feeds the signature (`resource_metadata:flavor:ram` + `2048`, ...), and the whole dict's of both. A
 /// meter's few extra keys (`cpu_number`, `disk_name`) are merged in once per domain and set of keys (`merged`): they
 /// replace the same key in place or are appended, as Python's `dict.update` does.
-public struct RenderedMetadata: Sendable {
+package struct RenderedMetadata: Sendable {
     struct Entry: Sendable {
         let key: String
         /// `"key": value`.
@@ -159,10 +159,10 @@ public struct RenderedMetadata: Sendable {
     let signing: [UInt8]
 
     /// An empty dict.
-    public static let empty = RenderedMetadata([])
+    package static let empty = RenderedMetadata([])
 
     /// Renders the dict `pairs` (keys in the order given).
-    public init(_ pairs: [(String, JSONValue)]) {
+    package init(_ pairs: [(String, JSONValue)]) {
         self.init(entries: pairs.map { key, value in
             var json: [UInt8] = []
             JSONBytes.string(key, to: &json)
@@ -198,7 +198,7 @@ public struct RenderedMetadata: Sendable {
     }
 
     /// This dict updated with `extra`'s keys (rendered only: the result is not merged into again).
-    public func merged(with extra: [(String, JSONValue)]) -> RenderedMetadata {
+    package func merged(with extra: [(String, JSONValue)]) -> RenderedMetadata {
         guard !extra.isEmpty else { return self }
         var merged = entries
         for entry in RenderedMetadata(extra).entries {
@@ -213,12 +213,12 @@ public struct RenderedMetadata: Sendable {
 }
 
 /// Writes samples as their final JSON bytes, signed: the one place a sample becomes what goes on the bus.
-public struct SampleEncoder: Sendable {
-    public let signer: SampleSigner
+package struct SampleEncoder: Sendable {
+    package let signer: SampleSigner
     /// The signature's input, reused from sample to sample.
     private var signingInput: [UInt8] = []
 
-    public init(signer: SampleSigner) {
+    package init(signer: SampleSigner) {
         self.signer = signer
         signingInput.reserveCapacity(4096)
     }
@@ -226,7 +226,7 @@ public struct SampleEncoder: Sendable {
     /// Appends the sample dict of `values` with resource_metadata `metadata` to `out`, signed. Returns false, writing
     /// nothing, when the sample cannot be written (a NaN or infinite number).
     @discardableResult
-    public mutating func write(_ values: SampleValues, metadata: RenderedMetadata, to out: inout [UInt8]) -> Bool {
+    package mutating func write(_ values: SampleValues, metadata: RenderedMetadata, to out: inout [UInt8]) -> Bool {
         guard values.isWritable else { return false }
         let signature = sign(values, metadata: metadata)
         let prefixes = SampleField.keyPrefixes

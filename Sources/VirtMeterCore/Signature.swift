@@ -2,7 +2,7 @@ import Crypto
 
 /// Ceilometer's `message_signature`: lowercase hex HMAC-SHA256 over the sample's leaves, keys sorted by code
 /// point at every level, each leaf fed as its `parent:child` name followed by Python's `str()` of its value.
-public struct SampleSigner: Sendable {
+package struct SampleSigner: Sendable {
     /// HMAC-SHA256 keyed with the secret: the hash states after the key's inner and outer pad blocks, copied for
     /// each signature, so a signature hashes only its message and the inner digest. `SHA256` is not marked Sendable,
     /// but it is a value whose state is copy-on-write, and these templates are never mutated: sharing is safe.
@@ -29,7 +29,7 @@ public struct SampleSigner: Sendable {
     private let secret: KeyedHMAC?
 
     /// A signer for `secret`; an empty secret signs nothing (the signature is the empty string), as ceilometer does.
-    public init(secret: String) {
+    package init(secret: String) {
         self.secret = secret.isEmpty ? nil : KeyedHMAC(key: Array(secret.utf8))
     }
 
@@ -37,7 +37,7 @@ public struct SampleSigner: Sendable {
     var isSigning: Bool { secret != nil }
 
     /// The signature of a sample given as a JSON object; its top-level `message_signature` is ignored.
-    public func signature(of message: JSONValue) -> String {
+    package func signature(of message: JSONValue) -> String {
         guard secret != nil else { return "" }
         var input: [UInt8] = []
         Self.walk(message, prefix: nil) { name, text in
@@ -54,7 +54,7 @@ public struct SampleSigner: Sendable {
     }
 
     /// Whether `message` carries the signature this signer computes for it (constant time comparison).
-    public func verify(_ message: JSONValue) -> Bool {
+    package func verify(_ message: JSONValue) -> Bool {
         guard let claimed = message["message_signature"]?.stringValue else { return false }
         let expected = signature(of: message)
         guard claimed.utf8.count == expected.utf8.count else { return false }
@@ -62,7 +62,7 @@ public struct SampleSigner: Sendable {
     }
 
     /// Calls `visit(name, str(value))` for each leaf in signing order: the (name, text) pairs that feed the HMAC.
-    public static func walk(_ message: JSONValue, prefix: String?, _ visit: (String, String) -> Void) {
+    package static func walk(_ message: JSONValue, prefix: String?, _ visit: (String, String) -> Void) {
         guard case .object(let pairs) = message else { return }
         for (key, value) in pairs.sorted(by: { SampleField.precedes($0.0, $1.0) }) {
             if prefix == nil && key == "message_signature" { continue }

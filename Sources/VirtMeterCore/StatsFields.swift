@@ -1,14 +1,14 @@
 /// A bulk-stats field as a declared meter names it: `balloon.major_fault`, or `block.N.fl.reqs` where `N` stands
 /// for any vCPU, disk or interface index.
-public struct FieldPattern: Sendable, Hashable, CustomStringConvertible {
+package struct FieldPattern: Sendable, Hashable, CustomStringConvertible {
     /// The field as written, `N` included.
-    public let text: String
+    package let text: String
     /// What comes before the index (`block.`) and after it (`.fl.reqs`); nil for a field without `N`.
-    public let prefix: String?
-    public let suffix: String?
+    package let prefix: String?
+    package let suffix: String?
 
     /// Parses `text`; nil when it has more than one `N` component or an empty component.
-    public init?(_ text: String) {
+    package init?(_ text: String) {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         guard !parts.isEmpty, !parts.contains(where: \.isEmpty) else { return nil }
         let indexes = parts.indices.filter { parts[$0] == "N" }
@@ -25,13 +25,13 @@ public struct FieldPattern: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Whether `N` stands for an index in this field.
-    public var isIndexed: Bool { prefix != nil }
+    package var isIndexed: Bool { prefix != nil }
 
     /// The first component, which names the stats group (`balloon`, `vcpu`, `block`, `net`, `perf`, ...).
-    public var group: String { String(text.prefix { $0 != "." }) }
+    package var group: String { String(text.prefix { $0 != "." }) }
 
     /// The index `N` stands for in `field` (nil when it does not match); -1 for a match of a field without `N`.
-    public func index(in field: String) -> Int? {
+    package func index(in field: String) -> Int? {
         guard let prefix, let suffix else { return field == text ? -1 : nil }
         guard field.count > prefix.count + suffix.count, field.hasPrefix(prefix), field.hasSuffix(suffix) else {
             return nil
@@ -41,7 +41,7 @@ public struct FieldPattern: Sendable, Hashable, CustomStringConvertible {
         return Int(digits)
     }
 
-    public var description: String { text }
+    package var description: String { text }
 }
 
 extension Character {
@@ -49,16 +49,16 @@ extension Character {
 }
 
 /// A value the inspector kept from a domain's bulk stats because a declared meter reads it.
-public struct StatsField: Sendable, Equatable {
+package struct StatsField: Sendable, Equatable {
     /// The pattern it matched (`block.N.fl.reqs`).
-    public var pattern: FieldPattern
+    package var pattern: FieldPattern
     /// The index `N` stood for; -1 for a field without `N`.
-    public var index: Int
-    public var value: Volume
+    package var index: Int
+    package var value: Volume
     /// The device of index `N` for `block.N.*` and `net.N.*` fields (`vda`, `vnet0`); nil otherwise.
-    public var device: String?
+    package var device: String?
 
-    public init(pattern: FieldPattern, index: Int, value: Volume, device: String? = nil) {
+    package init(pattern: FieldPattern, index: Int, value: Volume, device: String? = nil) {
         self.pattern = pattern
         self.index = index
         self.value = value
@@ -68,13 +68,13 @@ public struct StatsField: Sendable, Equatable {
 
 /// The bulk-stats fields the polled declared meters read, and the stats groups they need: what the inspector keeps
 /// (`DomainSnapshot.statsFields`) and adds to its bulk call. Empty when no declared meter is polled.
-public struct StatsFieldRequest: Sendable, Equatable {
-    public let patterns: [FieldPattern]
+package struct StatsFieldRequest: Sendable, Equatable {
+    package let patterns: [FieldPattern]
     private let exact: Set<String>
     /// Indexed patterns by their group, for a quick look-up per field.
     private let indexed: [String: [FieldPattern]]
 
-    public init(_ patterns: [FieldPattern]) {
+    package init(_ patterns: [FieldPattern]) {
         var unique: [FieldPattern] = []
         for pattern in patterns where !unique.contains(pattern) { unique.append(pattern) }
         self.patterns = unique
@@ -83,20 +83,20 @@ public struct StatsFieldRequest: Sendable, Equatable {
     }
 
     /// The fields the declared meters among `meters` read.
-    public init(meters: [any Meter]) {
+    package init(meters: [any Meter]) {
         self.init(meters.compactMap { ($0 as? DeclaredMeter)?.declaration.field })
     }
 
     /// Nothing: no declared meter is polled.
-    public static let none = StatsFieldRequest([])
+    package static let none = StatsFieldRequest([])
 
-    public var isEmpty: Bool { patterns.isEmpty }
+    package var isEmpty: Bool { patterns.isEmpty }
 
     /// The stats groups (first components) the patterns need.
-    public var groups: Set<String> { Set(patterns.map(\.group)) }
+    package var groups: Set<String> { Set(patterns.map(\.group)) }
 
     /// The pattern `field` matches and the index `N` stands for, or nil. `group` is the field's first component.
-    public func match(_ field: String, group: String) -> (FieldPattern, Int)? {
+    package func match(_ field: String, group: String) -> (FieldPattern, Int)? {
         if exact.contains(field), let pattern = patterns.first(where: { $0.text == field }) { return (pattern, -1) }
         guard let candidates = indexed[group] else { return nil }
         for pattern in candidates {
@@ -109,9 +109,9 @@ public struct StatsFieldRequest: Sendable, Equatable {
 /// The fields libvirt's bulk statistics (`virConnectGetAllDomainStats`, `virsh domstats`) can return, as libvirt 9
 /// documents them, with `N` for every index. A declared field must match one: a misspelt field is refused before it
 /// silently measures nothing. `*` stands for one hypervisor-specific name component (QEMU's `vcpu.N.*.sum`).
-public enum StatsCatalog {
+package enum StatsCatalog {
     /// Numeric fields by group.
-    public static let fields: [String: [String]] = [
+    package static let fields: [String: [String]] = [
         "state": ["state.state", "state.reason"],
         "cpu": ["cpu.time", "cpu.user", "cpu.system", "cpu.haltpoll.success.time", "cpu.haltpoll.fail.time",
                 "cpu.cache.monitor.count", "cpu.cache.monitor.N.bank.count"],
@@ -141,12 +141,12 @@ public enum StatsCatalog {
     ]
 
     /// Fields that hold names, not numbers.
-    public static let textFields = ["block.N.name", "block.N.path", "net.N.name", "cpu.cache.monitor.N.name",
+    package static let textFields = ["block.N.name", "block.N.path", "net.N.name", "cpu.cache.monitor.N.name",
                                     "cpu.cache.monitor.N.vcpus", "memory.bandwidth.monitor.N.name",
                                     "memory.bandwidth.monitor.N.vcpus", "dirtyrate.calc_mode"]
 
     /// Whether the catalog has `field` (a pattern with `N`).
-    public static func knows(_ field: String) -> Bool {
+    package static func knows(_ field: String) -> Bool {
         guard let group = fields[String(field.prefix { $0 != "." })] else { return false }
         let parts = field.split(separator: ".", omittingEmptySubsequences: false)
         return group.contains { entry in

@@ -6,32 +6,32 @@ import FoundationXML
 
 /// What virtmeter needs from a domain's XML: nova's metadata, the disks and interfaces, the OS type.
 /// Read once per domain (and again when the domain restarts), not every cycle.
-public struct DomainXML: Sendable, Equatable {
+package struct DomainXML: Sendable, Equatable {
     /// A disk's target device (`vda`), for the disks with a `<source>` (an empty CD-ROM drive has none).
-    public var disks: [String] = []
+    package var disks: [String] = []
     /// Target devices of disks without a `<source>`: ceilometer leaves them out, and so does virtmeter.
-    public var disksWithoutSource: [String] = []
+    package var disksWithoutSource: [String] = []
     /// Target devices of qcow2 image files: for them `virDomainGetBlockInfo` (what ceilometer reads) reports the
     /// file's physical size as the allocation, while the bulk `block.N.allocation` is the highest written offset.
-    public var qcow2FileDisks: [String] = []
+    package var qcow2FileDisks: [String] = []
     /// The interfaces with a host-side device (`tap…`, `vnet0`) and a MAC address (ceilometer skips the others),
     /// with their filterref, virtualport interface id and source bridge.
-    public var interfaces: [InterfaceStats] = []
+    package var interfaces: [InterfaceStats] = []
     /// Whether `<perf>` enables any event.
-    public var perfEnabled = false
-    public var nova: NovaMetadata?
-    public var architecture: String?
-    public var osType: String?
+    package var perfEnabled = false
+    package var nova: NovaMetadata?
+    package var architecture: String?
+    package var osType: String?
     /// Whether the domain has a virtio memballoon, and its statistics period in seconds (`<stats period='N'/>`;
     /// nil when the element is absent, which libvirt shows for period 0: QEMU then keeps the guest's first
     /// figures, from boot, for ever).
-    public var hasMemballoon = false
-    public var balloonStatsPeriod: Int?
+    package var hasMemballoon = false
+    package var balloonStatsPeriod: Int?
 
     /// A domain with nothing known about it.
-    public init() {}
+    package init() {}
 
-    public static func == (lhs: DomainXML, rhs: DomainXML) -> Bool {
+    package static func == (lhs: DomainXML, rhs: DomainXML) -> Bool {
         lhs.disks == rhs.disks && lhs.disksWithoutSource == rhs.disksWithoutSource
             && lhs.qcow2FileDisks == rhs.qcow2FileDisks && lhs.nova == rhs.nova
             && lhs.perfEnabled == rhs.perfEnabled && lhs.architecture == rhs.architecture
@@ -41,7 +41,7 @@ public struct DomainXML: Sendable, Equatable {
     }
 
     /// Nova's metadata namespaces, newest first.
-    public static let novaNamespaces = [
+    package static let novaNamespaces = [
         "http://openstack.org/xmlns/libvirt/nova/1.1", "http://openstack.org/xmlns/libvirt/nova/1.0",
     ]
 
@@ -50,7 +50,7 @@ public struct DomainXML: Sendable, Equatable {
 
     /// Parses a domain's XML. Throws `DomainXMLError` when the XML is not well-formed; missing or malformed parts
     /// of nova's metadata only leave the matching fields nil.
-    public init(parsing xml: String) throws {
+    package init(parsing xml: String) throws {
         let reader = Reader()
         let parser = XMLParser(data: Data(xml.utf8))
         parser.shouldProcessNamespaces = true
@@ -65,9 +65,9 @@ public struct DomainXML: Sendable, Equatable {
 }
 
 /// A domain XML that could not be parsed.
-public struct DomainXMLError: Error, CustomStringConvertible {
-    public let reason: String
-    public var description: String { "domain XML is malformed: \(reason)" }
+package struct DomainXMLError: Error, CustomStringConvertible {
+    package let reason: String
+    package var description: String { "domain XML is malformed: \(reason)" }
 }
 
 /// The SAX reader behind `DomainXML`: tracks the element path, fills in what it recognises.

@@ -1,20 +1,20 @@
 import CLibvirt
 
 /// A failed libvirt call: the operation, libvirt's error code and its message.
-public struct LibvirtError: Error, CustomStringConvertible, Sendable {
+package struct LibvirtError: Error, CustomStringConvertible, Sendable {
     /// What virtmeter was doing, e.g. `virConnectOpenReadOnly(qemu:///system)`.
-    public let operation: String
+    package let operation: String
     /// libvirt's `virErrorNumber` (0 when libvirt set none).
-    public let code: Int32
-    public let message: String
+    package let code: Int32
+    package let message: String
 
-    public var description: String { "libvirt: \(operation) failed: \(message) (code \(code))" }
+    package var description: String { "libvirt: \(operation) failed: \(message) (code \(code))" }
 
     /// Whether the domain is gone (it vanished between listing and reading).
-    public var isNoDomain: Bool { code == Int32(VIR_ERR_NO_DOMAIN.rawValue) }
+    package var isNoDomain: Bool { code == Int32(VIR_ERR_NO_DOMAIN.rawValue) }
 
     /// Whether the driver does not implement the call.
-    public var isUnsupported: Bool { code == Int32(VIR_ERR_NO_SUPPORT.rawValue) }
+    package var isUnsupported: Bool { code == Int32(VIR_ERR_NO_SUPPORT.rawValue) }
 
     /// A call that had not returned `seconds` after it was made (abandoned, not cancelled: libvirt cannot).
     static func timedOut(_ operation: String, seconds: Double) -> LibvirtError {

@@ -4,13 +4,13 @@ import VirtMeterCore
 
 /// A domain as `virtmeter check` reads it: its snapshot and libvirt's id for it, which changes when the domain
 /// restarts (so a restart between two readings is seen, not mixed into one rate).
-public struct IdentifiedSnapshot: Sendable {
-    public let id: Int32
-    public let snapshot: DomainSnapshot
+package struct IdentifiedSnapshot: Sendable {
+    package let id: Int32
+    package let snapshot: DomainSnapshot
 }
 
 /// One domain asked for by name or UUID: read, or why not.
-public enum DomainLookup: Sendable {
+package enum DomainLookup: Sendable {
     case read(IdentifiedSnapshot)
     /// No domain has that name or UUID.
     case noSuchDomain
@@ -23,7 +23,7 @@ public enum DomainLookup: Sendable {
 extension LibvirtHypervisor {
     /// Reads the domains named (each by name or UUID) with one `virDomainListGetStats` call. A missing, stopped or
     /// unreadable domain is reported as such; a failure of the connection itself throws `LibvirtError`.
-    public func read(domains queries: [String]) async throws -> [DomainLookup] {
+    package func read(domains queries: [String]) async throws -> [DomainLookup] {
         try await withCheckedThrowingContinuation { continuation in
             queue.async {
                 continuation.resume(with: Result { () throws(LibvirtError) in try self.readSelected(queries) })
@@ -32,7 +32,7 @@ extension LibvirtHypervisor {
     }
 
     /// Reads every active domain with its id (one `virConnectGetAllDomainStats` call).
-    public func readActive() async throws -> [IdentifiedSnapshot] {
+    package func readActive() async throws -> [IdentifiedSnapshot] {
         try await withCheckedThrowingContinuation { continuation in
             queue.async {
                 continuation.resume(with: Result { () throws(LibvirtError) in

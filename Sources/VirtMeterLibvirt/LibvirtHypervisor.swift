@@ -6,22 +6,22 @@ import Synchronization
 import VirtMeterCore
 
 /// How the last poll read libvirt: a test (or an operator) can see whether the bulk path served every domain.
-public struct InspectionCounters: Sendable, Equatable {
+package struct InspectionCounters: Sendable, Equatable {
     /// Running domains the last poll knew of (in the bulk answer, or listed when it read them one by one).
-    public var domains = 0
+    package var domains = 0
     /// Domains for which at least one group had to be read with per-domain calls.
-    public var fallbackDomains = 0
+    package var fallbackDomains = 0
     /// Per-domain libvirt calls made in the last poll (stats read one by one, fallbacks, XML reads, perf, and the
     /// info and disk sizes of sampled shut-off domains).
-    public var perDomainCalls = 0
+    package var perDomainCalls = 0
     /// Domains skipped because they vanished or could not be read.
-    public var skippedDomains = 0
+    package var skippedDomains = 0
     /// Domains left out because they did not answer: a call past its deadline, a call still stuck from an earlier
     /// poll, or busy (libvirt could not take the domain's job without waiting).
-    public var notAnswering = 0
+    package var notAnswering = 0
     /// Whether the stats came from one bulk call (false: it missed its deadline, or an earlier one is still stuck,
     /// and the domains were read one by one).
-    public var readInBulk = true
+    package var readInBulk = true
 }
 
 /// The libvirt inspector: reads every running domain with one `virConnectGetAllDomainStats` call per cycle
@@ -36,7 +36,7 @@ public struct InspectionCounters: Sendable, Equatable {
 /// their info and disk sizes when `options` sample them).
 /// Polls run one at a time on a serial queue, never on Swift's cooperative pool; the state they share with the
 /// workers is behind locks, the rest is touched only on that queue, which is why the class is `@unchecked Sendable`.
-public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
+package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     private struct CachedXML {
         var domainID: Int32
         var xml: DomainXML
@@ -70,7 +70,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         case failed(LibvirtError, calls: Int)
     }
 
-    public let uri: String
+    package let uri: String
     private let readOnly: Bool
     /// The open connection; nil once it died, until the next poll opens a new one.
     private var connection: LibvirtConnection?
@@ -103,7 +103,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     /// Since when the bulk call has been stuck (the domains are read one by one meanwhile).
     private var bulkStuckSince: Double?
     /// Which domains are read and what is filled in: shut-off domains, owner names, domains without nova metadata.
-    public let options: InspectionOptions
+    package let options: InspectionOptions
     /// Test seam: called on the worker before each call with the call's key ("open", "bulk", "list",
     /// "list-shut-off" or a uuid).
     let beforeCall: (@Sendable (String) -> Void)?
@@ -122,7 +122,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     /// the connection opens here and a failure throws `LibvirtError` (fail fast: `poll`, `check`); without, it
     /// opens at the first poll and each poll tries again until it does (`run` starting before libvirtd). `options`
     /// say which domains are read and what is filled in.
-    public init(uri: String = "qemu:///system", readOnly: Bool = true, xmlMaxAge: Double = 600,
+    package init(uri: String = "qemu:///system", readOnly: Bool = true, xmlMaxAge: Double = 600,
                 callTimeout: Double = 5, connectNow: Bool = true, options: InspectionOptions = InspectionOptions(),
                 logger: Logger = Logger(label: "virtmeter.libvirt")) throws {
         self.uri = uri
@@ -148,22 +148,22 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
 
     /// The deadline of each libvirt call for polls every `interval` seconds: 40% of it, between 0.5 and 5 s, so that
     /// a cycle that lost its bulk call still ends within its interval, and a busy host is not taken for a hung one.
-    public static func callTimeout(interval: Double) -> Double { min(5, max(0.5, interval * 0.4)) }
+    package static func callTimeout(interval: Double) -> Double { min(5, max(0.5, interval * 0.4)) }
 
     /// Whether the connection is read-only (the default: monitoring needs no write access).
-    public var isReadOnly: Bool { readOnly }
+    package var isReadOnly: Bool { readOnly }
 
     /// Keeps the fields declared meters read in the snapshots (`statsFields`) from the next poll on, adding their
     /// stats groups to the bulk call; `.none` when no declared meter is polled.
-    public func request(_ fields: StatsFieldRequest) { wanted.withLock { $0 = fields } }
+    package func request(_ fields: StatsFieldRequest) { wanted.withLock { $0 = fields } }
 
     /// Counters of the last poll.
-    public var lastCounters: InspectionCounters { counters.withLock { $0 } }
+    package var lastCounters: InspectionCounters { counters.withLock { $0 } }
 
     /// Domain events received so far (lifecycle and reboot: each drops the domain's cached XML).
-    public var domainEventsReceived: Int { events.received.load(ordering: .relaxed) }
+    package var domainEventsReceived: Int { events.received.load(ordering: .relaxed) }
 
-    public func poll() async throws -> [DomainSnapshot] {
+    package func poll() async throws -> [DomainSnapshot] {
         try await withCheckedThrowingContinuation { continuation in
             queue.async {
                 continuation.resume(with: Result { () throws(LibvirtError) in try self.readAll() })

@@ -14,20 +14,20 @@ import VirtMeterCore
 /// `GET /metrics` serves the last complete cycles' samples in ceilometer's exporter format followed by the agent's
 /// own `virtmeter_*` metrics (swift-prometheus), `GET /healthz` 200 `ok` or 503 with the reason. A request reads
 /// what the poll loop last swapped in and the counters behind their locks: it never waits for a cycle or libvirt.
-public struct PrometheusEndpoint: Sendable {
+package struct PrometheusEndpoint: Sendable {
     /// What the poll and publish services report to.
-    public let vitals: AgentVitals
+    package let vitals: AgentVitals
     private let registry: PrometheusCollectorRegistry
     private let exposition: CeilometerExposition
     private let metrics: AgentMetrics
     private let spool: Spool
 
     /// The text format's content type, as prometheus_client serves it.
-    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+    package static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
     /// An endpoint whose series are stamped as `stamper` stamps samples, healthy while cycles complete within
     /// `settings.healthzIntervals` of `interval` seconds, with `notifier` for systemd.
-    public init(settings: PrometheusSettings, stamper: SampleStamper, interval: Double, spool: Spool,
+    package init(settings: PrometheusSettings, stamper: SampleStamper, interval: Double, spool: Spool,
                 notifier: SystemdNotifier?, version: String) {
         registry = PrometheusCollectorRegistry()
         exposition = CeilometerExposition(stamper: stamper)
@@ -39,7 +39,7 @@ public struct PrometheusEndpoint: Sendable {
     }
 
     /// The body of `GET /metrics`.
-    public func metricsBody() -> ByteBuffer {
+    package func metricsBody() -> ByteBuffer {
         metrics.refresh(spool: spool.currentCounters)
         let ceilometer = exposition.currentChunks
         var agent: [UInt8] = []
@@ -51,11 +51,11 @@ public struct PrometheusEndpoint: Sendable {
     }
 
     /// The reason `/healthz` answers 503, or nil for 200.
-    public func healthProblem() -> String? { vitals.health.problem(spool: spool.currentCounters) }
+    package func healthProblem() -> String? { vitals.health.problem(spool: spool.currentCounters) }
 
     /// One server per address of `settings.listen`, HTTPS when `settings` has a certificate and key (read now: a
     /// file that cannot be read or parsed throws, naming it).
-    public func services(_ settings: PrometheusSettings, logger: Logger) throws -> [any Service] {
+    package func services(_ settings: PrometheusSettings, logger: Logger) throws -> [any Service] {
         var tls: TLSConfiguration?
         if let certFile = settings.certFile, let keyFile = settings.keyFile {
             let chain: [NIOSSLCertificate]
@@ -121,8 +121,8 @@ private struct Listener: Service {
 }
 
 /// A setting of the endpoint that cannot be used: one line.
-public struct EndpointError: Error, CustomStringConvertible {
-    public let description: String
+package struct EndpointError: Error, CustomStringConvertible {
+    package let description: String
 
     init(_ description: String) { self.description = description }
 }

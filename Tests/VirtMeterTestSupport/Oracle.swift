@@ -5,7 +5,7 @@ import VirtMeterCore
 /// two agree byte for byte on decoding and signature.
 extension Sample {
     /// The sample dict without its signature, as a tree.
-    public var oracleUnsigned: [(String, JSONValue)] {
+    package var oracleUnsigned: [(String, JSONValue)] {
         [
             ("source", .string(source)),
             ("counter_name", .string(name)),
@@ -25,10 +25,10 @@ extension Sample {
     }
 
     /// The whole sample dict, with its signature last.
-    public var oracleJSON: JSONValue { .object(oracleUnsigned + [("message_signature", .string(signature))]) }
+    package var oracleJSON: JSONValue { .object(oracleUnsigned + [("message_signature", .string(signature))]) }
 
     /// The sample with the signature the generic walk computes over its tree.
-    public func oracleSigned(with signer: SampleSigner) -> Sample {
+    package func oracleSigned(with signer: SampleSigner) -> Sample {
         var sample = self
         sample.signature = signer.signature(of: .object(oracleUnsigned))
         return sample
@@ -46,12 +46,12 @@ extension Volume {
 
 extension SampleRecords {
     /// Each sample dict parsed back, in order (what a consumer decodes).
-    public func decodedDicts() throws -> [JSONValue] {
+    package func decodedDicts() throws -> [JSONValue] {
         try sampleDicts.map { try JSONValue.parse(bytes: Array($0)) }
     }
 
     /// Each sample read back, in order; a dict that is not a sample is an error.
-    public func decodedSamples() throws -> [Sample] {
+    package func decodedSamples() throws -> [Sample] {
         try decodedDicts().map { dict in
             guard let sample = Sample(json: dict) else { throw OracleError.notASample(dict.jsonText) }
             return sample
@@ -62,7 +62,7 @@ extension SampleRecords {
 enum OracleError: Error { case notASample(String) }
 
 /// `samples` written by the production encoder, signed by `signer`, in records of `perRecord`.
-public func encodedRecords(_ samples: [Sample], signer: SampleSigner, perRecord: Int = 50) -> SampleRecords {
+package func encodedRecords(_ samples: [Sample], signer: SampleSigner, perRecord: Int = 50) -> SampleRecords {
     var encoder = SampleEncoder(signer: signer)
     var writer = RecordWriter(samplesPerRecord: perRecord)
     for sample in samples { writer.append(sample, encoder: &encoder) }

@@ -1,11 +1,11 @@
 import Foundation
 
 /// The repository this test runs from.
-public let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+package let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent()
 
 /// The `virtmeter` binary built next to the test bundle (whatever the build's scratch path).
-public let virtmeterBinary: String = {
+package let virtmeterBinary: String = {
     var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     while directory.path != "/" {
         let candidate = directory.appendingPathComponent("virtmeter").path
