@@ -369,8 +369,9 @@ package final class CeilometerExposition: Sendable {
         let key = PrefixKey(meter: meter.name, resource: resourceID)
         if plain, let known = domain.prefixes[key] { return known }
         var labels = CeilometerFormat.sampleLabels(
-            name: meter.name, resourceID: resourceID, projectID: snapshot.nova?.projectID, projectName: nil,
-            userID: snapshot.nova?.userID, userName: nil, unit: meter.unit)
+            name: meter.name, resourceID: resourceID, projectID: snapshot.nova?.projectID,
+            projectName: snapshot.nova?.projectName, userID: snapshot.nova?.userID, userName: snapshot.nova?.userName,
+            unit: meter.unit)
         if plain {
             labels += domain.labels
         } else {
