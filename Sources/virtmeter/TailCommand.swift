@@ -48,11 +48,7 @@ struct TailCommand: AsyncParsableCommand {
     func run() async throws {
         bootstrapLogging(logLevel)
         try await reportingErrors {
-            let signer: SampleSigner? = try secretFile.map { file in
-                var options = try SamplingOptions.parse([])
-                options.secretFile = file
-                return try options.signer()
-            }
+            let signer: SampleSigner? = try secretFile.map { try loadSigner($0) }
             let consumer = AMQPConsumer(configuration: AMQPConsumerConfiguration(
                 url: try amqp.url(url), tls: amqp.tls, exchange: amqp.exchange, durableExchange: amqp.exchangeDurable,
                 routingKey: amqp.topic + ".sample", queue: queue, heartbeatSeconds: amqp.amqpHeartbeat))
