@@ -49,16 +49,3 @@ func declaredRegistry(_ directory: String?) throws -> MeterRegistry {
     guard let directory else { return .builtIn }
     return try DeclaredMeters.load(directory: directory).registry()
 }
-
-/// `reportingErrors` for commands that do not run async: an error is one line on stderr and exit code 1.
-func reportingErrorsSync(_ body: () throws -> Void) throws {
-    do {
-        try body()
-    } catch let error as ExitCode {
-        throw error
-    } catch {
-        let line = "\(error)".split(whereSeparator: \.isNewline).joined(separator: " ")
-        FileHandle.standardError.write(Data("virtmeter: \(line)\n".utf8))
-        throw ExitCode(1)
-    }
-}

@@ -46,13 +46,26 @@ struct CLIError: Error, CustomStringConvertible {
 func reportingErrors(_ body: () async throws -> Void) async throws {
     do {
         try await body()
-    } catch let error as ExitCode {
-        throw error
     } catch {
-        let line = "\(error)".split(whereSeparator: \.isNewline).joined(separator: " ")
-        FileHandle.standardError.write(Data("virtmeter: \(line)\n".utf8))
-        throw ExitCode(1)
+        throw exitCode(reporting: error)
     }
+}
+
+/// `reportingErrors` for commands that do not run async.
+func reportingErrorsSync(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch {
+        throw exitCode(reporting: error)
+    }
+}
+
+/// Writes `error` as one line `virtmeter: …` on stderr and returns exit code 1; an `ExitCode` passes through.
+private func exitCode(reporting error: any Error) -> ExitCode {
+    if let code = error as? ExitCode { return code }
+    let line = "\(error)".split(whereSeparator: \.isNewline).joined(separator: " ")
+    FileHandle.standardError.write(Data("virtmeter: \(line)\n".utf8))
+    return ExitCode(1)
 }
 
 /// The signer for a secret file: the file's content without its trailing newline; no file, no signature.

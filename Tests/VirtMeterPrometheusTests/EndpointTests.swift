@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VirtMeterTestSupport
 import VirtMeterCore
 
 /// `virtmeter run --prometheus-listen` as a process, scraped by a real Prometheus server and by curl.

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 import VirtMeterCore
+import VirtMeterTestSupport
 
 /// What scripts/test-prometheus provides; a test without it fails, naming the variable.
 enum TestEnvironment {
@@ -12,27 +13,8 @@ enum TestEnvironment {
         return value
     }
 
-    /// The `virtmeter` executable beside the test bundle.
-    static let binary: String = {
-        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        while directory.path != "/" {
-            let candidate = directory.appendingPathComponent("virtmeter").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            directory.deleteLastPathComponent()
-        }
-        return "virtmeter"
-    }()
-
     /// The repository's test-driver node (four domains, three with nova metadata).
-    static let testNode: String = {
-        var directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        while directory.path != "/" {
-            let candidate = directory.appendingPathComponent("etc/virtmeter/test-node.xml").path
-            if FileManager.default.fileExists(atPath: candidate) { return candidate }
-            directory.deleteLastPathComponent()
-        }
-        return "etc/virtmeter/test-node.xml"
-    }()
+    static let testNode = repositoryRoot.appendingPathComponent("etc/virtmeter/test-node.xml").path
 }
 
 struct TestFailure: Error, CustomStringConvertible {
@@ -46,24 +28,6 @@ func scratchDirectory(_ name: String) throws -> URL {
     try? FileManager.default.removeItem(at: directory)
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     return directory
-}
-
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-    }
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 /// Runs `executable` with `arguments`, its output in a file (never a pipe a daemon could keep), and returns the
@@ -146,7 +110,7 @@ final class AgentProcess {
         err = directory.appendingPathComponent("err")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        process.executableURL = URL(fileURLWithPath: TestEnvironment.binary)
+        process.executableURL = URL(fileURLWithPath: virtmeterBinary)
         process.arguments = ["run", "--config", configFile.path, "--connect", uri, "--polling", polling.path,
                              "--state-dir", directory.appendingPathComponent("state").path,
                              "--log-level", "debug"] + extra
