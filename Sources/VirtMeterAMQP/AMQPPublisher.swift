@@ -373,14 +373,14 @@ final class PublisherLink: @unchecked Sendable {
         case .nack(let tag, let multiple): runs.forEach { $0.window.confirm(tag: tag, multiple: multiple, ok: false) }
         case .blocked(let reason):
             guard blockedSince == nil else { return }
-            blockedSince = Clock.monotonic()
+            blockedSince = SampleClock.monotonic()
             logger.warning("the broker blocks publishing: samples wait in the spool until it takes them again",
                            metadata: ["virtmeter.amqp.reason": "\(reason)"])
         case .unblocked:
             guard let since = blockedSince else { return }
             blockedSince = nil
             logger.notice("the broker takes samples again", metadata: [
-                "virtmeter.amqp.blocked_seconds": "\(String(format: "%.1f", Clock.monotonic() - since))",
+                "virtmeter.amqp.blocked_seconds": "\(String(format: "%.1f", SampleClock.monotonic() - since))",
             ])
         case .timeout, .other: break
         }

@@ -88,7 +88,7 @@ package final class AgentHealth: Sendable {
     private let state: Mutex<State>
 
     /// Healthy until `limitIntervals` times `interval` seconds pass without a completed cycle (from `now` at first).
-    package init(limitIntervals: Int, interval: Double, now: Double = Clock.monotonic()) {
+    package init(limitIntervals: Int, interval: Double, now: Double = SampleClock.monotonic()) {
         self.limitIntervals = limitIntervals
         state = Mutex(State(started: now, interval: interval))
     }
@@ -109,7 +109,7 @@ package final class AgentHealth: Sendable {
 
     /// Nil when healthy, else the one-line reason: libvirt unreachable, or no cycle completed, for longer than the
     /// limit, or the spool dropped samples (over its cap) within the limit.
-    package func problem(spool: SpoolCounters, now: Double = Clock.monotonic()) -> String? {
+    package func problem(spool: SpoolCounters, now: Double = SampleClock.monotonic()) -> String? {
         state.withLock { state in
             let limit = Double(limitIntervals) * state.interval
             let limitText = "limit \(limitIntervals) intervals = \(seconds(limit)) s"
@@ -223,7 +223,7 @@ package final class AgentVitals: Sendable {
 
     /// Each turn of the poll loop: the watchdog.
     func loopTurned() {
-        notifier?.watchdog(now: Clock.monotonic())
+        notifier?.watchdog(now: SampleClock.monotonic())
     }
 
     /// A cycle of `groups` completed in `seconds`.
@@ -238,14 +238,14 @@ package final class AgentVitals: Sendable {
             if result.refused > 0 { metrics.samplesRefused.increment(by: result.refused) }
             metrics.libvirtUp.record(1)
         }
-        health.cycleCompleted(now: Clock.monotonic())
+        health.cycleCompleted(now: SampleClock.monotonic())
         notifier?.ready()
     }
 
     /// A cycle found libvirt unreachable (or its reads past their deadlines).
     func cycleFailed() {
         metrics?.libvirtUp.record(0)
-        health.libvirtFailed(now: Clock.monotonic())
+        health.libvirtFailed(now: SampleClock.monotonic())
         // Ready all the same: the agent runs and says why it is unhealthy; libvirtd may start after it.
         notifier?.ready()
     }

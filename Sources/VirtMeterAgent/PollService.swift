@@ -65,14 +65,14 @@ package final class PollService: Service {
         var poller = Poller(hypervisor: vitals?.exposition?.observing(hypervisor) ?? hypervisor, stamper: stamper,
                             samplesPerRecord: samplesPerRecord, logger: logger)
         var polling = initialPolling
-        var schedule = Schedule(sources: Self.scheduled(polling), start: Clock.monotonic())
+        var schedule = Schedule(sources: Self.scheduled(polling), start: SampleClock.monotonic())
         // While libvirt is unreachable: the failed attempts so far, and when to try again if before the next tick.
         var failedAttempts = 0
         var retryAt: Double?
         func failed() {
             failedAttempts += 1
             let shortest = Self.scheduled(polling).map(\.interval).min() ?? 1
-            retryAt = Clock.monotonic() + min(retry.delay(attempt: failedAttempts), shortest / 4)
+            retryAt = SampleClock.monotonic() + min(retry.delay(attempt: failedAttempts), shortest / 4)
         }
         while !Task.isShuttingDownGracefully {
             vitals?.loopTurned()
@@ -82,7 +82,7 @@ package final class PollService: Service {
             guard let (time, due) = schedule.next() else { return }
             let retrying = retryAt.map { $0 < time } ?? false
             // Sleep in short steps so a reload or a shutdown is not held up by a long interval.
-            let wait = (retrying ? retryAt ?? time : time) - Clock.monotonic()
+            let wait = (retrying ? retryAt ?? time : time) - SampleClock.monotonic()
             if wait > 0 {
                 do {
                     try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(min(wait, 0.5))) }
@@ -95,8 +95,8 @@ package final class PollService: Service {
                 // Between ticks: every source at once; once libvirt answers, the schedule starts again from now.
                 let all = Self.scheduled(polling).map(\.name)
                 if await cycle(polling.sources.filter { all.contains($0.name) }, poller: &poller) {
-                    schedule = Schedule(sources: Self.scheduled(polling), start: Clock.monotonic())
-                    _ = schedule.advance(all, now: Clock.monotonic())
+                    schedule = Schedule(sources: Self.scheduled(polling), start: SampleClock.monotonic())
+                    _ = schedule.advance(all, now: SampleClock.monotonic())
                     (failedAttempts, retryAt) = (0, nil)
                 } else {
                     failed()
@@ -108,7 +108,7 @@ package final class PollService: Service {
             } else {
                 failed()
             }
-            let skipped = schedule.advance(due, now: Clock.monotonic())
+            let skipped = schedule.advance(due, now: SampleClock.monotonic())
             if !skipped.isEmpty {
                 stats.update { $0.skippedTicks += skipped.values.reduce(0, +) }
                 logger.warning("cycle overran the interval: ticks skipped",
@@ -122,15 +122,15 @@ package final class PollService: Service {
     /// libvirt answered.
     private func cycle(_ sources: [PollingSource], poller: inout Poller) async -> Bool {
         let result: CycleResult
-        let start = Clock.monotonic()
+        let start = SampleClock.monotonic()
         do {
             result = try await poller.cycle(sources.map(\.group)) { records in await spool.write(records) }
             if let since = libvirtDownSince.withLock({ let since = $0; $0 = nil; return since }) {
                 logger.notice("libvirt is back",
-                              metadata: ["outage_seconds": "\(Int((Clock.monotonic() - since).rounded()))"])
+                              metadata: ["outage_seconds": "\(Int((SampleClock.monotonic() - since).rounded()))"])
             }
         } catch {
-            if libvirtDownSince.withLock({ let first = $0 == nil; if first { $0 = Clock.monotonic() }; return first }) {
+            if libvirtDownSince.withLock({ let first = $0 == nil; if first { $0 = SampleClock.monotonic() }; return first }) {
                 logger.error("libvirt unreachable: polling resumes when it is back", metadata: ["error": "\(error)"])
             } else {
                 logger.debug("libvirt still unreachable", metadata: ["error": "\(error)"])
@@ -147,7 +147,7 @@ package final class PollService: Service {
             return counters
         }
         let notAnswering = domainsNotAnswering()
-        vitals?.cycleCompleted(sources.map(\.group), result: result, seconds: Clock.monotonic() - start,
+        vitals?.cycleCompleted(sources.map(\.group), result: result, seconds: SampleClock.monotonic() - start,
                                notAnswering: notAnswering)
         logger.debug("cycle done", metadata: [
             "sources": "\(sources.map(\.name).joined(separator: ","))", "domains": "\(result.domains)",
@@ -185,7 +185,7 @@ package final class PollService: Service {
         do {
             let polling = try loadPolling()
             for warning in polling.warnings { logger.warning("polling.yaml", metadata: ["warning": "\(warning)"]) }
-            schedule.replace(with: Self.scheduled(polling), now: Clock.monotonic())
+            schedule.replace(with: Self.scheduled(polling), now: SampleClock.monotonic())
             poller.keepGroups(Set(polling.sources.map(\.name)))
             reloaded(polling)
             vitals?.exposition?.keepSources(Set(polling.sources.map(\.name)))

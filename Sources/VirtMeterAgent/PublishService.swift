@@ -54,15 +54,15 @@ package final class PublishService: Service {
             while !pending.isEmpty {
                 var failure: (any Error)?
                 for index in pending {
-                    let start = Clock.monotonic()
+                    let start = SampleClock.monotonic()
                     do {
                         try await publishers[index].publish(batch.records)
                         pending.removeAll { $0 == index }
                         stats.update {
-                            $0.publishSeconds += Clock.monotonic() - start
+                            $0.publishSeconds += SampleClock.monotonic() - start
                             $0.publishCalls += 1
                         }
-                        vitals?.published(seconds: Clock.monotonic() - start)
+                        vitals?.published(seconds: SampleClock.monotonic() - start)
                     } catch {
                         failure = error
                     }
@@ -72,7 +72,7 @@ package final class PublishService: Service {
                 stats.update { $0.publishFailures += 1 }
                 vitals?.publishFailed()
                 if outageStart == nil {
-                    outageStart = Clock.monotonic()
+                    outageStart = SampleClock.monotonic()
                     logger.warning("publishing failed: samples stay in the spool and are retried", metadata: [
                         "samples": "\(batch.records.sampleCount)", "error": "\(failure)",
                     ])
@@ -87,7 +87,7 @@ package final class PublishService: Service {
             }
             if let start = outageStart {
                 logger.notice("publishing recovered", metadata: [
-                    "outage_seconds": "\(Int((Clock.monotonic() - start).rounded()))",
+                    "outage_seconds": "\(Int((SampleClock.monotonic() - start).rounded()))",
                     "spool_records": "\(spool.currentCounters.pendingRecords)",
                 ])
                 outageStart = nil

@@ -309,7 +309,7 @@ package final class Spool: @unchecked Sendable {
         counters.withLock { $0.lostSamples += samples }
         lostInOutage += samples
         guard writeOutageSince == nil else { return }
-        writeOutageSince = Clock.monotonic()
+        writeOutageSince = SampleClock.monotonic()
         logger.error("spool cannot write: samples are lost until it can", metadata: [
             "virtmeter.spool.error": "\(error)", "virtmeter.spool.directory": "\(configuration.directory)",
         ])
@@ -349,7 +349,7 @@ package final class Spool: @unchecked Sendable {
         uncommitted = Tally()
         if let since = writeOutageSince {
             logger.notice("spool writing again", metadata: [
-                "virtmeter.spool.outage_seconds": "\(Int((Clock.monotonic() - since).rounded()))",
+                "virtmeter.spool.outage_seconds": "\(Int((SampleClock.monotonic() - since).rounded()))",
                 "virtmeter.spool.lost_samples": "\(lostInOutage)",
             ])
             writeOutageSince = nil

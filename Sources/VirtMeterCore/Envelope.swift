@@ -55,7 +55,7 @@ package struct NotificationEnvelope: Sendable, Equatable {
     /// dicts separated by "\n", see `SampleRecords`), with fresh ids and the time now. The samples' bytes are
     /// copied once, escaped as the content of the `oslo.message` string on the way, and never parsed.
     package static func sampleBody(_ payload: ArraySlice<UInt8>, publisherID: String = defaultPublisherID,
-                                  wallNanoseconds: Int64 = Clock.wallNanoseconds()) -> [UInt8] {
+                                  wallNanoseconds: Int64 = SampleClock.wallNanoseconds()) -> [UInt8] {
         var inner: [UInt8] = [UInt8(ascii: "{")]
         inner.reserveCapacity(256)
         func field(_ key: String, _ value: String) {
@@ -71,7 +71,7 @@ package struct NotificationEnvelope: Sendable, Equatable {
         inner += Array("\"payload\": {\"samples\": [".utf8)
         let head = inner
         inner = Array("]}, ".utf8)
-        field("timestamp", Clock.utcTimestamp(nanoseconds: wallNanoseconds, separator: " "))
+        field("timestamp", SampleClock.utcTimestamp(nanoseconds: wallNanoseconds, separator: " "))
         JSONBytes.string("_unique_id", to: &inner)
         inner += Array(": ".utf8)
         JSONBytes.string(RandomUUID.string().filter { $0 != "-" }, to: &inner)

@@ -69,18 +69,18 @@ package struct Poller {
     /// read at all, or what `deliver` throws.
     package mutating func cycle(_ groups: [PollingGroup], deliver: (SampleRecords) async throws -> Void)
         async throws -> CycleResult {
-        let start = Clock.monotonic()
+        let start = SampleClock.monotonic()
         let snapshots = try await hypervisor.poll()
-        var result = CycleResult(domains: snapshots.count, inspectSeconds: Clock.monotonic() - start)
-        let built = Clock.monotonic()
+        var result = CycleResult(domains: snapshots.count, inspectSeconds: SampleClock.monotonic() - start)
+        let built = SampleClock.monotonic()
         var writer = RecordWriter(samplesPerRecord: samplesPerRecord, capacity: chunkBytes + (256 << 10))
         func hand(_ records: SampleRecords) async throws {
             guard !records.spans.isEmpty else { return }
             result.samples += records.sampleCount
             result.records += records.spans.count
-            let handing = Clock.monotonic()
+            let handing = SampleClock.monotonic()
             try await deliver(records)
-            result.deliverSeconds += Clock.monotonic() - handing
+            result.deliverSeconds += SampleClock.monotonic() - handing
         }
         var currentPrepared: [String: SampleStamper.PreparedDomain] = [:]
         currentPrepared.reserveCapacity(snapshots.count)
@@ -103,7 +103,7 @@ package struct Poller {
         for group in groups { previous[group.name] = seen }
         prepared = currentPrepared
         warned = warned.filter { seen[String($0.split(separator: " ").last ?? "")] != nil }
-        result.buildSeconds = Clock.monotonic() - built - result.deliverSeconds
+        result.buildSeconds = SampleClock.monotonic() - built - result.deliverSeconds
         return result
     }
 

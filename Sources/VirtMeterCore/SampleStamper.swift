@@ -63,9 +63,9 @@ package struct SampleStamper: Sendable {
     @discardableResult
     package func write(_ now: DomainSnapshot, previous: DomainSnapshot?, meters: [any Meter],
                       prepared domain: inout PreparedDomain, encoder: inout SampleEncoder,
-                      to records: inout RecordWriter, wallNanoseconds: Int64 = Clock.wallNanoseconds())
+                      to records: inout RecordWriter, wallNanoseconds: Int64 = SampleClock.wallNanoseconds())
         -> (written: Int, refused: Int) {
-        let timestamp = Clock.utcTimestamp(nanoseconds: wallNanoseconds)
+        let timestamp = SampleClock.utcTimestamp(nanoseconds: wallNanoseconds)
         var written = 0, refused = 0
         for meter in meters {
             for reading in meter.readings(now, previous: previous) {
@@ -74,7 +74,7 @@ package struct SampleStamper: Sendable {
                     userID: now.nova?.userID, userName: now.nova?.userName, projectID: now.nova?.projectID,
                     projectName: now.nova?.projectName,
                     resourceID: reading.resourceID ?? now.uuid, timestamp: timestamp,
-                    messageID: ids.next(wallNanoseconds: wallNanoseconds), monotonicTime: Clock.monotonic())
+                    messageID: ids.next(wallNanoseconds: wallNanoseconds), monotonicTime: SampleClock.monotonic())
                 let rendered = domain.metadata(with: reading.metadata)
                 if records.append({ encoder.write(values, metadata: rendered, to: &$0) }) {
                     written += 1

@@ -42,7 +42,7 @@ enum DomainCalls {
                       wanted: StatsFieldRequest = .none) -> Result<[StatsRecord], LibvirtError> {
         let groups = groups(wanted)
         var records: UnsafeMutablePointer<virDomainStatsRecordPtr?>?
-        let before = Clock.monotonic()
+        let before = SampleClock.monotonic()
         let count: Int32
         let operation: String
         if let domains {
@@ -53,7 +53,7 @@ enum DomainCalls {
             count = virConnectGetAllDomainStats(connection.pointer, groups, &records, bulkFlags)
             operation = "virConnectGetAllDomainStats(\(connection.uri))"
         }
-        let readAt = (before + Clock.monotonic()) / 2
+        let readAt = (before + SampleClock.monotonic()) / 2
         guard count >= 0, let records else { return .failure(LibvirtError.last(operation)) }
         defer { virDomainStatsRecordListFree(records) }
         var result: [StatsRecord] = []

@@ -74,7 +74,7 @@ extension LibvirtHypervisor {
     private func retime(_ domain: virDomainPtr, _ snapshot: inout DomainSnapshot) throws(LibvirtError) {
         var info = virDomainInfo()
         guard virDomainGetInfo(domain, &info) == 0 else { throw LibvirtError.last("virDomainGetInfo") }
-        snapshot.monotonicTime = Clock.monotonic()
+        snapshot.monotonicTime = SampleClock.monotonic()
         snapshot.cpuTime = UInt64(info.cpuTime)
     }
 
@@ -94,7 +94,7 @@ extension LibvirtHypervisor {
             throw LibvirtError.last(domains == nil ? "virConnectGetAllDomainStats(\(uri))" : "virDomainListGetStats")
         }
         defer { virDomainStatsRecordListFree(records) }
-        let readAt = Clock.monotonic()
+        let readAt = SampleClock.monotonic()
         var byUUID: [String: DomainLookup] = [:]
         var order: [String] = []
         for index in 0..<Int(count) {

@@ -247,7 +247,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
 
     /// Reads every running domain; runs on `queue`.
     private func readAll() throws(LibvirtError) -> [DomainSnapshot] {
-        let started = Clock.monotonic()
+        let started = SampleClock.monotonic()
         let connection = try liveConnection()
         for uuid in events.take() { xmlCache[uuid] = nil }
         var counters = InspectionCounters()
@@ -276,7 +276,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         //    not cached, and their info and disk sizes when they are sampled. A domain still stuck from an earlier
         //    poll gets no new call; a busy one (NOWAIT left out the groups that need its job) gets none either: they
         //    would wait for the same job.
-        let readAt = Clock.monotonic()
+        let readAt = SampleClock.monotonic()
         let rssMeansAnswered = connection.servesGroups == true && connection.servesRSS
         let fields = wanted.withLock { $0 }
         var silentNow: [(LibvirtDomain, String)] = []
@@ -390,7 +390,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         throws(LibvirtError) -> [StatsRecord]? {
         if let since = bulkStuckSince, !stuck.contains("bulk") {
             logger.info("bulk stats call returned: reading domains in bulk again",
-                        metadata: ["stuck_seconds": "\(Self.seconds(Clock.monotonic() - since))"])
+                        metadata: ["stuck_seconds": "\(Self.seconds(SampleClock.monotonic() - since))"])
             bulkStuckSince = nil
         }
         guard !stuck.contains("bulk") else { return nil }
@@ -398,7 +398,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         guard let answer = withDeadline("bulk", connection: connection, {
             DomainCalls.stats(connection, wanted: fields)
         }) else {
-            bulkStuckSince = Clock.monotonic()
+            bulkStuckSince = SampleClock.monotonic()
             logger.info("bulk stats call missed its deadline: reading domains one by one until it returns",
                         metadata: ["deadline_seconds": "\(callTimeout)"])
             return nil
@@ -417,7 +417,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     /// second silent poll in a row: one slow answer on a loaded host (a deadline missed once) is only a debug line.
     private func track(_ silentNow: [(LibvirtDomain, String)], answered: [DomainSnapshot], listed: [LibvirtDomain],
                        started: Double) {
-        let now = Clock.monotonic()
+        let now = SampleClock.monotonic()
         for (domain, reason) in silentNow {
             var entry = silent[domain.uuid] ?? Silence(name: domain.name, since: started)
             entry.polls += 1
@@ -489,7 +489,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
                 let before = calls
                 try fillIn(&snapshot, work.domain, record.stats, xml, calls: &calls)
                 fellBack = calls > before
-                snapshot.monotonicTime = Clock.monotonic()
+                snapshot.monotonicTime = SampleClock.monotonic()
             }
             readPerf(&snapshot, work.domain, record.stats, xml, calls: &calls)
             return .read(snapshot, xml: readXML, malformedXML: malformed, calls: calls, fellBack: fellBack,
@@ -505,7 +505,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         var calls = 0
         do throws(LibvirtError) {
             let (xml, readXML, malformed) = try xml(work, calls: &calls)
-            var snapshot = shutOffSnapshot(work.domain, xml, readAt: Clock.monotonic())
+            var snapshot = shutOffSnapshot(work.domain, xml, readAt: SampleClock.monotonic())
             if work.sampleShutOff {
                 snapshot.metadataOnly = false
                 calls += 1

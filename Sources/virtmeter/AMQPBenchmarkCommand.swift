@@ -80,7 +80,7 @@ struct AMQPBenchmarkCommand: AsyncParsableCommand {
             try await publisher.publish(firstRound)
 
             var sent = 0, stampCPU = 0.0
-            let wallStart = Clock.monotonic(), cpuStart = BenchmarkCommand.cpuSeconds()
+            let wallStart = SampleClock.monotonic(), cpuStart = BenchmarkCommand.cpuSeconds()
             while sent < samples {
                 let stampStart = BenchmarkCommand.cpuSeconds()
                 let batch = round()
@@ -88,7 +88,7 @@ struct AMQPBenchmarkCommand: AsyncParsableCommand {
                 try await publisher.publish(batch)
                 sent += batch.sampleCount
             }
-            let wall = Clock.monotonic() - wallStart, cpu = BenchmarkCommand.cpuSeconds() - cpuStart
+            let wall = SampleClock.monotonic() - wallStart, cpu = BenchmarkCommand.cpuSeconds() - cpuStart
             try await publisher.deleteQueue()
             await publisher.close()
             let rate = Double(sent) / wall

@@ -195,11 +195,11 @@ struct BenchmarkCommand: AsyncParsableCommand {
         var diskPointers = disks.map { UnsafePointer($0) }, interfacePointers = interfaces.map { UnsafePointer($0) }
         for _ in 0...cycles {
             var checksum: UInt64 = 0
-            let wall = Clock.monotonic(), cpu = Self.cpuSeconds()
+            let wall = SampleClock.monotonic(), cpu = Self.cpuSeconds()
             let read = virtmeter_floor_cycle(conn, &diskPointers, Int32(disks.count), &interfacePointers,
                                              Int32(interfaces.count), &checksum)
             guard read >= 0 else { throw CLIError("floor: the libvirt calls failed") }
-            times.append((Clock.monotonic() - wall, Self.cpuSeconds() - cpu))
+            times.append((SampleClock.monotonic() - wall, Self.cpuSeconds() - cpu))
         }
         times.removeFirst()
         return Row(wallMs: Self.median(times.map(\.0)) * 1000, cpuMs: Self.median(times.map(\.1)) * 1000,
@@ -266,10 +266,10 @@ struct BenchmarkCommand: AsyncParsableCommand {
         }
         reader.start()
         let needed = 2 + measured
-        let deadline = Clock.monotonic() + Double(needed * interval) + 120
+        let deadline = SampleClock.monotonic() + Double(needed * interval) + 120
         var scrapes: [(ms: Double, bytes: Int, series: Int)] = [], scraped = 0
         while marks.withLock({ $0.count }) < needed {
-            guard process.isRunning, Clock.monotonic() < deadline else {
+            guard process.isRunning, SampleClock.monotonic() < deadline else {
                 throw CLIError("the daemon did not complete \(needed) cycles (see virtmeter run's log)")
             }
             let done = marks.withLock { $0.count }
@@ -346,9 +346,9 @@ struct BenchmarkCommand: AsyncParsableCommand {
     // MARK: - Measuring
 
     static func timed(_ body: () async throws -> Void) async throws -> (Double, Double) {
-        let wall = Clock.monotonic(), cpu = cpuSeconds()
+        let wall = SampleClock.monotonic(), cpu = cpuSeconds()
         try await body()
-        return (Clock.monotonic() - wall, cpuSeconds() - cpu)
+        return (SampleClock.monotonic() - wall, cpuSeconds() - cpu)
     }
 
     static func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }

@@ -164,8 +164,8 @@ struct CheckCommand: AsyncParsableCommand {
                 }
             }
         }
-        let firstTime = first.compactMap { try? $0.domain.get().snapshot.monotonicTime }.min() ?? Clock.monotonic()
-        let wait = firstTime + plan.interval - Clock.monotonic()
+        let firstTime = first.compactMap { try? $0.domain.get().snapshot.monotonicTime }.min() ?? SampleClock.monotonic()
+        let wait = firstTime + plan.interval - SampleClock.monotonic()
         if wait > 0 { try await Task.sleep(for: .milliseconds(Int64(wait * 1000))) }
         let second = try await read(plan, hypervisor)
         var secondByUUID: [String: IdentifiedSnapshot] = [:]

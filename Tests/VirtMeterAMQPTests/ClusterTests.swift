@@ -110,17 +110,17 @@ struct ClusterTests {
                 "\(queueType)")
 
         let before = agent.log.count
-        let killed = Clock.monotonic()
+        let killed = SampleClock.monotonic()
         try cluster.kill9(victim)
         // The next tests need the whole cluster, even when this one fails half-way.
         defer { try? cluster.start([victim]) }
         var failover: Double?
         var newNode: Int?
-        while Clock.monotonic() - killed < 30 {
+        while SampleClock.monotonic() - killed < 30 {
             let lines = agent.log.dropFirst(before).split(separator: "\n")
             if let line = lines.first(where: { $0.contains("messages confirmed") }), let node = cluster.node(in: line),
                node != victim {
-                failover = Clock.monotonic() - killed
+                failover = SampleClock.monotonic() - killed
                 newNode = node
                 break
             }
@@ -160,9 +160,9 @@ struct ClusterTests {
         defer { if OwnBroker.isFree(cluster.ports[0]) { try? cluster.start([0, 1, 2]) } }
         _ = try await agent.waitForLog("publishing failed", timeout: 15)
         try await Task.sleep(for: .seconds(15))
-        let back = Clock.monotonic()
+        let back = SampleClock.monotonic()
         try cluster.start([0, 1, 2])
-        let ready = Clock.monotonic() - back
+        let ready = SampleClock.monotonic() - back
         _ = try await agent.waitForLog("publishing recovered", timeout: 90)
         print("FIGURE cluster down 15 s: the three nodes ready \(String(format: "%.1f", ready)) s after their restart "
               + "began; publishing outage \(agent.loggedValue("publishing recovered", "outage_seconds") ?? -1) s")

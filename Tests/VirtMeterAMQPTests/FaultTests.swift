@@ -163,9 +163,9 @@ struct FaultAgent {
 
     /// Waits (up to `timeout` s) until the log contains `text` `count` times; returns the seconds it took.
     func waitForLog(_ text: String, count: Int = 1, timeout: Double) async throws -> Double {
-        let start = Clock.monotonic()
-        while Clock.monotonic() - start < timeout {
-            if log.components(separatedBy: text).count - 1 >= count { return Clock.monotonic() - start }
+        let start = SampleClock.monotonic()
+        while SampleClock.monotonic() - start < timeout {
+            if log.components(separatedBy: text).count - 1 >= count { return SampleClock.monotonic() - start }
             try await Task.sleep(for: .milliseconds(100))
         }
         throw KitFailure("no '\(text)' in the agent's log after \(timeout) s:\n\(log.suffix(3000))")
@@ -281,12 +281,12 @@ struct FaultTests {
             try await Task.sleep(for: .seconds(4))
             agent.kill9()
             try broker.startAgain()
-            let restarted = Clock.monotonic()
+            let restarted = SampleClock.monotonic()
             try agent.start()
             _ = try await agent.waitForLog("spool recovered", timeout: 20)
             _ = try await agent.waitForLog("cycle done", count: 10, timeout: 30)
             print("FIGURE fault agent kill -9: restarted and spool replayed within "
-                  + "\(String(format: "%.1f", Clock.monotonic() - restarted)) s")
+                  + "\(String(format: "%.1f", SampleClock.monotonic() - restarted)) s")
         }
     }
 
@@ -317,9 +317,9 @@ struct FaultTests {
             try broker.ctl(["set_vm_memory_high_watermark", "0.000001"])
             _ = try await agent.waitForLog("the broker blocks publishing", timeout: 15)
             try await Task.sleep(for: .seconds(3))
-            let stopping = Clock.monotonic()
+            let stopping = SampleClock.monotonic()
             let status = agent.stop()
-            let took = Clock.monotonic() - stopping
+            let took = SampleClock.monotonic() - stopping
             print("FIGURE fault SIGTERM during a memory alarm: exit \(status) after \(String(format: "%.1f", took)) s "
                   + "(shutdown_timeout 4)")
             #expect(status == 0 && took < 5, "exit \(status) after \(took) s")

@@ -84,9 +84,9 @@ struct PublishTests {
 func testSample() throws -> Sample {
     Sample(source: "openstack", name: "memory.usage", type: .gauge, unit: "MiB", volume: .double(387.5),
            userID: "u1", projectID: "p1", resourceID: "a6b2c4d8-1234-4e5f-9abc-def012345678",
-           timestamp: Clock.utcTimestamp(nanoseconds: Clock.wallNanoseconds()),
+           timestamp: SampleClock.utcTimestamp(nanoseconds: SampleClock.wallNanoseconds()),
            resourceMetadata: .object([("display_name", .string("web-01"))]),
-           messageID: UUIDv1Generator().next(), monotonicTime: Clock.monotonic())
+           messageID: UUIDv1Generator().next(), monotonicTime: SampleClock.monotonic())
 }
 
 /// `samples` as the agent publishes them: written by the production encoder, signed with `secret`.

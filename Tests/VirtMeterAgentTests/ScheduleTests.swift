@@ -47,11 +47,11 @@ final class CountingHypervisor: Hypervisor {
     init(readDuration: Double = 0.01) { self.readDuration = readDuration }
 
     func poll() async throws -> [DomainSnapshot] {
-        let start = Clock.monotonic()
+        let start = SampleClock.monotonic()
         inFlight.withLock { if $0 > 0 { overlapped.withLock { $0 = true } }; $0 += 1 }
         try await Task.sleep(for: .milliseconds(Int64(readDuration * 1000)))
         inFlight.withLock { $0 -= 1 }
-        reads.withLock { $0.append((start, Clock.monotonic())) }
+        reads.withLock { $0.append((start, SampleClock.monotonic())) }
         return [DomainSnapshot(uuid: "u1", name: "d1", vcpuCount: 1, cpuTime: UInt64(start * 1e9),
                                maxMemoryKiB: 1024, memoryKiB: 1024, monotonicTime: start)]
     }

@@ -114,9 +114,9 @@ extension GuestTests {
         let kit = run.kit
         let burner = try run.guest("burn=100").name, other = try run.guest("burn=50").name
         // The scenario ends by starting its idle guest again: a TCG guest booting takes a host CPU for a minute.
-        let booting = Clock.monotonic()
+        let booting = SampleClock.monotonic()
         while !kit.serialLog(run.destroyed).contains("VMTEST ready") {
-            guard Clock.monotonic() - booting < 240 else { throw KitError("\(run.destroyed) did not boot again") }
+            guard SampleClock.monotonic() - booting < 240 else { throw KitError("\(run.destroyed) did not boot again") }
             try await Task.sleep(for: .seconds(1))
         }
         let weight = try #require(kit.machineCPUWeight(), "no cpu.shares or cpu.weight for libvirt's machine cgroup")
@@ -129,7 +129,7 @@ extension GuestTests {
         let uuids = try await libvirt.poll().reduce(into: [String: String]()) { $0[$1.uuid] = $1.name }
         func phase(_ cycles: Int) async throws -> (declared: [Double], virsh: Double) {
             let start = try await kit.domstats(burner, ["--vcpu"])["vcpu.0.delay"].flatMap(Double.init)
-            let began = Clock.monotonic()
+            let began = SampleClock.monotonic()
             var values: [Double] = []
             for index in 0...cycles {
                 var written: [SampleRecords] = []
@@ -141,7 +141,7 @@ extension GuestTests {
                 try await Task.sleep(for: .seconds(2))
             }
             let end = try await kit.domstats(burner, ["--vcpu"])["vcpu.0.delay"].flatMap(Double.init)
-            let virsh = ((end ?? 0) - (start ?? 0)) / ((Clock.monotonic() - began) * 1e9) * 100
+            let virsh = ((end ?? 0) - (start ?? 0)) / ((SampleClock.monotonic() - began) * 1e9) * 100
             return (values, virsh)
         }
         let cpus = ProcessInfo.processInfo.activeProcessorCount

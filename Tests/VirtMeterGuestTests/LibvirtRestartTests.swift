@@ -35,12 +35,12 @@ struct LibvirtRestartTests {
         try await Task.sleep(for: .seconds(4))
         let before = lines(out).count
         #expect(before > 0, "samples before the restart")
-        let start = Clock.monotonic()
+        let start = SampleClock.monotonic()
         // Through the shell and a file, not a pipe: the daemon libvirtd becomes may hold on to what it inherits.
         let kitLog = directory.appendingPathComponent("kit.log").path
         let status = system("'\(kit.script)' restart-libvirtd >'\(kitLog)' 2>&1 </dev/null")
         #expect(status == 0, "kit restart-libvirtd: \((try? String(contentsOfFile: kitLog, encoding: .utf8)) ?? "")")
-        while !lines(err).contains(where: { $0.contains("libvirt is back") }), Clock.monotonic() - start < 90 {
+        while !lines(err).contains(where: { $0.contains("libvirt is back") }), SampleClock.monotonic() - start < 90 {
             try await Task.sleep(for: .milliseconds(200))
         }
         let afterBack = lines(out).count
@@ -53,6 +53,6 @@ struct LibvirtRestartTests {
         #expect(log.filter { $0.contains("libvirt is back") }.count == 1, "the return is logged once")
         #expect(lines(out).count > afterBack, "samples again after libvirtd came back, agent not restarted")
         figure("polling resumed after a libvirtd restart", expected: "without restarting the agent",
-               measured: "back \(format(Clock.monotonic() - start, 1)) s after the restart began")
+               measured: "back \(format(SampleClock.monotonic() - start, 1)) s after the restart began")
     }
 }

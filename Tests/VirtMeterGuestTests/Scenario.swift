@@ -134,7 +134,7 @@ actor Scenario {
     static let hogDelay = 16
 
     private static func run() async throws -> ScenarioRecord {
-        let started = Clock.monotonic()
+        let started = SampleClock.monotonic()
         let kit = try GuestKit.fromEnvironment()
         let guests = kit.guests()
         let specs = ["idle", "burn=100", "burn=50", "idle,balloon=none", "idle,stats=0"]
@@ -165,7 +165,7 @@ actor Scenario {
             // while the burners are measured would take host CPU from them.
             var written: [SampleRecords] = []
             _ = try await poller.cycle { records in written.append(records) }
-            let at = Clock.monotonic()
+            let at = SampleClock.monotonic()
             let snapshots = hypervisor.last.withLock { $0 }
             let counters = libvirt.lastCounters
             var byName: [String: DomainSnapshot] = [:]
@@ -244,7 +244,7 @@ actor Scenario {
         for (name, spec) in [(hog, "hog=64:\(hogDelay)"), (io, "io")] {
             do {
                 _ = try await kit.kit(["start", name, spec, "--no-wait"])
-                startedAt[name] = Clock.monotonic()
+                startedAt[name] = SampleClock.monotonic()
             } catch {
                 problems.append("kit start \(name) \(spec) failed: \(error)")
             }
@@ -252,9 +252,9 @@ actor Scenario {
         let startedBeforeCycle = cycles.count
         let watching = names.filter { $0 != destroyed } + [hog, io]
         var midRunBoot: [String: Double] = [:]
-        let deadline = Clock.monotonic() + 200
+        let deadline = SampleClock.monotonic() + 200
         var holdingSince: Int?
-        while Clock.monotonic() < deadline, !startedAt.isEmpty {
+        while SampleClock.monotonic() < deadline, !startedAt.isEmpty {
             try await cycle(.churn, watching: watching)
             let last = cycles[cycles.count - 1]
             for (name, start) in startedAt where midRunBoot[name] == nil {
@@ -279,6 +279,6 @@ actor Scenario {
             kit: kit, guests: guests, cycles: cycles, warnings: warnings, interval: interval, vcpuBefore: before,
             vcpuAfter: after, destroyed: destroyed, destroyedBeforeCycle: destroyedBeforeCycle, hogGuest: hog,
             ioGuest: io, startedBeforeCycle: startedBeforeCycle, midRunBootSeconds: midRunBoot, problems: problems,
-            seconds: Clock.monotonic() - started)
+            seconds: SampleClock.monotonic() - started)
     }
 }

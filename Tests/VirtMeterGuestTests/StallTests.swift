@@ -182,9 +182,9 @@ struct StallTests {
         #expect(kill(pid, SIGSTOP) == 0)
         defer { kill(pid, SIGCONT) }
         try await Task.sleep(for: .seconds(3 * Self.interval))
-        let stopping = Clock.monotonic()
+        let stopping = SampleClock.monotonic()
         let status = agent.stop()
-        let took = Clock.monotonic() - stopping
+        let took = SampleClock.monotonic() - stopping
         // shutdown_timeout is 10 s by default; the backstop ends the process half a second after it at the latest.
         #expect(status == 0 && took <= 11, "exit \(status) after \(took) s: \(agent.stderr.suffix(1500))")
         #expect(agent.log("virtmeter stopped").count == 1 && !agent.stderr.contains("Fatal error"))
@@ -249,8 +249,8 @@ struct StallTests {
         let eventsBeforePause = libvirt.domainEventsReceived
         _ = try await kit.virsh(["suspend", rebooted.name])
         _ = try await kit.virsh(["resume", rebooted.name])
-        let deadline = Clock.monotonic() + 5
-        while libvirt.domainEventsReceived < eventsBeforePause + 2, Clock.monotonic() < deadline {
+        let deadline = SampleClock.monotonic() + 5
+        while libvirt.domainEventsReceived < eventsBeforePause + 2, SampleClock.monotonic() < deadline {
             try await Task.sleep(for: .milliseconds(50))
         }
         #expect(libvirt.domainEventsReceived >= eventsBeforePause + 2, "suspended and resumed events")
@@ -281,13 +281,13 @@ struct StallTests {
         #expect(agent.log("libvirt unreachable").count == 1)
 
         async let started = shell("'\(kit.script)' start-libvirtd >'\(log)' 2>&1 </dev/null")
-        let began = Clock.monotonic()
+        let began = SampleClock.monotonic()
         var answered: Double?, firstSample: Double?
-        while answered == nil || firstSample == nil, Clock.monotonic() - began < 120 {
+        while answered == nil || firstSample == nil, SampleClock.monotonic() - began < 120 {
             if answered == nil, (try? LibvirtHypervisor(uri: kit.uri, callTimeout: 5)) != nil {
-                answered = Clock.monotonic()
+                answered = SampleClock.monotonic()
             }
-            if firstSample == nil, agent.outLines > 0 { firstSample = Clock.monotonic() }
+            if firstSample == nil, agent.outLines > 0 { firstSample = SampleClock.monotonic() }
             try await Task.sleep(for: .milliseconds(50))
         }
         #expect(await started == 0, "kit start-libvirtd: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")

@@ -46,12 +46,12 @@ struct DeadlineTests {
         let gate = DispatchSemaphore(value: 0)
         // Timed on the thread that waits: the cooperative pool may be slow to resume the test on a busy host.
         let (outputs, abandoned, elapsed) = try await offThePool {
-            let started = Clock.monotonic()
+            let started = SampleClock.monotonic()
             let (outputs, abandoned) = DeadlineBatch.run([1, 2, 3, 4, 5, 6], workers: 2, seconds: 0.3) { item -> Int in
                 if item == 2 { _ = gate.wait(timeout: .now() + 10) }
                 return item * 10
             }
-            return (outputs, abandoned, Clock.monotonic() - started)
+            return (outputs, abandoned, SampleClock.monotonic() - started)
         }
         #expect(elapsed >= 0.3 && elapsed < 1.5, "returned after \(elapsed) s")
         #expect(outputs == [10, nil, 30, 40, 50, 60])
@@ -69,9 +69,9 @@ struct DeadlineTests {
         gate.close(stuck.uuid)
         // The test driver returns state only in bulk: each poll reads every domain's groups with per-domain calls.
         for round in 1...3 {
-            let started = Clock.monotonic()
+            let started = SampleClock.monotonic()
             let snapshots = try await hypervisor.poll()
-            let elapsed = Clock.monotonic() - started
+            let elapsed = SampleClock.monotonic() - started
             #expect(elapsed < Self.timeout + 4, "round \(round) took \(elapsed) s")
             #expect(snapshots.map(\.name).sorted() == ["instance-0000002a", "instance-0000002b", "instance-0000002c"])
             #expect(hypervisor.lastCounters.notAnswering == 1)
@@ -94,9 +94,9 @@ struct DeadlineTests {
         let hypervisor = hypervisor(gate, store)
         gate.close("bulk")
         for _ in 1...2 {
-            let started = Clock.monotonic()
+            let started = SampleClock.monotonic()
             let snapshots = try await hypervisor.poll()
-            #expect(Clock.monotonic() - started < Self.timeout + 4)
+            #expect(SampleClock.monotonic() - started < Self.timeout + 4)
             #expect(snapshots.count == 4 && snapshots.allSatisfy { $0.cpuTime != nil && $0.maxMemoryKiB > 0 })
             #expect(!hypervisor.lastCounters.readInBulk && hypervisor.lastCounters.notAnswering == 0)
         }
@@ -115,9 +115,9 @@ struct DeadlineTests {
         let hypervisor = hypervisor(gate, store)
         gate.close("list-shut-off")
         for _ in 1...2 {
-            let started = Clock.monotonic()
+            let started = SampleClock.monotonic()
             let snapshots = try await hypervisor.poll()
-            #expect(Clock.monotonic() - started < Self.timeout + 4)
+            #expect(SampleClock.monotonic() - started < Self.timeout + 4)
             #expect(snapshots.count == 4 && snapshots.allSatisfy { $0.state != .shutoff && $0.cpuTime != nil })
         }
         #expect(gate.calls("list-shut-off") == 1, "not called again while the first is stuck")
@@ -165,8 +165,8 @@ struct DeadlineTests {
         defer { virDomainFree(domain) }
         #expect(virDomainSuspend(domain) == 0)
         #expect(virDomainResume(domain) == 0)
-        let deadline = Clock.monotonic() + 5
-        while hypervisor.domainEventsReceived < 2, Clock.monotonic() < deadline {
+        let deadline = SampleClock.monotonic() + 5
+        while hypervisor.domainEventsReceived < 2, SampleClock.monotonic() < deadline {
             try await Task.sleep(for: .milliseconds(20))
         }
         #expect(hypervisor.domainEventsReceived >= 2, "suspended and resumed events")

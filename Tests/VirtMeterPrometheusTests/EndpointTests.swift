@@ -118,7 +118,7 @@ struct EndpointTests {
         // libvirtd stopped: every scrape answers at once; the last data stays; libvirt_up turns 0.
         libvirtd.pause()
         defer { libvirtd.resume() }
-        let stoppedAt = Clock.monotonic()
+        let stoppedAt = SampleClock.monotonic()
         #expect(try get(healthz).status == 200, "healthy until the limit (3 intervals of 1 s) has passed")
         var slowest = 0.0, scrapes = 0
         let down = try await eventually(within: 20) {
@@ -135,7 +135,7 @@ struct EndpointTests {
         #expect(value(in: body, metric: "ceilometer_memory_usage", containing: [Self.web01]) != nil,
                 "the last data stays")
         let unhealthy = try await eventually(within: 20) { try get(healthz).status == 503 }
-        let unhealthyAfter = Clock.monotonic() - stoppedAt
+        let unhealthyAfter = SampleClock.monotonic() - stoppedAt
         #expect(unhealthy, "healthz never 503")
         let reason = try get(healthz)
         #expect(reason.body.contains("libvirt unreachable for") || reason.body.contains("no poll cycle completed"),

@@ -82,8 +82,8 @@ func get(_ url: String, caFile: String? = nil, timeout: Double = 10) throws -> H
 
 /// Polls `condition` every 100 ms until it holds or `seconds` pass; returns whether it held.
 func eventually(within seconds: Double, _ condition: () throws -> Bool) async throws -> Bool {
-    let start = Clock.monotonic()
-    while Clock.monotonic() - start < seconds {
+    let start = SampleClock.monotonic()
+    while SampleClock.monotonic() - start < seconds {
         if try condition() { return true }
         try await Task.sleep(for: .milliseconds(100))
     }
@@ -126,8 +126,8 @@ final class AgentProcess {
     deinit {
         if process.isRunning {
             process.terminate()
-            let start = Clock.monotonic()
-            while process.isRunning, Clock.monotonic() - start < 15 { Thread.sleep(forTimeInterval: 0.05) }
+            let start = SampleClock.monotonic()
+            while process.isRunning, SampleClock.monotonic() - start < 15 { Thread.sleep(forTimeInterval: 0.05) }
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
         }
@@ -246,9 +246,9 @@ final class OwnLibvirtd {
         process.standardError = try FileHandle(forWritingTo: log)
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        let start = Clock.monotonic()
+        let start = SampleClock.monotonic()
         while try virsh(["list", "--all"]).status != 0 {
-            guard Clock.monotonic() - start < 20, process.isRunning else {
+            guard SampleClock.monotonic() - start < 20, process.isRunning else {
                 throw TestFailure("own libvirtd did not answer: \(self.log)")
             }
             Thread.sleep(forTimeInterval: 0.2)
@@ -270,8 +270,8 @@ final class OwnLibvirtd {
         for child in [holder, process] where child.isRunning {
             kill(child.processIdentifier, SIGCONT)
             child.terminate()
-            let start = Clock.monotonic()
-            while child.isRunning, Clock.monotonic() - start < 3 { Thread.sleep(forTimeInterval: 0.05) }
+            let start = SampleClock.monotonic()
+            while child.isRunning, SampleClock.monotonic() - start < 3 { Thread.sleep(forTimeInterval: 0.05) }
             if child.isRunning { kill(child.processIdentifier, SIGKILL) }
             child.waitUntilExit()
         }

@@ -6,7 +6,7 @@ import Darwin
 import Synchronization
 
 /// The clocks a sample is stamped with.
-package enum Clock {
+package enum SampleClock {
     /// Seconds on CLOCK_MONOTONIC, as Python's `time.monotonic()`.
     package static func monotonic() -> Double {
         var ts = timespec()
@@ -55,7 +55,7 @@ package final class UUIDv1Generator: Sendable {
     }
 
     /// The next UUID, given the wall clock in ns since the Unix epoch.
-    package func next(wallNanoseconds: Int64 = Clock.wallNanoseconds()) -> String {
+    package func next(wallNanoseconds: Int64 = SampleClock.wallNanoseconds()) -> String {
         let gregorianOffset: UInt64 = 0x01B2_1DD2_1381_4000
         let now = UInt64(wallNanoseconds / 100) &+ gregorianOffset
         let ticks = state.withLock { state in
