@@ -14,8 +14,8 @@ package struct SampleStamper: Sendable {
         self.signer = signer
     }
 
-    /// A domain's metadata, built and rendered once and reused for all its samples (and by the `Poller` for later
-    /// cycles while `key` stays the same).
+    /// A domain's metadata and resources' fields, built and rendered once and reused for all its samples (and by the
+    /// `Poller` for later cycles while `key` stays the same).
     package struct PreparedDomain: Sendable {
         /// What the metadata was built from: when a snapshot has another key, prepare it again.
         package let key: MetadataKey
@@ -23,6 +23,8 @@ package struct SampleStamper: Sendable {
         /// The metadata with a meter's extra keys merged in (`disk_name: vda`), per set of extra keys seen so far:
         /// device meters repeat the same keys for every meter of a device, cycle after cycle.
         var merged: [(extra: [(String, JSONValue)], metadata: RenderedMetadata)] = []
+        /// The fields of each resource seen so far (the domain, its disks and interfaces), by resource id.
+        var resources: [(id: String, fields: RenderedFields)] = []
 
         mutating func metadata(with extra: [(String, JSONValue)]) -> RenderedMetadata {
             if extra.isEmpty { return metadata }
@@ -32,6 +34,10 @@ package struct SampleStamper: Sendable {
             let new = metadata.merged(with: extra)
             merged.append((extra, new))
             return new
+        }
+
+        func resource(_ id: String) -> RenderedFields? {
+            resources.first(where: { $0.id == id })?.fields
         }
     }
 
@@ -66,21 +72,36 @@ package struct SampleStamper: Sendable {
                       to records: inout RecordWriter, wallNanoseconds: Int64 = SampleClock.wallNanoseconds())
         -> (written: Int, refused: Int) {
         let timestamp = SampleClock.utcTimestamp(nanoseconds: wallNanoseconds)
+        var cycle: RenderedFields?
         var written = 0, refused = 0
         for meter in meters {
+            var meterFields = encoder.knownMeterFields(meter.name, type: meter.type, unit: meter.unit)
             for reading in meter.readings(now, previous: previous) {
-                let values = SampleValues(
-                    source: source, name: meter.name, type: meter.type, unit: meter.unit, volume: reading.volume,
-                    userID: now.nova?.userID, userName: now.nova?.userName, projectID: now.nova?.projectID,
-                    projectName: now.nova?.projectName,
-                    resourceID: reading.resourceID ?? now.uuid, timestamp: timestamp,
-                    messageID: ids.next(wallNanoseconds: wallNanoseconds), monotonicTime: SampleClock.monotonic())
-                let rendered = domain.metadata(with: reading.metadata)
-                if records.append({ encoder.write(values, metadata: rendered, to: &$0) }) {
-                    written += 1
-                } else {
-                    refused += 1
+                let resourceID = reading.resourceID ?? now.uuid
+                var resourceFields = domain.resource(resourceID)
+                if meterFields == nil || resourceFields == nil || cycle == nil {
+                    // First sample of this meter, resource or cycle: render what it shares with later ones.
+                    let values = SampleValues(
+                        source: source, name: meter.name, type: meter.type, unit: meter.unit, volume: reading.volume,
+                        userID: now.nova?.userID, userName: now.nova?.userName, projectID: now.nova?.projectID,
+                        projectName: now.nova?.projectName, resourceID: resourceID, timestamp: timestamp,
+                        messageID: "", monotonicTime: 0)
+                    meterFields = meterFields ?? encoder.meterFields(values)
+                    cycle = cycle ?? RenderedFields(values, scope: .cycle)
+                    if resourceFields == nil {
+                        let fields = RenderedFields(values, scope: .resource)
+                        domain.resources.append((resourceID, fields))
+                        resourceFields = fields
+                    }
                 }
+                guard let meterFields, let resourceFields, let cycle else { continue }
+                let shared = SampleEncoder.Shared(meter: meterFields, resource: resourceFields, cycle: cycle,
+                                                  metadata: domain.metadata(with: reading.metadata))
+                let appended = records.append {
+                    encoder.write(volume: reading.volume, messageID: ids.next(wallNanoseconds: wallNanoseconds),
+                                  monotonicTime: SampleClock.monotonic(), shared: shared, to: &$0)
+                }
+                if appended { written += 1 } else { refused += 1 }
             }
         }
         return (written, refused)

@@ -27,6 +27,31 @@ package enum SampleField: Int, CaseIterable, Sendable {
         }
     }
 
+    /// How widely a field's value is shared, which decides how long its rendering is kept (`RenderedFields`).
+    package enum Scope: Sendable {
+        /// The same for every sample of a meter (of one `SampleStamper`).
+        case meter
+        /// The same for every sample about one resource of a domain: owner ids and the resource id.
+        case resource
+        /// The same for every sample of a domain in a cycle: the timestamp.
+        case cycle
+        /// resource_metadata, rendered apart (`RenderedMetadata`).
+        case metadata
+        /// The sample's own: its volume, message id, monotonic time and signature.
+        case sample
+    }
+
+    /// The scope of this field's value.
+    package var scope: Scope {
+        switch self {
+        case .source, .counterName, .counterType, .counterUnit: return .meter
+        case .userID, .userName, .projectID, .projectName, .resourceID: return .resource
+        case .timestamp: return .cycle
+        case .resourceMetadata: return .metadata
+        case .counterVolume, .messageID, .monotonicTime, .messageSignature: return .sample
+        }
+    }
+
     /// The order of the published dict (ceilometer's `Sample.as_dict()` plus the signature last).
     static let wireOrder: [SampleField] = allCases
     /// The order the signature visits the keys: sorted by code point, without the signature itself.
@@ -65,9 +90,7 @@ package struct SampleValues: Sendable {
     package var name: String
     package var type: SampleType
     package var unit: String
-    package var volume: Volume {
-        didSet { volumeText = Self.text(volume) }
-    }
+    package var volume: Volume
     package var userID: String?
     package var userName: String?
     package var projectID: String?
@@ -75,12 +98,7 @@ package struct SampleValues: Sendable {
     package var resourceID: String
     package var timestamp: String
     package var messageID: String
-    package var monotonicTime: Double {
-        didSet { monotonicText = PythonRepr.float(monotonicTime) }
-    }
-    /// The numbers' text, written once and used by both the JSON and the signature.
-    private var volumeText: String
-    private var monotonicText: String
+    package var monotonicTime: Double
 
     package init(source: String, name: String, type: SampleType, unit: String, volume: Volume, userID: String?,
                 userName: String? = nil, projectID: String?, projectName: String? = nil, resourceID: String,
@@ -98,22 +116,23 @@ package struct SampleValues: Sendable {
         self.timestamp = timestamp
         self.messageID = messageID
         self.monotonicTime = monotonicTime
-        volumeText = Self.text(volume)
-        monotonicText = PythonRepr.float(monotonicTime)
     }
 
-    private static func text(_ volume: Volume) -> String {
+    static func text(_ volume: Volume) -> String {
         switch volume {
         case .int(let value): return String(value)
         case .double(let value): return PythonRepr.float(value)
         }
     }
 
-    /// Whether every number can be written as JSON that decodes to the value signed: a NaN or an infinity cannot
-    /// (Python's json writes `NaN`, which is not JSON, and no consumer could verify it), so such a sample is refused.
-    var isWritable: Bool {
-        if case .double(let value) = volume, !value.isFinite { return false }
-        return monotonicTime.isFinite
+    /// The value of a field of scope `.sample`, given as the text it is written with.
+    static func own(_ field: SampleField, volumeText: String, messageID: String, monotonicText: String) -> WireValue {
+        switch field {
+        case .counterVolume: return .number(volumeText)
+        case .messageID: return .string(messageID)
+        case .monotonicTime: return .number(monotonicText)
+        default: return .null   // the signature: written by the encoder, never signed
+        }
     }
 
     func value(of field: SampleField) -> WireValue {
@@ -123,7 +142,9 @@ package struct SampleValues: Sendable {
         case .counterName: return .string(name)
         case .counterType: return .string(type.rawValue)
         case .counterUnit: return .string(unit)
-        case .counterVolume: return .number(volumeText)
+        case .counterVolume, .messageID, .monotonicTime:
+            return Self.own(field, volumeText: Self.text(volume), messageID: messageID,
+                            monotonicText: PythonRepr.float(monotonicTime))
         case .userID: return optional(userID)
         case .userName: return optional(userName)
         case .projectID: return optional(projectID)
@@ -131,8 +152,6 @@ package struct SampleValues: Sendable {
         case .resourceID: return .string(resourceID)
         case .timestamp: return .string(timestamp)
         case .resourceMetadata: return .metadata
-        case .messageID: return .string(messageID)
-        case .monotonicTime: return .number(monotonicText)
         case .messageSignature: return .null   // written by the encoder, never signed
         }
     }
@@ -141,8 +160,8 @@ package struct SampleValues: Sendable {
 /// A resource_metadata dict rendered once for all the samples that carry it: per top-level key its JSON text and
 /// the bytes it feeds the signature (`resource_metadata:flavor:ram` + `2048`, ...), and the whole dict's of both. A
 /// meter's few extra keys (`cpu_number`, `disk_name`) are merged in once per domain and set of keys (`merged`): they
-/// replace the same key in place or are appended, as Python's `dict.update` does.
-package struct RenderedMetadata: Sendable {
+/// replace the same key in place or are appended, as Python's `dict.update` does. A class: every sample holds it.
+package final class RenderedMetadata: Sendable {
     struct Entry: Sendable {
         let key: String
         /// `"key": value`.
@@ -162,7 +181,7 @@ package struct RenderedMetadata: Sendable {
     package static let empty = RenderedMetadata([])
 
     /// Renders the dict `pairs` (keys in the order given).
-    package init(_ pairs: [(String, JSONValue)]) {
+    package convenience init(_ pairs: [(String, JSONValue)]) {
         self.init(entries: pairs.map { key, value in
             var json: [UInt8] = []
             JSONBytes.string(key, to: &json)
@@ -212,11 +231,54 @@ package struct RenderedMetadata: Sendable {
     }
 }
 
-/// Writes samples as their final JSON bytes, signed: the one place a sample becomes what goes on the bus.
+/// Some of a sample's fields, rendered once for all the samples that share them (a meter's, a resource's, a
+/// domain's in one cycle): per field its JSON text (`"key": value`) and its share of the signature's input (the key,
+/// then Python's `str()` of the value).
+package final class RenderedFields: Sendable {
+    private let bytes: [UInt8]
+    /// By field raw value: where its JSON text and its signature input lie in `bytes` (empty for other scopes).
+    private let json: [Range<Int>], signing: [Range<Int>]
+
+    /// The fields of `scope`, with the values of `values`.
+    package init(_ values: SampleValues, scope: SampleField.Scope) {
+        var bytes: [UInt8] = []
+        var json = [Range<Int>](repeating: 0..<0, count: SampleField.allCases.count), signing = json
+        for field in SampleField.allCases where field.scope == scope {
+            let value = values.value(of: field)
+            var start = bytes.count
+            SampleEncoder.appendJSON(field, value, to: &bytes)
+            json[field.rawValue] = start..<bytes.count
+            start = bytes.count
+            SampleEncoder.appendSigning(field, value, to: &bytes)
+            signing[field.rawValue] = start..<bytes.count
+        }
+        self.bytes = bytes
+        self.json = json
+        self.signing = signing
+    }
+
+    func appendJSON(_ field: SampleField, to out: inout [UInt8]) {
+        append(json[field.rawValue], to: &out)
+    }
+
+    func appendSigning(_ field: SampleField, to out: inout [UInt8]) {
+        append(signing[field.rawValue], to: &out)
+    }
+
+    private func append(_ range: Range<Int>, to out: inout [UInt8]) {
+        bytes.withUnsafeBufferPointer { out.append(contentsOf: UnsafeBufferPointer(rebasing: $0[range])) }
+    }
+}
+
+/// Writes samples as their final JSON bytes, signed: the one place a sample becomes what goes on the bus. A sample
+/// is written from the renderings of its shared fields (`RenderedFields`, `RenderedMetadata`) and its own values,
+/// in the wire order and, for the signature, the signing order of `SampleField`.
 package struct SampleEncoder: Sendable {
     package let signer: SampleSigner
     /// The signature's input, reused from sample to sample.
     private var signingInput: [UInt8] = []
+    /// The rendered fields of each meter seen so far, by name (with the type and unit they were rendered with).
+    private var meters: [String: (type: SampleType, unit: String, fields: RenderedFields)] = [:]
 
     package init(signer: SampleSigner) {
         self.signer = signer
@@ -227,47 +289,112 @@ package struct SampleEncoder: Sendable {
     /// nothing, when the sample cannot be written (a NaN or infinite number).
     @discardableResult
     package mutating func write(_ values: SampleValues, metadata: RenderedMetadata, to out: inout [UInt8]) -> Bool {
-        guard values.isWritable else { return false }
-        let signature = sign(values, metadata: metadata)
-        let prefixes = SampleField.keyPrefixes
+        write(volume: values.volume, messageID: values.messageID, monotonicTime: values.monotonicTime,
+              shared: Shared(meter: RenderedFields(values, scope: .meter),
+                             resource: RenderedFields(values, scope: .resource),
+                             cycle: RenderedFields(values, scope: .cycle), metadata: metadata), to: &out)
+    }
+
+    /// The renderings a sample shares with others.
+    package struct Shared {
+        package var meter: RenderedFields, resource: RenderedFields, cycle: RenderedFields
+        package var metadata: RenderedMetadata
+
+        package init(meter: RenderedFields, resource: RenderedFields, cycle: RenderedFields,
+                     metadata: RenderedMetadata) {
+            self.meter = meter
+            self.resource = resource
+            self.cycle = cycle
+            self.metadata = metadata
+        }
+    }
+
+    /// The meter fields of `values`' meter, rendered the first time the meter is seen (or its type or unit changed).
+    package mutating func meterFields(_ values: SampleValues) -> RenderedFields {
+        if let known = meters[values.name], known.type == values.type, known.unit == values.unit {
+            return known.fields
+        }
+        let fields = RenderedFields(values, scope: .meter)
+        meters[values.name] = (values.type, values.unit, fields)
+        return fields
+    }
+
+    /// The meter fields of `name` if they were rendered with `type` and `unit`.
+    package func knownMeterFields(_ name: String, type: SampleType, unit: String) -> RenderedFields? {
+        guard let known = meters[name], known.type == type, known.unit == unit else { return nil }
+        return known.fields
+    }
+
+    /// Appends a sample to `out`, signed: its own values, and the renderings it shares. Returns false, writing
+    /// nothing, when a number cannot be written (NaN or infinite: Python's json writes `NaN`, which is not JSON,
+    /// and no consumer could verify it).
+    @discardableResult
+    package mutating func write(volume: Volume, messageID: String, monotonicTime: Double, shared: Shared,
+                                to out: inout [UInt8]) -> Bool {
+        if case .double(let value) = volume, !value.isFinite { return false }
+        guard monotonicTime.isFinite else { return false }
+        let volumeText = SampleValues.text(volume), monotonicText = PythonRepr.float(monotonicTime)
+        func own(_ field: SampleField) -> WireValue {
+            SampleValues.own(field, volumeText: volumeText, messageID: messageID, monotonicText: monotonicText)
+        }
+        func append(_ field: SampleField, json: Bool, to out: inout [UInt8]) {
+            switch field.scope {
+            case .meter: json ? shared.meter.appendJSON(field, to: &out) : shared.meter.appendSigning(field, to: &out)
+            case .resource:
+                json ? shared.resource.appendJSON(field, to: &out) : shared.resource.appendSigning(field, to: &out)
+            case .cycle: json ? shared.cycle.appendJSON(field, to: &out) : shared.cycle.appendSigning(field, to: &out)
+            case .metadata:
+                if json {
+                    out.append(contentsOf: SampleField.keyPrefixes[field.rawValue])
+                    out.append(contentsOf: shared.metadata.json)
+                } else {
+                    out.append(contentsOf: shared.metadata.signing)
+                }
+            case .sample: json ? Self.appendJSON(field, own(field), to: &out) : Self.appendSigning(field, own(field), to: &out)
+            }
+        }
+        if signer.isSigning {
+            signingInput.removeAll(keepingCapacity: true)
+            for field in SampleField.signingOrder { append(field, json: false, to: &signingInput) }
+        }
         out.append(UInt8(ascii: "{"))
         for field in SampleField.wireOrder {
             if field != .source {
                 out.append(UInt8(ascii: ","))
                 out.append(UInt8(ascii: " "))
             }
-            out.append(contentsOf: prefixes[field.rawValue])
-            switch field == .messageSignature ? .string(signature) : values.value(of: field) {
-            case .string(let text): JSONBytes.string(text, to: &out)
-            case .null: out.append(contentsOf: "null".utf8)
-            case .number(let text): out.append(contentsOf: text.utf8)
-            case .metadata: out.append(contentsOf: metadata.json)
+            guard field == .messageSignature else {
+                append(field, json: true, to: &out)
+                continue
             }
+            out.append(contentsOf: SampleField.keyPrefixes[field.rawValue])
+            out.append(UInt8(ascii: "\""))
+            if signer.isSigning { signer.appendSignature(ofInput: signingInput, to: &out) }
+            out.append(UInt8(ascii: "\""))
         }
         out.append(UInt8(ascii: "}"))
         return true
     }
 
-    private mutating func sign(_ values: SampleValues, metadata: RenderedMetadata) -> String {
-        guard signer.isSigning else { return "" }
-        let keys = SampleField.signingKeys
-        signingInput.removeAll(keepingCapacity: true)
-        for field in SampleField.signingOrder {
-            switch values.value(of: field) {
-            case .string(let text):
-                signingInput.append(contentsOf: keys[field.rawValue])
-                signingInput.append(contentsOf: text.utf8)
-            case .null:
-                signingInput.append(contentsOf: keys[field.rawValue])
-                signingInput.append(contentsOf: "None".utf8)
-            case .number(let text):
-                signingInput.append(contentsOf: keys[field.rawValue])
-                signingInput.append(contentsOf: text.utf8)
-            case .metadata:
-                signingInput.append(contentsOf: metadata.signing)
-            }
+    /// `"key": value` as JSON.
+    static func appendJSON(_ field: SampleField, _ value: WireValue, to out: inout [UInt8]) {
+        out.append(contentsOf: SampleField.keyPrefixes[field.rawValue])
+        switch value {
+        case .string(let text): JSONBytes.string(text, to: &out)
+        case .null: out.append(contentsOf: "null".utf8)
+        case .number(let text): out.append(contentsOf: text.utf8)
+        case .metadata: break
         }
-        return signer.signature(ofInput: signingInput)
+    }
+
+    /// The key, then Python's `str()` of the value: a field's share of the signature's input.
+    static func appendSigning(_ field: SampleField, _ value: WireValue, to out: inout [UInt8]) {
+        out.append(contentsOf: SampleField.signingKeys[field.rawValue])
+        switch value {
+        case .string(let text), .number(let text): out.append(contentsOf: text.utf8)
+        case .null: out.append(contentsOf: "None".utf8)
+        case .metadata: break
+        }
     }
 }
 

@@ -53,6 +53,22 @@ package struct SampleSigner: Sendable {
         return input.withUnsafeBytes { secret.authenticationCode($0) }.withUnsafeBytes { Self.hex($0) }
     }
 
+    /// Appends the signature of `input`, in hex, to `out` (nothing when this signer does not sign).
+    func appendSignature(ofInput input: [UInt8], to out: inout [UInt8]) {
+        guard let secret else { return }
+        let digest = input.withUnsafeBytes { secret.authenticationCode($0) }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2 * SHA256.byteCount) { text in
+            let digits: StaticString = "0123456789abcdef"
+            digest.withUnsafeBytes { bytes in
+                for (index, byte) in bytes.enumerated() {
+                    text[2 * index] = digits.utf8Start[Int(byte >> 4)]
+                    text[2 * index + 1] = digits.utf8Start[Int(byte & 0x0F)]
+                }
+            }
+            out.append(contentsOf: text)
+        }
+    }
+
     /// Whether `message` carries the signature this signer computes for it (constant time comparison).
     package func verify(_ message: JSONValue) -> Bool {
         guard let claimed = message["message_signature"]?.stringValue else { return false }
