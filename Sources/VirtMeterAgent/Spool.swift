@@ -255,19 +255,26 @@ package final class Spool: @unchecked Sendable {
     private var totalBytes: Int { segments.reduce(0) { $0 + $1.bytes } }
 
     private func writeOnQueue(_ records: SampleRecords) {
-        var bytes = records.bytes
         let tally = Tally(records: records.spans.count, samples: records.sampleCount)
-        bytes.withUnsafeMutableBytes { raw in
-            for span in records.spans {
-                let crc = virtmeter_crc32c(virtmeter_crc32c(0, raw.baseAddress! + span.start + 8, 4),
-                                           raw.baseAddress! + span.payload.lowerBound, span.payloadLength)
-                raw.storeBytes(of: crc.littleEndian, toByteOffset: span.start + 12, as: UInt32.self)
+        let recordBytes = records.spans.reduce(0) { $0 + $1.record.count }
+        // Each record's header with its CRC, apart: the records' bytes are written as they are, not copied.
+        var headers = [UInt8](repeating: 0, count: records.spans.count * SampleRecords.headerBytes)
+        records.bytes.withUnsafeBytes { raw in
+            headers.withUnsafeMutableBytes { out in
+                for (index, span) in records.spans.enumerated() {
+                    let header = out.baseAddress! + index * SampleRecords.headerBytes
+                    header.copyMemory(from: raw.baseAddress! + span.start, byteCount: 12)
+                    var crc = virtmeter_crc32c(virtmeter_crc32c(0, raw.baseAddress! + span.start + 8, 4),
+                                               raw.baseAddress! + span.payload.lowerBound, span.payloadLength)
+                    crc = crc.littleEndian
+                    (header + 12).copyMemory(from: &crc, byteCount: 4)
+                }
             }
         }
         do throws(FileError) {
             // A segment rolls over between cycles only, so a cycle's uncommitted records are all in the last one.
             if writer < 0 || writerBroken || (uncommitted.records == 0 && segments.last.map({ $0.bytes > 0
-                && $0.bytes + bytes.count > configuration.segmentBytes }) == true) {
+                && $0.bytes + recordBytes > configuration.segmentBytes }) == true) {
                 try openSegment()
             }
         } catch {
@@ -276,19 +283,20 @@ package final class Spool: @unchecked Sendable {
         }
         let last = segments.count - 1
         let start = segments[last].bytes
-        var offset = start
-        let failure: FileError? = bytes.withUnsafeBytes { raw in
-            for span in records.spans {
-                var done = 0
-                while done < span.record.count {
-                    let written = pwrite(writer, raw.baseAddress! + span.start + done, span.record.count - done,
-                                         off_t(offset + done))
-                    if written < 0 { return FileError("write", path: path(segments[last].id)) }
-                    done += written
+        let failure: FileError? = records.bytes.withUnsafeBytes { raw in
+            headers.withUnsafeBytes { headerBytes in
+                var pieces: [iovec] = []
+                pieces.reserveCapacity(2 * records.spans.count)
+                for (index, span) in records.spans.enumerated() {
+                    pieces.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: headerBytes.baseAddress!
+                                                                           + index * SampleRecords.headerBytes),
+                                        iov_len: SampleRecords.headerBytes))
+                    pieces.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress!
+                                                                           + span.payload.lowerBound),
+                                        iov_len: span.payloadLength))
                 }
-                offset += span.record.count
+                return Self.writeAll(writer, &pieces, at: start) ? nil : FileError("write", path: path(segments[last].id))
             }
-            return nil
         }
         if let failure {
             // Take the partial write back, so the segment ends with a whole record.
@@ -296,13 +304,40 @@ package final class Spool: @unchecked Sendable {
             lose(tally.samples, failure)
             return
         }
-        segments[last].bytes = offset
+        segments[last].bytes = start + recordBytes
         segments[last].pending.records += tally.records
         segments[last].pending.samples += tally.samples
         uncommitted.records += tally.records
         uncommitted.samples += tally.samples
         enforceCap()
         recount()
+    }
+
+    /// Writes `pieces` at `offset`, however many calls it takes (`pwritev` may write less than asked, and takes at
+    /// most `IOV_MAX` pieces a call). Returns false (errno set) when a call fails.
+    private static func writeAll(_ descriptor: Int32, _ pieces: inout [iovec], at offset: Int) -> Bool {
+        var offset = offset, first = 0
+        return pieces.withUnsafeMutableBufferPointer { pieces in
+            while first < pieces.count {
+                let written = pwritev(descriptor, pieces.baseAddress! + first, Int32(min(pieces.count - first, 1024)),
+                                      off_t(offset))
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                offset += written
+                var left = written
+                while first < pieces.count, left >= pieces[first].iov_len {
+                    left -= pieces[first].iov_len
+                    first += 1
+                }
+                if left > 0 {
+                    pieces[first].iov_base += left
+                    pieces[first].iov_len -= left
+                }
+            }
+            return true
+        }
     }
 
     private func lose(_ samples: Int, _ error: FileError) {
