@@ -176,6 +176,32 @@ struct GoldenTests {
         }
     }
 
+    @Test("the escaping pass equals a byte-at-a-time reference wherever the special bytes fall in an 8-byte word")
+    func escapeMatchesReference() {
+        func reference(_ bytes: [UInt8]) -> [UInt8] {
+            bytes.flatMap { byte -> [UInt8] in
+                switch byte {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"): return [UInt8(ascii: "\\"), byte]
+                case 0x0A: return Array(", ".utf8)
+                default: return [byte]
+                }
+            }
+        }
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("ab\"\\\n: {}é".utf8)
+        for length in 0..<70 {
+            for _ in 0..<40 {
+                let bytes = (0..<length).map { _ in alphabet.randomElement(using: &generator)! }
+                let escaped = [UInt8](unsafeUninitializedCapacity: 2 * length + 2) { out, count in
+                    count = bytes.withUnsafeBufferPointer {
+                        NotificationEnvelope.escapeNested($0, to: out.baseAddress!)
+                    }
+                }
+                #expect(escaped == reference(bytes), "\(bytes)")
+            }
+        }
+    }
+
     @Test("a record's payload is JSON lines as it stands, and one escaping pass makes it the envelope's list")
     func payloadShapes() throws {
         let samples = try NotificationEnvelope.decode(try wireExample()).samples().compactMap(\.sample)
