@@ -235,37 +235,37 @@ package final class RenderedMetadata: Sendable {
 /// domain's in one cycle): per field its JSON text (`"key": value`) and its share of the signature's input (the key,
 /// then Python's `str()` of the value).
 package final class RenderedFields: Sendable {
+    /// Per field in raw-value order, its JSON text then its signature input, back to back (nothing for the fields of
+    /// other scopes).
     private let bytes: [UInt8]
-    /// By field raw value: where its JSON text and its signature input lie in `bytes` (empty for other scopes).
-    private let json: [Range<Int>], signing: [Range<Int>]
+    /// Where each piece starts in `bytes`: field `f`'s JSON text is `marks[2f]..<marks[2f+1]`, its signature input
+    /// `marks[2f+1]..<marks[2f+2]`. (A domain keeps one of these per disk and interface: kept small.)
+    private let marks: [UInt32]
 
     /// The fields of `scope`, with the values of `values`.
     package init(_ values: SampleValues, scope: SampleField.Scope) {
-        var bytes: [UInt8] = []
-        var json = [Range<Int>](repeating: 0..<0, count: SampleField.allCases.count), signing = json
-        for field in SampleField.allCases where field.scope == scope {
-            let value = values.value(of: field)
-            var start = bytes.count
-            SampleEncoder.appendJSON(field, value, to: &bytes)
-            json[field.rawValue] = start..<bytes.count
-            start = bytes.count
-            SampleEncoder.appendSigning(field, value, to: &bytes)
-            signing[field.rawValue] = start..<bytes.count
+        var bytes: [UInt8] = [], marks: [UInt32] = [0]
+        for field in SampleField.allCases {
+            let value = field.scope == scope ? values.value(of: field) : nil
+            if let value { SampleEncoder.appendJSON(field, value, to: &bytes) }
+            marks.append(UInt32(bytes.count))
+            if let value { SampleEncoder.appendSigning(field, value, to: &bytes) }
+            marks.append(UInt32(bytes.count))
         }
         self.bytes = bytes
-        self.json = json
-        self.signing = signing
+        self.marks = marks
     }
 
     func appendJSON(_ field: SampleField, to out: inout [UInt8]) {
-        append(json[field.rawValue], to: &out)
+        append(from: 2 * field.rawValue, to: &out)
     }
 
     func appendSigning(_ field: SampleField, to out: inout [UInt8]) {
-        append(signing[field.rawValue], to: &out)
+        append(from: 2 * field.rawValue + 1, to: &out)
     }
 
-    private func append(_ range: Range<Int>, to out: inout [UInt8]) {
+    private func append(from mark: Int, to out: inout [UInt8]) {
+        let range = Int(marks[mark])..<Int(marks[mark + 1])
         bytes.withUnsafeBufferPointer { out.append(contentsOf: UnsafeBufferPointer(rebasing: $0[range])) }
     }
 }
