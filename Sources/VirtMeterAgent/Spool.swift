@@ -295,7 +295,10 @@ package final class Spool: @unchecked Sendable {
                                                                            + span.payload.lowerBound),
                                         iov_len: span.payloadLength))
                 }
-                return Self.writeAll(writer, &pieces, at: start) ? nil : FileError("write", path: path(segments[last].id))
+                guard Self.writeAll(writer, &pieces, at: start) else {
+                    return FileError("write", path: path(segments[last].id))
+                }
+                return nil
             }
         }
         if let failure {

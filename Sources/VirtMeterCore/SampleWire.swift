@@ -297,8 +297,8 @@ package struct SampleEncoder: Sendable {
 
     /// The renderings a sample shares with others.
     package struct Shared {
-        package var meter: RenderedFields, resource: RenderedFields, cycle: RenderedFields
-        package var metadata: RenderedMetadata
+        let meter: RenderedFields, resource: RenderedFields, cycle: RenderedFields
+        let metadata: RenderedMetadata
 
         package init(meter: RenderedFields, resource: RenderedFields, cycle: RenderedFields,
                      metadata: RenderedMetadata) {
@@ -306,6 +306,16 @@ package struct SampleEncoder: Sendable {
             self.resource = resource
             self.cycle = cycle
             self.metadata = metadata
+        }
+
+        /// The rendered fields of `scope`; nil for resource_metadata and the sample's own fields.
+        func fields(of scope: SampleField.Scope) -> RenderedFields? {
+            switch scope {
+            case .meter: return meter
+            case .resource: return resource
+            case .cycle: return cycle
+            case .metadata, .sample: return nil
+            }
         }
     }
 
@@ -338,19 +348,13 @@ package struct SampleEncoder: Sendable {
             SampleValues.own(field, volumeText: volumeText, messageID: messageID, monotonicText: monotonicText)
         }
         func append(_ field: SampleField, json: Bool, to out: inout [UInt8]) {
-            switch field.scope {
-            case .meter: json ? shared.meter.appendJSON(field, to: &out) : shared.meter.appendSigning(field, to: &out)
-            case .resource:
-                json ? shared.resource.appendJSON(field, to: &out) : shared.resource.appendSigning(field, to: &out)
-            case .cycle: json ? shared.cycle.appendJSON(field, to: &out) : shared.cycle.appendSigning(field, to: &out)
-            case .metadata:
-                if json {
-                    out.append(contentsOf: SampleField.keyPrefixes[field.rawValue])
-                    out.append(contentsOf: shared.metadata.json)
-                } else {
-                    out.append(contentsOf: shared.metadata.signing)
-                }
-            case .sample: json ? Self.appendJSON(field, own(field), to: &out) : Self.appendSigning(field, own(field), to: &out)
+            if let fields = shared.fields(of: field.scope) {
+                json ? fields.appendJSON(field, to: &out) : fields.appendSigning(field, to: &out)
+            } else if field.scope == .metadata {
+                if json { out.append(contentsOf: SampleField.keyPrefixes[field.rawValue]) }
+                out.append(contentsOf: json ? shared.metadata.json : shared.metadata.signing)
+            } else {
+                json ? Self.appendJSON(field, own(field), to: &out) : Self.appendSigning(field, own(field), to: &out)
             }
         }
         if signer.isSigning {
