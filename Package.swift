@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        // Tests only: the test clock that drives the poll and publish services' time.
+        .package(url: "https://github.com/pointfreeco/swift-clocks", from: "1.1.1"),
     ],
     targets: [
         .systemLibrary(
@@ -102,7 +104,11 @@ let package = Package(
         ),
         .testTarget(
             name: "VirtMeterAgentTests",
-            dependencies: ["VirtMeterCore", "VirtMeterAgent", "VirtMeterTestSupport", "virtmeter"],
+            dependencies: [
+                "VirtMeterCore", "VirtMeterAgent", "VirtMeterTestSupport", "virtmeter",
+                .product(name: "Clocks", package: "swift-clocks"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(

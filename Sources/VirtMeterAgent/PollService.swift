@@ -20,7 +20,8 @@ package final class PollService: Service {
     private let initialPolling: PollingConfiguration
     private let reloadRequested = Mutex(false)
     /// When libvirt was first found unreachable in the current outage.
-    private let libvirtDownSince = Mutex<Double?>(nil)
+    private let libvirtDownSince = Mutex<Duration?>(nil)
+    private let clock: ElapsedClock
     private let retry: Backoff
     private let domainsNotAnswering: @Sendable () -> Int
     private let reloaded: @Sendable (PollingConfiguration) -> Void
@@ -32,14 +33,16 @@ package final class PollService: Service {
     /// the shortest interval apart), so polling resumes as soon as libvirt answers. `domainsNotAnswering` tells how
     /// many domains the last cycle left out because they did not answer in time (for the summary). `reloaded` is
     /// told of each configuration a reload put in use. `vitals`, when given, hears of every cycle (the Prometheus
-    /// endpoint, health, systemd's notifications).
+    /// endpoint, health, systemd's notifications). The schedule, the retry delays and the cycles' durations are
+    /// measured on `clock`, and the loop sleeps on it.
     package init(hypervisor: any Hypervisor, stamper: SampleStamper, samplesPerRecord: Int,
                 polling: PollingConfiguration, loadPolling: @escaping @Sendable () throws -> PollingConfiguration,
                 spool: Spool, stats: AgentStats, summaryEveryCycles: Int, retry: Backoff = Backoff(),
                 domainsNotAnswering: @escaping @Sendable () -> Int = { 0 },
                 reloaded: @escaping @Sendable (PollingConfiguration) -> Void = { _ in }, vitals: AgentVitals? = nil,
-                logger: Logger) {
+                clock: any Clock<Duration> = ContinuousClock(), logger: Logger) {
         self.hypervisor = hypervisor
+        self.clock = ElapsedClock(clock)
         self.reloaded = reloaded
         self.vitals = vitals
         self.retry = retry
@@ -65,14 +68,14 @@ package final class PollService: Service {
         var poller = Poller(hypervisor: vitals?.exposition?.observing(hypervisor) ?? hypervisor, stamper: stamper,
                             samplesPerRecord: samplesPerRecord, logger: logger)
         var polling = initialPolling
-        var schedule = Schedule(sources: Self.scheduled(polling), start: SampleClock.monotonic())
+        var schedule = Schedule(sources: Self.scheduled(polling), start: clock.now)
         // While libvirt is unreachable: the failed attempts so far, and when to try again if before the next tick.
         var failedAttempts = 0
-        var retryAt: Double?
+        var retryAt: Duration?
         func failed() {
             failedAttempts += 1
-            let shortest = Self.scheduled(polling).map(\.interval).min() ?? 1
-            retryAt = SampleClock.monotonic() + min(retry.delay(attempt: failedAttempts), shortest / 4)
+            let shortest = Self.scheduled(polling).map(\.interval).min() ?? .seconds(1)
+            retryAt = clock.now + min(retry.delay(attempt: failedAttempts), shortest / 4)
         }
         while !Task.isShuttingDownGracefully {
             vitals?.loopTurned()
@@ -81,11 +84,13 @@ package final class PollService: Service {
             }
             guard let (time, due) = schedule.next() else { return }
             let retrying = retryAt.map { $0 < time } ?? false
-            // Sleep in short steps so a reload or a shutdown is not held up by a long interval.
-            let wait = (retrying ? retryAt ?? time : time) - SampleClock.monotonic()
-            if wait > 0 {
+            // Sleep in short steps so a reload is not held up by a long interval (a shutdown ends the sleep).
+            let wake = retrying ? retryAt ?? time : time, now = clock.now
+            if wake > now {
                 do {
-                    try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(min(wait, 0.5))) }
+                    try await cancelWhenGracefulShutdown { [clock] in
+                        try await clock.sleep(until: min(wake, now + Self.sleepStep))
+                    }
                 } catch {
                     return
                 }
@@ -95,8 +100,8 @@ package final class PollService: Service {
                 // Between ticks: every source at once; once libvirt answers, the schedule starts again from now.
                 let all = Self.scheduled(polling).map(\.name)
                 if await cycle(polling.sources.filter { all.contains($0.name) }, poller: &poller) {
-                    schedule = Schedule(sources: Self.scheduled(polling), start: SampleClock.monotonic())
-                    _ = schedule.advance(all, now: SampleClock.monotonic())
+                    schedule = Schedule(sources: Self.scheduled(polling), start: clock.now)
+                    _ = schedule.advance(all, now: clock.now)
                     (failedAttempts, retryAt) = (0, nil)
                 } else {
                     failed()
@@ -108,7 +113,7 @@ package final class PollService: Service {
             } else {
                 failed()
             }
-            let skipped = schedule.advance(due, now: SampleClock.monotonic())
+            let skipped = schedule.advance(due, now: clock.now)
             if !skipped.isEmpty {
                 stats.update { $0.skippedTicks += skipped.values.reduce(0, +) }
                 logger.warning("cycle overran the interval: ticks skipped",
@@ -122,15 +127,16 @@ package final class PollService: Service {
     /// libvirt answered.
     private func cycle(_ sources: [PollingSource], poller: inout Poller) async -> Bool {
         let result: CycleResult
-        let start = SampleClock.monotonic()
+        let start = clock.now
         do {
             result = try await poller.cycle(sources.map(\.group)) { records in await spool.write(records) }
             if let since = libvirtDownSince.withLock({ let since = $0; $0 = nil; return since }) {
                 logger.notice("libvirt is back",
-                              metadata: ["outage_seconds": "\(Int((SampleClock.monotonic() - since).rounded()))"])
+                              metadata: ["outage_seconds": "\(Int((clock.now - since).inSeconds.rounded()))"])
             }
         } catch {
-            if libvirtDownSince.withLock({ let first = $0 == nil; if first { $0 = SampleClock.monotonic() }; return first }) {
+            let now = clock.now
+            if libvirtDownSince.withLock({ let first = $0 == nil; if first { $0 = now }; return first }) {
                 logger.error("libvirt unreachable: polling resumes when it is back", metadata: ["error": "\(error)"])
             } else {
                 logger.debug("libvirt still unreachable", metadata: ["error": "\(error)"])
@@ -147,7 +153,7 @@ package final class PollService: Service {
             return counters
         }
         let notAnswering = domainsNotAnswering()
-        vitals?.cycleCompleted(sources.map(\.group), result: result, seconds: SampleClock.monotonic() - start,
+        vitals?.cycleCompleted(sources.map(\.group), result: result, seconds: (clock.now - start).inSeconds,
                                notAnswering: notAnswering)
         logger.debug("cycle done", metadata: [
             "sources": "\(sources.map(\.name).joined(separator: ","))", "domains": "\(result.domains)",
@@ -161,9 +167,12 @@ package final class PollService: Service {
         return true
     }
 
+    /// The longest the loop sleeps at once, so a reload is taken within this long.
+    static let sleepStep = Duration.milliseconds(500)
+
     /// The sources worth a cycle: those with at least one meter virtmeter has.
-    static func scheduled(_ polling: PollingConfiguration) -> [(name: String, interval: Double)] {
-        polling.sources.filter { !$0.meters.isEmpty }.map { ($0.name, $0.interval) }
+    static func scheduled(_ polling: PollingConfiguration) -> [(name: String, interval: Duration)] {
+        polling.sources.filter { !$0.meters.isEmpty }.map { ($0.name, .seconds($0.interval)) }
     }
 
     private func summarize(_ counters: AgentStats.Counters, notAnswering: Int) {
@@ -185,11 +194,11 @@ package final class PollService: Service {
         do {
             let polling = try loadPolling()
             for warning in polling.warnings { logger.warning("polling.yaml", metadata: ["warning": "\(warning)"]) }
-            schedule.replace(with: Self.scheduled(polling), now: SampleClock.monotonic())
+            schedule.replace(with: Self.scheduled(polling), now: clock.now)
             poller.keepGroups(Set(polling.sources.map(\.name)))
             reloaded(polling)
             vitals?.exposition?.keepSources(Set(polling.sources.map(\.name)))
-            vitals?.health.setInterval(Self.scheduled(polling).map(\.interval).min() ?? 300)
+            vitals?.health.setInterval(Self.scheduled(polling).map(\.interval).min()?.inSeconds ?? 300)
             let declared = Set(polling.sources.flatMap(\.meters).compactMap { ($0 as? DeclaredMeter)?.name })
             logger.info("polling.yaml reloaded", metadata: [
                 "sources": "\(polling.sources.map(\.name))", "declared_meters": "\(declared.count)",

@@ -6,17 +6,21 @@ import VirtMeterCore
 package struct Backoff: Sendable, Equatable {
     package var initial: Double
     package var maximum: Double
+    /// The range of the random factor.
+    package var jitter: ClosedRange<Double>
 
-    package init(initial: Double = 0.5, maximum: Double = 30) {
+    /// Delays from `initial` to `maximum` seconds, scaled by a random factor in `jitter`.
+    package init(initial: Double = 0.5, maximum: Double = 30, jitter: ClosedRange<Double> = 0.5...1) {
         self.initial = initial
         self.maximum = maximum
+        self.jitter = jitter
     }
 
-    /// The delay before attempt `attempt` (1 is the first retry): `initial · 2^(attempt-1)`, capped at `maximum`, then
-    /// scaled by a random factor in [0.5, 1] so that many agents do not retry in step.
-    package func delay(attempt: Int) -> Double {
+    /// The delay before attempt `attempt` (1 is the first retry): `initial · 2^(attempt-1)` seconds, capped at
+    /// `maximum`, then scaled by a random factor in `jitter` ([0.5, 1]) so that many agents do not retry in step.
+    package func delay(attempt: Int) -> Duration {
         let exponential = initial * Double(1 << min(max(attempt - 1, 0), 30))
-        return min(exponential, maximum) * Double.random(in: 0.5...1)
+        return .seconds(min(exponential, maximum) * Double.random(in: jitter))
     }
 }
 
@@ -31,13 +35,17 @@ package final class PublishService: Service {
     private let backoff: Backoff
     private let recordsPerDelivery: Int
     private let vitals: AgentVitals?
+    private let clock: ElapsedClock
     private let logger: Logger
 
     /// `recordsPerDelivery` records (each at most one message) are handed to a publisher at once, so confirms are
-    /// awaited in windows. `vitals`, when given, hears of every delivery (the Prometheus endpoint's metrics).
+    /// awaited in windows. `vitals`, when given, hears of every delivery (the Prometheus endpoint's metrics). The
+    /// retry delays, outages and publishing latencies are measured on `clock`.
     package init(spool: Spool, publishers: [any Publisher], stats: AgentStats, backoff: Backoff = Backoff(),
-                recordsPerDelivery: Int = 20, vitals: AgentVitals? = nil, logger: Logger) {
+                recordsPerDelivery: Int = 20, vitals: AgentVitals? = nil,
+                clock: any Clock<Duration> = ContinuousClock(), logger: Logger) {
         self.vitals = vitals
+        self.clock = ElapsedClock(clock)
         self.spool = spool
         self.publishers = publishers
         self.stats = stats
@@ -47,22 +55,23 @@ package final class PublishService: Service {
     }
 
     package func run() async throws {
-        var outageStart: Double?
+        var outageStart: Duration?
         delivery: while let batch = await spool.next(maxRecords: recordsPerDelivery) {
             var pending = Array(publishers.indices)
             var attempt = 0
             while !pending.isEmpty {
                 var failure: (any Error)?
                 for index in pending {
-                    let start = SampleClock.monotonic()
+                    let start = clock.now
                     do {
                         try await publishers[index].publish(batch.records)
                         pending.removeAll { $0 == index }
+                        let seconds = (clock.now - start).inSeconds
                         stats.update {
-                            $0.publishSeconds += SampleClock.monotonic() - start
+                            $0.publishSeconds += seconds
                             $0.publishCalls += 1
                         }
-                        vitals?.published(seconds: SampleClock.monotonic() - start)
+                        vitals?.published(seconds: seconds)
                     } catch {
                         failure = error
                     }
@@ -72,7 +81,7 @@ package final class PublishService: Service {
                 stats.update { $0.publishFailures += 1 }
                 vitals?.publishFailed()
                 if outageStart == nil {
-                    outageStart = SampleClock.monotonic()
+                    outageStart = clock.now
                     logger.warning("publishing failed: samples stay in the spool and are retried", metadata: [
                         "samples": "\(batch.records.sampleCount)", "error": "\(failure)",
                     ])
@@ -80,14 +89,14 @@ package final class PublishService: Service {
                     logger.debug("publishing still failing", metadata: ["attempt": "\(attempt)", "error": "\(failure)"])
                 }
                 do {
-                    try await Task.sleep(for: .seconds(backoff.delay(attempt: attempt)))
+                    try await clock.sleep(for: backoff.delay(attempt: attempt))
                 } catch {
                     break delivery   // cancelled: the batch stays in the spool for the next start
                 }
             }
             if let start = outageStart {
                 logger.notice("publishing recovered", metadata: [
-                    "outage_seconds": "\(Int((SampleClock.monotonic() - start).rounded()))",
+                    "outage_seconds": "\(Int((clock.now - start).inSeconds.rounded()))",
                     "spool_records": "\(spool.currentCounters.pendingRecords)",
                 ])
                 outageStart = nil

@@ -64,16 +64,17 @@ struct PollCommand: AsyncParsableCommand {
                                 logger: Logger(label: "virtmeter.poll"))
             let publisher = try await makePublisher()
             // Ticks missed by a cycle that overran the interval are skipped (and logged), as `run` does.
-            var schedule = Schedule(sources: [("poll", interval)], start: SampleClock.monotonic())
+            let clock = ElapsedClock()
+            var schedule = Schedule(sources: [("poll", .seconds(interval))], start: clock.now)
             let logger = Logger(label: "virtmeter.poll")
             for cycle in 0..<count {
                 _ = try await poller.cycle { records in try await publisher.publish(records) }
-                let skipped = schedule.advance(["poll"], now: SampleClock.monotonic())["poll"] ?? 0
+                let skipped = schedule.advance(["poll"], now: clock.now)["poll"] ?? 0
                 if skipped > 0 {
                     logger.warning("cycle overran the interval: ticks skipped", metadata: ["skipped": "\(skipped)"])
                 }
                 if cycle + 1 < count, let next = schedule.next()?.time {
-                    try await Task.sleep(for: .seconds(max(0, next - SampleClock.monotonic())))
+                    try await clock.sleep(until: next)
                 }
             }
         }
