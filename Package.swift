@@ -105,7 +105,7 @@ let package = Package(
         .testTarget(
             name: "VirtMeterAgentTests",
             dependencies: [
-                "VirtMeterCore", "VirtMeterAgent", "VirtMeterTestSupport", "virtmeter",
+                "VirtMeterCore", "VirtMeterAgent", "VirtMeterTestSupport",
                 .product(name: "Clocks", package: "swift-clocks"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ],
@@ -118,6 +118,11 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             resources: [.copy("Fixtures")]
+        ),
+        // The `virtmeter` command as users run it (poll, check, run, meters), over libvirt's test driver.
+        .testTarget(
+            name: "VirtMeterCLITests",
+            dependencies: ["VirtMeterCore", "VirtMeterAMQP", "VirtMeterTestSupport", "virtmeter"]
         ),
         .testTarget(
             name: "VirtMeterLibvirtTests",

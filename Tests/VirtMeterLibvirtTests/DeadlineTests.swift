@@ -36,7 +36,7 @@ struct DeadlineTests {
     static let timeout = 0.3
 
     func hypervisor(_ gate: CallGate, _ store: CapturingLogHandler.Store) -> LibvirtHypervisor {
-        LibvirtHypervisor(uri: nodeURI, callTimeout: Self.timeout,
+        LibvirtHypervisor(uri: testNodeURI, callTimeout: Self.timeout,
                           logger: Logger(label: "test") { _ in CapturingLogHandler(store: store) },
                           beforeCall: { gate.hook($0) })
     }

@@ -1,11 +1,12 @@
 import Foundation
 import PropertyBased
 import Testing
+import VirtMeterTestSupport
 @testable import VirtMeterLibvirt
 
 @Suite("fuzzing the nova metadata parser")
 struct DomainXMLFuzzTests {
-    static let nodeXML = Array((try? String(contentsOfFile: nodeFile, encoding: .utf8)) ?? "")
+    static let nodeXML = Array((try? String(contentsOfFile: testNodeFile, encoding: .utf8)) ?? "")
     /// The first domain of the node file, as libvirt would hand its XML over.
     static let domainXML: [UInt8] = {
         let text = String(nodeXML)

@@ -1,4 +1,5 @@
 import Testing
+import VirtMeterTestSupport
 import VirtMeterCore
 @testable import VirtMeterLibvirt
 
@@ -105,11 +106,11 @@ struct ParityXMLTests {
 
     @Test("names only when asked for; domains without nova metadata kept by default, skipped when asked")
     func options() async throws {
-        let plain = try await LibvirtHypervisor(uri: nodeURI).poll()
+        let plain = try await LibvirtHypervisor(uri: testNodeURI).poll()
         #expect(plain.contains { $0.name == "plain-vm" })
         #expect(plain.allSatisfy { $0.nova?.userName == nil && $0.nova?.projectName == nil })
         let skipping = try await LibvirtHypervisor(
-            uri: nodeURI, options: InspectionOptions(namesFromNova: true, domainsWithoutNova: .skip)).poll()
+            uri: testNodeURI, options: InspectionOptions(namesFromNova: true, domainsWithoutNova: .skip)).poll()
         #expect(Set(skipping.map(\.name)) == ["instance-0000002a", "instance-0000002b", "instance-0000002c"])
         #expect(skipping.first { $0.name == "instance-0000002a" }?.nova?.userName == "alice")
     }

@@ -6,28 +6,10 @@ import VirtMeterTestSupport
 import VirtMeterCore
 @testable import VirtMeterLibvirt
 
-/// The repository's test-driver node file and its URI.
-let nodeFile = repositoryRoot.appendingPathComponent("etc/virtmeter/test-node.xml").path
-let nodeURI = "test://" + nodeFile
-
-/// Runs a command and returns its stdout; a non-zero exit is a test failure with its stderr.
-func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
-}
 
 /// `virsh -r -c URI COMMAND DOMAIN` parsed into key/value pairs (`Max memory: 2097152 KiB`, `actual 2097152`).
 func virsh(_ command: String, _ domain: String) throws -> [String: String] {
-    let result = try run("/usr/bin/virsh", ["-r", "-c", nodeURI, command, domain])
+    let result = try runProgram("/usr/bin/virsh", ["-r", "-c", testNodeURI, command, domain])
     guard result.status == 0 else { throw LibvirtError(operation: "virsh \(command)", code: 0, message: result.stderr) }
     var values: [String: String] = [:]
     for line in result.stdout.split(separator: "\n") {
@@ -45,7 +27,7 @@ func kib(_ text: String?) -> UInt64? { text.flatMap { UInt64($0.replacingOccurre
 struct TestDriverTests {
     @Test("every domain of the node file is read, with the values virsh reports")
     func matchesVirsh() async throws {
-        let hypervisor = try LibvirtHypervisor(uri: nodeURI)
+        let hypervisor = try LibvirtHypervisor(uri: testNodeURI)
         #expect(hypervisor.isReadOnly)
         let snapshots = try await hypervisor.poll()
         #expect(snapshots.map(\.name).sorted() == ["instance-0000002a", "instance-0000002b", "instance-0000002c", "plain-vm"])
@@ -78,13 +60,13 @@ struct TestDriverTests {
 
     @Test("disks and interfaces come with their counters, as domblkstat and domifstat report them")
     func devices() async throws {
-        let snapshots = try await LibvirtHypervisor(uri: nodeURI).poll()
+        let snapshots = try await LibvirtHypervisor(uri: testNodeURI).poll()
         let db = try #require(snapshots.first { $0.name == "instance-0000002b" })
         #expect(db.disks.map(\.name) == ["vda", "vdb", "vdc"])
         #expect(db.interfaces.map(\.name) == ["tap1c2d3e4f-22", "tap5a6b7c8d-33"])
         #expect(db.interfaces.map(\.mac) == ["fa:16:3e:44:55:66", "fa:16:3e:77:88:99"])
         #expect(db.disks.allSatisfy { $0.readBytes != nil && $0.writeRequests != nil && $0.capacity != nil })
-        let info = try run("/usr/bin/virsh", ["-r", "-c", nodeURI, "domblkinfo", "instance-0000002b", "vdb"])
+        let info = try runProgram("/usr/bin/virsh", ["-r", "-c", testNodeURI, "domblkinfo", "instance-0000002b", "vdb"])
         #expect(info.stdout.contains("Capacity:       \(db.disks[1].capacity ?? 0)"))
         let plain = try #require(snapshots.first { $0.name == "plain-vm" })
         #expect(plain.disks.isEmpty && plain.interfaces.map(\.name) == ["tap9f8e7d6c-44"])
@@ -93,7 +75,7 @@ struct TestDriverTests {
 
     @Test("nova metadata is parsed from namespaces 1.1 and 1.0, and absent where nova wrote none")
     func novaMetadata() async throws {
-        let snapshots = try await LibvirtHypervisor(uri: nodeURI, options: InspectionOptions(namesFromNova: true)).poll()
+        let snapshots = try await LibvirtHypervisor(uri: testNodeURI, options: InspectionOptions(namesFromNova: true)).poll()
         let byName = Dictionary(uniqueKeysWithValues: snapshots.map { ($0.name, $0) })
         let web = try #require(byName["instance-0000002a"]?.nova)
         #expect(web == NovaMetadata(

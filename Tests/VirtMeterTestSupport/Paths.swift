@@ -7,6 +7,10 @@ import Foundation
 package let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent()
 
+/// The repository's test-driver node (etc/virtmeter/test-node.xml) and its libvirt URI.
+package let testNodeFile = repositoryRoot.appendingPathComponent("etc/virtmeter/test-node.xml").path
+package let testNodeURI = "test://" + testNodeFile
+
 /// The `virtmeter` binary built next to the test bundle (whatever the build's scratch path).
 package let virtmeterBinary: String = {
     var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
@@ -34,4 +38,19 @@ package func freePort() -> Int {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
     }
     return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// A new, empty directory of its own under the system's temporary directory.
+package func temporaryDirectory() throws -> URL {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-test-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    return directory
+}
+
+/// Runs blocking work (child processes, long C calls) on a thread of its own: blocking the 2 threads of Swift's cooperative pool
+/// would stall the timing tests that run beside it.
+package func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try work() }) }.start()
+    }
 }

@@ -6,7 +6,7 @@ import VirtMeterCore
 /// `virtmeter check ARGS` against the test-driver node: exit status, the one stdout line, and the run time. Waits
 /// for the process without blocking a thread of the cooperative pool (the scheduling tests running beside these
 /// need it).
-func check(_ arguments: [String], uri: String? = nodeURI) async throws
+func check(_ arguments: [String], uri: String? = testNodeURI) async throws
     -> (status: Int32, line: String, seconds: Double) {
     let started = Date()
     let process = Process()
@@ -125,7 +125,7 @@ struct CheckCommandTests {
                                 "nonesuch", "--interval", "0.3", "-w", "60", "-c", "90"])
         #expect(result.status == 2, "\(result.line)")
         #expect(result.line.hasPrefix("VIRTMETER CRITICAL - 2 of 3 not OK: instance-0000002c cpu_util ")
-                && result.line.contains("% (CRITICAL), nonesuch cpu_util: no such domain on \(nodeURI) (UNKNOWN) | "),
+                && result.line.contains("% (CRITICAL), nonesuch cpu_util: no such domain on \(testNodeURI) (UNKNOWN) | "),
                 "\(result.line)")
         #expect(perfdata(result.line)["nonesuch:cpu_util"].map { $0.value == nil } == true)
         let balloon = try await check(["--all", "--meter", "memory.usage"])

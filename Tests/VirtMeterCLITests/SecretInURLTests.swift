@@ -47,11 +47,11 @@ struct SecretInURLTests {
         let state = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-secret-url-\(getpid())")
         defer { try? FileManager.default.removeItem(at: state) }
         for url in Self.urls {
-            let poll = try run(virtmeterBinary, ["poll", "--connect", "test:///default", "--publish", url,
+            let poll = try runProgram(virtmeterBinary, ["poll", "--connect", "test:///default", "--publish", url,
                                                  "--log-level", "trace"])
             #expect(poll.status != 0)
             #expect(!(poll.stdout + poll.stderr).contains(Self.marker), "poll: \(poll.stderr)")
-            let tail = try run(virtmeterBinary, ["tail", url, "--count", "1"])
+            let tail = try runProgram(virtmeterBinary, ["tail", url, "--count", "1"])
             #expect(tail.status != 0)
             #expect(!(tail.stdout + tail.stderr).contains(Self.marker), "tail: \(tail.stderr)")
             // `run` (which starts even when the broker is unreachable) with a raw and an encoded URL: from the command
@@ -98,13 +98,5 @@ struct SecretInURLTests {
         process.waitUntilExit()
         try handle.close()
         return (try? String(contentsOf: output, encoding: .utf8)) ?? ""
-    }
-}
-
-/// Runs blocking work (child processes) on a thread of its own: blocking the 2 threads of Swift's cooperative pool
-/// would stall the timing tests that run beside it.
-func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try work() }) }.start()
     }
 }

@@ -3,8 +3,6 @@ import Testing
 import VirtMeterTestSupport
 import VirtMeterCore
 
-let agentNodeURI = "test://" + repositoryRoot.appendingPathComponent("etc/virtmeter/test-node.xml").path
-
 /// A running `virtmeter run` whose stdout and stderr go to files, so a test can read them while it runs. Killed when
 /// the test lets go of it still running (a test that failed half-way leaves no agent behind).
 final class RunningAgent {
@@ -37,12 +35,6 @@ final class RunningAgent {
     }
 }
 
-func temporaryDirectory() throws -> URL {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-run-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    return directory
-}
-
 @Suite("virtmeter run")
 struct RunCommandTests {
     @Test("SIGHUP reloads polling.yaml; a bad file keeps the sources in use and says why")
@@ -52,7 +44,7 @@ struct RunCommandTests {
         let polling = directory.appendingPathComponent("polling.yaml")
         try "sources:\n  - name: a\n    interval: 0.3\n    meters: [vcpus]\n".write(to: polling, atomically: true,
                                                                                 encoding: .utf8)
-        let agent = try RunningAgent(["--connect", agentNodeURI, "--polling", polling.path, "--publish", "stdout"],
+        let agent = try RunningAgent(["--connect", testNodeURI, "--polling", polling.path, "--publish", "stdout"],
                                      directory: directory)
         try await Task.sleep(for: .seconds(1.5))
         #expect(agent.meters() == ["vcpus"])
@@ -93,7 +85,7 @@ struct RunCommandTests {
     func defaults() async throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let agent = try RunningAgent(["--connect", agentNodeURI], directory: directory)
+        let agent = try RunningAgent(["--connect", testNodeURI], directory: directory)
         try await Task.sleep(for: .seconds(1.5))
         agent.process.terminate()
         agent.process.waitUntilExit()
