@@ -125,7 +125,8 @@ struct CheckCommandTests {
                                 "nonesuch", "--interval", "0.3", "-w", "60", "-c", "90"])
         #expect(result.status == 2, "\(result.line)")
         #expect(result.line.hasPrefix("VIRTMETER CRITICAL - 2 of 3 not OK: instance-0000002c cpu_util ")
-                && result.line.contains("% (CRITICAL), nonesuch cpu_util: no such domain on \(testNodeURI) (UNKNOWN) | "),
+                && result.line.contains("% (CRITICAL), nonesuch cpu_util: no such domain on \(testNodeURI) "
+                                        + "(UNKNOWN) | "),
                 "\(result.line)")
         #expect(perfdata(result.line)["nonesuch:cpu_util"].map { $0.value == nil } == true)
         let balloon = try await check(["--all", "--meter", "memory.usage"])

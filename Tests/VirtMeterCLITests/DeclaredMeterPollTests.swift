@@ -21,7 +21,7 @@ struct DeclaredMeterPollTests {
     func poll() throws {
         let directory = try metersDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let result = try runProgram(virtmeterBinary, ["poll", "--connect", testNodeURI, "--meters-dir", directory.path,
+        let result = try virtmeter(["poll", "--connect", testNodeURI, "--meters-dir", directory.path,
                                                "--meters", "domain.*,vcpus"])
         #expect(result.status == 0, "\(result.stderr)")
         let samples = try result.stdout.split(separator: "\n").map { try JSONValue.parse(String($0)) }
@@ -44,7 +44,7 @@ struct DeclaredMeterPollTests {
     func meters() throws {
         let directory = try metersDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let result = try runProgram(virtmeterBinary, ["meters", "--meters-dir", directory.path])
+        let result = try virtmeter(["meters", "--meters-dir", directory.path])
         #expect(result.status == 0, "\(result.stderr)")
         // The meters, then a blank line and the legend of the origin column.
         let lines = result.stdout.split(separator: "\n").dropLast()
@@ -57,7 +57,7 @@ struct DeclaredMeterPollTests {
 
         try "meters:\n  - name: cpu\n    type: gauge\n    unit: x\n    summary: s\n    field: cpu.time\n"
             .write(to: directory.appendingPathComponent("zz.yaml"), atomically: true, encoding: .utf8)
-        let broken = try runProgram(virtmeterBinary, ["meters", "--meters-dir", directory.path])
+        let broken = try virtmeter(["meters", "--meters-dir", directory.path])
         #expect(broken.status != 0)
         #expect(broken.stderr == "virtmeter: \(directory.path)/zz.yaml:2: meters[0].name: 'cpu' is a built-in "
                 + "meter: choose another name\n")

@@ -29,14 +29,14 @@ struct DeclaredMetersRunTests {
         let config = try setUp(directory, meters: "vcpus, domain.state.declared")
         let file = directory.appendingPathComponent("meters.d/state.yaml")
         try Self.declared.write(to: file, atomically: true, encoding: .utf8)
-        let agent = try RunningAgent(["--config", config.path], directory: directory)
+        let agent = try runningAgent(["--config", config.path], directory: directory)
         defer {
             agent.process.terminate()
             agent.process.waitUntilExit()
         }
         try await Task.sleep(for: .seconds(1.5))
         #expect(agent.meters() == ["vcpus", "domain.state.declared"], "\(agent.stderr)")
-        let samples = agent.stdout.split(separator: "\n").compactMap { try? JSONValue.parse(String($0)) }
+        let samples = agent.samples()
             .filter { $0["counter_name"]?.stringValue == "domain.state.declared" }
         #expect(!samples.isEmpty && samples.allSatisfy { $0["counter_volume"] == .int(1) })
         #expect(samples.allSatisfy { $0["counter_unit"]?.stringValue == "state" })
@@ -69,7 +69,7 @@ struct DeclaredMetersRunTests {
         let file = directory.appendingPathComponent("meters.d/state.yaml")
         try Self.declared.replacingOccurrences(of: "type: gauge", with: "type: counter")
             .write(to: file, atomically: true, encoding: .utf8)
-        let agent = try RunningAgent(["--config", config.path], directory: directory)
+        let agent = try runningAgent(["--config", config.path], directory: directory)
         agent.process.waitUntilExit()
         #expect(agent.process.terminationStatus != 0)
         #expect(agent.stderr == "virtmeter: \(file.path):3: meters[0].type: unknown type 'counter' "

@@ -11,7 +11,7 @@ struct PollCommandTests {
         let secret = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-secret-\(getpid())")
         try "a test secret\n".write(to: secret, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: secret) }
-        let result = try runProgram(virtmeterBinary, ["poll", "--connect", testNodeURI, "--count", "2", "--interval", "0.5",
+        let result = try virtmeter(["poll", "--connect", testNodeURI, "--count", "2", "--interval", "0.5",
                                                "--secret-file", secret.path, "--host", "compute-7"])
         #expect(result.status == 0, "\(result.stderr)")
         let lines = result.stdout.split(separator: "\n")
@@ -39,7 +39,7 @@ struct PollCommandTests {
 
     @Test("--meters filters with wildcards and exclusions")
     func meterFilter() throws {
-        let result = try runProgram(virtmeterBinary, ["poll", "--connect", testNodeURI, "--meters", "memory.*"])
+        let result = try virtmeter(["poll", "--connect", testNodeURI, "--meters", "memory.*"])
         #expect(result.status == 0)
         let names = Set(try result.stdout.split(separator: "\n").compactMap {
             try JSONValue.parse(String($0))["counter_name"]?.stringValue
@@ -49,7 +49,7 @@ struct PollCommandTests {
 
     @Test("an unknown meter is one line naming the valid ones, and a non-zero exit")
     func unknownMeter() throws {
-        let result = try runProgram(virtmeterBinary, ["poll", "--connect", testNodeURI, "--meters", "cpu,memory.usgae"])
+        let result = try virtmeter(["poll", "--connect", testNodeURI, "--meters", "cpu,memory.usgae"])
         #expect(result.status != 0 && result.stdout.isEmpty)
         #expect(result.stderr.split(separator: "\n").count == 1)
         #expect(result.stderr.contains("unknown meter memory.usgae") && result.stderr.contains("memory.usage"))
@@ -67,20 +67,20 @@ struct PollCommandTests {
             #expect(result.status != 0 && result.stdout.isEmpty, "--interval \(interval)")
             #expect(result.stderr.contains("--interval must be between"), "--interval \(interval): \(result.stderr)")
         }
-        let fine = try runProgram(virtmeterBinary, ["poll", "--connect", testNodeURI, "--count", "2", "--interval", "0.2"])
+        let fine = try virtmeter(["poll", "--connect", testNodeURI, "--count", "2", "--interval", "0.2"])
         #expect(fine.status == 0, "\(fine.stderr)")
     }
 
     @Test("an unreachable libvirt is one line and a non-zero exit")
     func unreachable() throws {
-        let result = try runProgram(virtmeterBinary, ["poll", "--connect", "qemu+unix:///system?socket=/nonexistent/sock"])
+        let result = try virtmeter(["poll", "--connect", "qemu+unix:///system?socket=/nonexistent/sock"])
         #expect(result.status != 0 && result.stdout.isEmpty)
         #expect(result.stderr.split(separator: "\n").count == 1 && result.stderr.hasPrefix("virtmeter: libvirt:"))
     }
 
     @Test("virtmeter meters lists every meter with type, unit and origin")
     func meters() throws {
-        let result = try runProgram(virtmeterBinary, ["meters"])
+        let result = try virtmeter(["meters"])
         #expect(result.status == 0)
         let lines = result.stdout.split(separator: "\n")
         #expect(lines.count == MeterRegistry.builtIn.meters.count + 1)   // and the legend line

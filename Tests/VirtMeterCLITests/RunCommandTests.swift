@@ -3,36 +3,20 @@ import Testing
 import VirtMeterTestSupport
 import VirtMeterCore
 
-/// A running `virtmeter run` whose stdout and stderr go to files, so a test can read them while it runs. Killed when
-/// the test lets go of it still running (a test that failed half-way leaves no agent behind).
-final class RunningAgent {
-    let process = Process()
-    let directory: URL
-    var stdout: String { (try? String(contentsOf: directory.appendingPathComponent("out"), encoding: .utf8)) ?? "" }
-    var stderr: String { (try? String(contentsOf: directory.appendingPathComponent("err"), encoding: .utf8)) ?? "" }
+/// Runs `virtmeter` with `arguments` to its end.
+func virtmeter(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    try runProgram(virtmeterBinary, arguments)
+}
 
-    init(_ arguments: [String], directory: URL) throws {
-        self.directory = directory
-        _ = FileManager.default.createFile(atPath: directory.appendingPathComponent("out").path, contents: nil)
-        _ = FileManager.default.createFile(atPath: directory.appendingPathComponent("err").path, contents: nil)
-        process.executableURL = URL(fileURLWithPath: virtmeterBinary)
-        process.arguments = ["run", "--state-dir", directory.appendingPathComponent("state").path] + arguments
-        process.standardOutput = try FileHandle(forWritingTo: directory.appendingPathComponent("out"))
-        process.standardError = try FileHandle(forWritingTo: directory.appendingPathComponent("err"))
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-    }
+/// `virtmeter run` with `arguments` and its state in `directory`, its output in files there.
+func runningAgent(_ arguments: [String], directory: URL) throws -> LoggedProcess {
+    try LoggedProcess(virtmeterBinary, ["run", "--state-dir", directory.appendingPathComponent("state").path]
+                      + arguments, directory: directory)
+}
 
-    deinit {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-    }
-
-    func meters() -> Set<String> {
-        Set(stdout.split(separator: "\n").compactMap { try? JSONValue.parse(String($0))["counter_name"]?.stringValue })
-    }
+extension LoggedProcess {
+    /// The meters of the samples printed so far.
+    func meters() -> Set<String> { Set(samples().compactMap { $0["counter_name"]?.stringValue }) }
 }
 
 @Suite("virtmeter run")
@@ -44,7 +28,7 @@ struct RunCommandTests {
         let polling = directory.appendingPathComponent("polling.yaml")
         try "sources:\n  - name: a\n    interval: 0.3\n    meters: [vcpus]\n".write(to: polling, atomically: true,
                                                                                 encoding: .utf8)
-        let agent = try RunningAgent(["--connect", testNodeURI, "--polling", polling.path, "--publish", "stdout"],
+        let agent = try runningAgent(["--connect", testNodeURI, "--polling", polling.path, "--publish", "stdout"],
                                      directory: directory)
         try await Task.sleep(for: .seconds(1.5))
         #expect(agent.meters() == ["vcpus"])
@@ -75,7 +59,7 @@ struct RunCommandTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let config = directory.appendingPathComponent("virtmeter.yaml")
         try "libvirt_uri: test:///default\nbatch_size: lots\n".write(to: config, atomically: true, encoding: .utf8)
-        let agent = try RunningAgent(["--config", config.path], directory: directory)
+        let agent = try runningAgent(["--config", config.path], directory: directory)
         agent.process.waitUntilExit()
         #expect(agent.process.terminationStatus != 0)
         #expect(agent.stderr == "virtmeter: \(config.path):2: batch_size: expected an integer, got 'lots'\n")
@@ -85,7 +69,7 @@ struct RunCommandTests {
     func defaults() async throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let agent = try RunningAgent(["--connect", testNodeURI], directory: directory)
+        let agent = try runningAgent(["--connect", testNodeURI], directory: directory)
         try await Task.sleep(for: .seconds(1.5))
         agent.process.terminate()
         agent.process.waitUntilExit()

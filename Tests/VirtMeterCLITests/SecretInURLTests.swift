@@ -47,11 +47,11 @@ struct SecretInURLTests {
         let state = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-secret-url-\(getpid())")
         defer { try? FileManager.default.removeItem(at: state) }
         for url in Self.urls {
-            let poll = try runProgram(virtmeterBinary, ["poll", "--connect", "test:///default", "--publish", url,
+            let poll = try virtmeter(["poll", "--connect", "test:///default", "--publish", url,
                                                  "--log-level", "trace"])
             #expect(poll.status != 0)
             #expect(!(poll.stdout + poll.stderr).contains(Self.marker), "poll: \(poll.stderr)")
-            let tail = try runProgram(virtmeterBinary, ["tail", url, "--count", "1"])
+            let tail = try virtmeter(["tail", url, "--count", "1"])
             #expect(tail.status != 0)
             #expect(!(tail.stdout + tail.stderr).contains(Self.marker), "tail: \(tail.stderr)")
             // `run` (which starts even when the broker is unreachable) with a raw and an encoded URL: from the command

@@ -5,54 +5,19 @@ import VirtMeterCore
 import VirtMeterLibvirt
 import VirtMeterTestSupport
 
-/// `virtmeter run` as a process with its stdout and stderr in files, polling every `interval` seconds.
-final class AgentProcess {
-    let directory: URL
-    let process = Process()
-    private let out: URL, err: URL
-
-    init(_ name: String, uri: String, interval: Double, meters: [String]) throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-\(name)-\(getpid())")
-        try? FileManager.default.removeItem(at: directory)
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let polling = directory.appendingPathComponent("polling.yaml")
-        try "sources:\n  - name: s\n    interval: \(interval)\n    meters: [\(meters.joined(separator: ", "))]\n"
-            .write(to: polling, atomically: true, encoding: .utf8)
-        out = directory.appendingPathComponent("out")
-        err = directory.appendingPathComponent("err")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        process.executableURL = URL(fileURLWithPath: virtmeterBinary)
-        process.arguments = ["run", "--connect", uri, "--polling", polling.path, "--publish", "stdout",
-                             "--state-dir", directory.appendingPathComponent("state").path, "--log-level", "debug"]
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-    }
-
-    deinit {
-        if process.isRunning { process.terminate() }
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    private func lines(_ file: URL) -> [Substring] {
-        ((try? String(contentsOf: file, encoding: .utf8)) ?? "").split(separator: "\n")
-    }
-
-    /// The samples printed so far (JSON objects).
-    func samples() -> [JSONValue] { lines(out).compactMap { try? JSONValue.parse(String($0)) } }
-    var outLines: Int { lines(out).count }
-    /// stderr lines containing every one of `words`.
-    func log(_ words: String...) -> [Substring] { lines(err).filter { line in words.allSatisfy(line.contains) } }
-    var stderr: String { (try? String(contentsOf: err, encoding: .utf8)) ?? "" }
-
-    /// SIGTERM, then waits for the exit; returns the status.
-    func stop() -> Int32 {
-        process.terminate()
-        process.waitUntilExit()
-        return process.terminationStatus
-    }
+/// `virtmeter run` polling `meters` every `interval` seconds and printing its samples, its output in files in a
+/// directory of its own (deleted when it is let go of).
+func agentProcess(_ name: String, uri: String, interval: Double, meters: [String]) throws -> LoggedProcess {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-\(name)-\(getpid())")
+    try? FileManager.default.removeItem(at: directory)
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    let polling = directory.appendingPathComponent("polling.yaml")
+    try "sources:\n  - name: s\n    interval: \(interval)\n    meters: [\(meters.joined(separator: ", "))]\n"
+        .write(to: polling, atomically: true, encoding: .utf8)
+    return try LoggedProcess(virtmeterBinary, [
+        "run", "--connect", uri, "--polling", polling.path, "--publish", "stdout",
+        "--state-dir", directory.appendingPathComponent("state").path, "--log-level", "debug",
+    ], directory: directory, removesDirectory: true)
 }
 
 /// Seconds since the epoch of a sample's `timestamp` (`2026-11-27T06:59:01.123456`).
@@ -107,9 +72,9 @@ struct StallTests {
         let pidText = try String(contentsOfFile: "/run/libvirt/qemu/\(stopped.name).pid", encoding: .utf8)
         let pid = try #require(pid_t(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
 
-        let agent = try AgentProcess("hung", uri: kit.uri, interval: Self.interval, meters: ["cpu", "cpu_util"])
+        let agent = try agentProcess("hung", uri: kit.uri, interval: Self.interval, meters: ["cpu", "cpu_util"])
         try await Task.sleep(for: .seconds(7))
-        #expect(agent.outLines > 0, "samples before the stop: \(agent.stderr)")
+        #expect(agent.samples().count > 0, "samples before the stop: \(agent.stderr)")
         let stoppedAt = wallClock()
         #expect(kill(pid, SIGSTOP) == 0)
         var named: Double?
@@ -177,7 +142,7 @@ struct StallTests {
         let stopped = try #require(guests.first { $0.spec == "burn=50" }, "no running burn=50 guest in the kit")
         let pidText = try String(contentsOfFile: "/run/libvirt/qemu/\(stopped.name).pid", encoding: .utf8)
         let pid = try #require(pid_t(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
-        let agent = try AgentProcess("hungstop", uri: kit.uri, interval: Self.interval, meters: ["cpu", "memory.usage"])
+        let agent = try agentProcess("hungstop", uri: kit.uri, interval: Self.interval, meters: ["cpu", "memory.usage"])
         try await Task.sleep(for: .seconds(3 * Self.interval))
         #expect(kill(pid, SIGSTOP) == 0)
         defer { kill(pid, SIGCONT) }
@@ -274,10 +239,10 @@ struct StallTests {
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("virtmeter-kit-\(getpid()).log").path
         defer { try? FileManager.default.removeItem(atPath: log) }
         #expect(await shell("'\(kit.script)' stop-libvirtd >'\(log)' 2>&1 </dev/null") == 0)
-        let agent = try AgentProcess("nolibvirtd", uri: kit.uri, interval: Self.interval, meters: ["vcpus"])
+        let agent = try agentProcess("nolibvirtd", uri: kit.uri, interval: Self.interval, meters: ["vcpus"])
         try await Task.sleep(for: .seconds(20))
         #expect(agent.process.isRunning, "the agent waits for libvirtd: \(agent.stderr)")
-        #expect(agent.outLines == 0)
+        #expect(agent.samples().count == 0)
         #expect(agent.log("libvirt unreachable").count == 1)
 
         async let started = shell("'\(kit.script)' start-libvirtd >'\(log)' 2>&1 </dev/null")
@@ -287,7 +252,7 @@ struct StallTests {
             if answered == nil, (try? LibvirtHypervisor(uri: kit.uri, callTimeout: 5)) != nil {
                 answered = SampleClock.monotonic()
             }
-            if firstSample == nil, agent.outLines > 0 { firstSample = SampleClock.monotonic() }
+            if firstSample == nil, agent.samples().count > 0 { firstSample = SampleClock.monotonic() }
             try await Task.sleep(for: .milliseconds(50))
         }
         #expect(await started == 0, "kit start-libvirtd: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")

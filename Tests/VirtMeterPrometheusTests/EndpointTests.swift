@@ -15,9 +15,9 @@ struct EndpointTests {
         let tls = try TestEnvironment.required("VIRTMETER_TEST_TLS_DIR")
         let uri = "test://" + TestEnvironment.testNode
         let plainPort = freePort(), tlsPort = freePort()
-        let plain = try AgentProcess("plain", uri: uri, interval: 1, meters: ["memory.usage", "cpu", "vcpus"],
+        let plain = try agentProcess("plain", uri: uri, interval: 1, meters: ["memory.usage", "cpu", "vcpus"],
                                      arguments: ["--prometheus-listen", "127.0.0.1:\(plainPort)"])
-        let secure = try AgentProcess("tls", uri: uri, interval: 1, meters: ["memory.usage"], config: """
+        let secure = try agentProcess("tls", uri: uri, interval: 1, meters: ["memory.usage"], config: """
             prometheus:
               listen: ["127.0.0.1:\(tlsPort)"]
               cert_file: \(tls)/server.pem
@@ -91,7 +91,7 @@ struct EndpointTests {
         let notify = try NotifySocket(directory: libvirtd.directory)
         defer { notify.close() }
         let port = freePort()
-        let agent = try AgentProcess("own", uri: libvirtd.uri, interval: 1, meters: ["memory.usage", "vcpus"],
+        let agent = try agentProcess("own", uri: libvirtd.uri, interval: 1, meters: ["memory.usage", "vcpus"],
                                      config: "prometheus:\n  listen: ['127.0.0.1:\(port)']\n  healthz_intervals: 3\n",
                                      environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"])
         defer { _ = agent.stop() }

@@ -91,74 +91,31 @@ func eventually(within seconds: Double, _ condition: () throws -> Bool) async th
 }
 
 /// `virtmeter run` as a process, polling every `interval` seconds, samples on stdout (a file), a virtmeter.yaml with
-/// `config` lines, `extra` arguments and environment.
-final class AgentProcess {
-    let directory: URL
-    let process = Process()
-    private let out: URL, err: URL
-
-    init(_ name: String, uri: String, interval: Double, meters: [String] = ["'*'"], config: String = "",
-         arguments extra: [String] = [], environment: [String: String] = [:]) throws {
-        directory = try scratchDirectory("prom-agent-\(name)")
-        let polling = directory.appendingPathComponent("polling.yaml")
-        try "sources:\n  - name: s\n    interval: \(interval)\n    meters: [\(meters.joined(separator: ", "))]\n"
-            .write(to: polling, atomically: true, encoding: .utf8)
-        let configFile = directory.appendingPathComponent("virtmeter.yaml")
-        try ("host: prom-test-host\npublishers:\n  - type: stdout\n" + config)
-            .write(to: configFile, atomically: true, encoding: .utf8)
-        out = directory.appendingPathComponent("out")
-        err = directory.appendingPathComponent("err")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        process.executableURL = URL(fileURLWithPath: virtmeterBinary)
-        process.arguments = ["run", "--config", configFile.path, "--connect", uri, "--polling", polling.path,
-                             "--state-dir", directory.appendingPathComponent("state").path,
-                             "--log-level", "debug"] + extra
-        var variables = ProcessInfo.processInfo.environment
-        for (key, value) in environment { variables[key] = value }
-        process.environment = variables
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-    }
-
-    deinit {
-        if process.isRunning {
-            process.terminate()
-            let start = SampleClock.monotonic()
-            while process.isRunning, SampleClock.monotonic() - start < 15 { Thread.sleep(forTimeInterval: 0.05) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
-        }
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    private func lines(_ file: URL) -> [Substring] {
-        ((try? String(contentsOf: file, encoding: .utf8)) ?? "").split(separator: "\n")
-    }
-
-    /// The samples printed so far.
-    func samples() -> [JSONValue] { lines(out).compactMap { try? JSONValue.parse(String($0)) } }
-    var stderr: String { (try? String(contentsOf: err, encoding: .utf8)) ?? "" }
-
-    func stop() -> Int32 {
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-        return process.terminationStatus
-    }
+/// `config` lines, `extra` arguments and environment; its directory is deleted when it is let go of.
+func agentProcess(_ name: String, uri: String, interval: Double, meters: [String] = ["'*'"], config: String = "",
+                  arguments extra: [String] = [], environment: [String: String] = [:]) throws -> LoggedProcess {
+    let directory = try scratchDirectory("prom-agent-\(name)")
+    let polling = directory.appendingPathComponent("polling.yaml")
+    try "sources:\n  - name: s\n    interval: \(interval)\n    meters: [\(meters.joined(separator: ", "))]\n"
+        .write(to: polling, atomically: true, encoding: .utf8)
+    let configFile = directory.appendingPathComponent("virtmeter.yaml")
+    try ("host: prom-test-host\npublishers:\n  - type: stdout\n" + config)
+        .write(to: configFile, atomically: true, encoding: .utf8)
+    return try LoggedProcess(virtmeterBinary, [
+        "run", "--config", configFile.path, "--connect", uri, "--polling", polling.path,
+        "--state-dir", directory.appendingPathComponent("state").path, "--log-level", "debug",
+    ] + extra, directory: directory, environment: environment, removesDirectory: true)
 }
 
 /// Debian's Prometheus server on loopback, scraping `jobs` every second; stopped on deinit.
 final class PrometheusServer {
     let port = freePort()
-    let directory: URL
-    let process = Process()
+    private let server: LoggedProcess
 
     /// `jobs`: (name, target HOST:PORT, CA file for HTTPS or nil for HTTP).
     init(jobs: [(name: String, target: String, caFile: String?)]) throws {
         let binary = try TestEnvironment.required("VIRTMETER_TEST_PROMETHEUS")
-        directory = try scratchDirectory("prometheus-\(jobs.map(\.name).joined(separator: "-"))")
+        let directory = try scratchDirectory("prometheus-\(jobs.map(\.name).joined(separator: "-"))")
         var config = "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
             + "scrape_configs:\n"
         for job in jobs {
@@ -169,29 +126,13 @@ final class PrometheusServer {
         }
         let configFile = directory.appendingPathComponent("prometheus.yml")
         try config.write(to: configFile, atomically: true, encoding: .utf8)
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["--config.file=\(configFile.path)",
-                             "--storage.tsdb.path=\(directory.appendingPathComponent("data").path)",
-                             "--web.listen-address=127.0.0.1:\(port)"]
-        let log = directory.appendingPathComponent("log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: log)
-        process.standardError = try FileHandle(forWritingTo: log)
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        server = try LoggedProcess(binary, [
+            "--config.file=\(configFile.path)", "--storage.tsdb.path=\(directory.appendingPathComponent("data").path)",
+            "--web.listen-address=127.0.0.1:\(port)",
+        ], directory: directory, removesDirectory: true)
     }
 
-    deinit {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    var log: String {
-        (try? String(contentsOf: directory.appendingPathComponent("log"), encoding: .utf8)) ?? ""
-    }
+    var log: String { server.stdout + server.stderr }
 
     /// The instant vector of `expression` through the HTTP query API: each series' labels and value.
     func query(_ expression: String) throws -> [(labels: JSONValue, value: String)] {

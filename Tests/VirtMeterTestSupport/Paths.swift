@@ -47,8 +47,8 @@ package func temporaryDirectory() throws -> URL {
     return directory
 }
 
-/// Runs blocking work (child processes, long C calls) on a thread of its own: blocking the 2 threads of Swift's cooperative pool
-/// would stall the timing tests that run beside it.
+/// Runs blocking work (child processes, long C calls) on a thread of its own: blocking the 2 threads of Swift's
+/// cooperative pool would stall the timing tests that run beside it.
 package func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
         Thread { continuation.resume(with: Result { try work() }) }.start()
