@@ -19,15 +19,7 @@ struct DomainXMLFuzzTests {
         #expect(Self.domainXML.count > 500)
         await propertyCheck(count: 2000, input: Gen.int(in: 0...1_000_000).array(of: 1...10),
                             Gen.uint8(in: 0...255).array(of: 1...10)) { positions, bytes in
-            var data = Self.domainXML
-            for (index, position) in positions.enumerated() {
-                let at = data.isEmpty ? 0 : position % data.count
-                switch position % 3 {
-                case 0 where !data.isEmpty: data[at] = bytes[index % bytes.count]
-                case 1: data.insert(bytes[index % bytes.count], at: at)
-                default: if !data.isEmpty { data.remove(at: at) }
-                }
-            }
+            let data = mutate(Self.domainXML, positions: positions, bytes: bytes)
             guard let parsed = try? DomainXML(parsing: String(decoding: data, as: UTF8.self)) else { return }
             #expect((parsed.nova?.displayName?.utf8.count ?? 0) <= DomainXML.maxTextLength)
             #expect(parsed.disks.count <= 64 && parsed.interfaces.count <= 64)
