@@ -10,6 +10,17 @@ func fixturePath(_ name: String) throws -> String {
     try #require(Bundle.module.url(forResource: name, withExtension: "yaml", subdirectory: "Fixtures")).path
 }
 
+/// Expects `parse` to throw an error whose description is one line starting with `expected` (file:line: key: why).
+func expectOneLineError(startingWith expected: String, sourceLocation: SourceLocation = #_sourceLocation,
+                        _ parse: () throws -> Void) {
+    #expect(sourceLocation: sourceLocation) {
+        try parse()
+    } throws: { error in
+        let description = "\(error)"
+        return description.hasPrefix(expected) && !description.contains("\n")
+    }
+}
+
 @Suite("polling.yaml in ceilometer's format")
 struct PollingConfigurationTests {
     @Test("ceilometer's own polling.yaml loads unchanged: every meter every 300 s")
@@ -73,12 +84,7 @@ struct PollingConfigurationTests {
         ("- just\n- a list\n", "p.yaml:1: expected a mapping"),
     ])
     func errors(_ text: String, _ expected: String) {
-        #expect {
-            try PollingConfiguration.parse(text, file: "p.yaml")
-        } throws: { error in
-            let description = "\(error)"
-            return description.hasPrefix(expected) && !description.contains("\n")
-        }
+        expectOneLineError(startingWith: expected) { _ = try PollingConfiguration.parse(text, file: "p.yaml") }
     }
 }
 
@@ -167,12 +173,7 @@ struct AgentConfigurationTests {
         ("prometheus: on\n", "v.yaml:1: prometheus: expected a mapping"),
     ])
     func errors(_ text: String, _ expected: String) {
-        #expect {
-            try AgentConfiguration.parse(text, file: "v.yaml")
-        } throws: { error in
-            let description = "\(error)"
-            return description.hasPrefix(expected) && !description.contains("\n")
-        }
+        expectOneLineError(startingWith: expected) { _ = try AgentConfiguration.parse(text, file: "v.yaml") }
     }
 
     @Test("a cluster's nodes: oslo's form or a YAML list, shuffled on request, with a quorum queue")
