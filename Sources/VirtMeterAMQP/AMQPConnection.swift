@@ -88,7 +88,7 @@ final class AMQPConnection {
             if let ca = options.caFile {
                 let status = amqp_ssl_socket_set_cacert(socket, ca)
                 guard status == AMQP_STATUS_OK.rawValue else {
-                    throw AMQPError(operation: connect, code: Int(status), message: "cannot read the CA file \(ca)")
+                    throw AMQPError.library(status, operation: connect, message: "cannot read the CA file \(ca)")
                 }
             }
             if let cert = options.certFile {
@@ -97,8 +97,8 @@ final class AMQPConnection {
                 }
                 let status = amqp_ssl_socket_set_key(socket, cert, key)
                 guard status == AMQP_STATUS_OK.rawValue else {
-                    throw AMQPError(operation: connect, code: Int(status),
-                                    message: "cannot use the client certificate \(cert) with key \(key)")
+                    throw AMQPError.library(status, operation: connect,
+                                            message: "cannot use the client certificate \(cert) with key \(key)")
                 }
             }
             amqp_ssl_socket_set_verify_peer(socket, options.verifyPeer ? 1 : 0)
@@ -112,7 +112,7 @@ final class AMQPConnection {
         _ = amqp_set_rpc_timeout(state, &timeout)
         let status = amqp_socket_open_noblock(socket, url.host, Int32(url.port), &timeout)
         guard status == AMQP_STATUS_OK.rawValue else {
-            throw AMQPError(operation: connect, code: Int(status), message: Self.socketMessage(status, tls: url.tls))
+            throw AMQPError.library(status, operation: connect, message: Self.socketMessage(status, tls: url.tls))
         }
         let login = virtmeter_amqp_login_plain(state, url.vhost, 0, 131_072, Int32(heartbeat), url.user, url.password)
         try check(login, "log in to \(url.endpoint) vhost '\(url.vhost)' as '\(url.user)'")
@@ -137,12 +137,9 @@ final class AMQPConnection {
                                           amqp_empty_table)
                 do throws(AMQPError) {
                     try check(amqp_get_rpc_reply(state), operation)
-                } catch {
-                    guard error.code == Int(AMQP_PRECONDITION_FAILED) else { throw error }
-                    throw AMQPError(
-                        operation: operation, code: error.code,
-                        message: "the broker already has this exchange with other flags; set the exchange's durable "
-                            + "option to match the deployment (\(error.message))")
+                } catch where error.isPreconditionFailed {
+                    throw error.explained("the broker already has this exchange with other flags; set the exchange's "
+                                          + "durable option to match the deployment (\(error.message))")
                 }
             }
         }
@@ -228,8 +225,8 @@ final class AMQPConnection {
         if status == AMQP_STATUS_TIMEOUT.rawValue { return .timeout }
         guard status == AMQP_STATUS_OK.rawValue else {
             isOpen = false
-            throw AMQPError(operation: "wait for the broker on \(url.endpoint)", code: Int(status),
-                            message: "connection lost: " + String(cString: amqp_error_string2(status)))
+            throw AMQPError.library(status, operation: "wait for the broker on \(url.endpoint)",
+                                    message: "connection lost: " + String(cString: amqp_error_string2(status)))
         }
         guard frame.frame_type == UInt8(AMQP_FRAME_METHOD) else { return .other }
         let method = frame.payload.method
@@ -254,19 +251,9 @@ final class AMQPConnection {
         }
     }
 
-    /// A delivery read by `nextDelivery`.
-    struct RawDelivery {
-        var body: [UInt8]
-        var exchange: String
-        var routingKey: String
-        var deliveryTag: UInt64
-        var redelivered: Bool
-        var properties: AMQPProperties
-    }
-
     /// Waits up to `seconds` for the next delivery of a consumer; nil on timeout. Heartbeats are serviced while it
     /// waits. A close from the broker or a lost connection throws.
-    func nextDelivery(timeoutSeconds seconds: Double) throws(AMQPError) -> RawDelivery? {
+    func nextDelivery(timeoutSeconds seconds: Double) throws(AMQPError) -> AMQPDelivery? {
         var envelope = amqp_envelope_t()
         var timeout = Self.timeval(seconds: seconds)
         amqp_maybe_release_buffers(state)
@@ -280,9 +267,9 @@ final class AMQPConnection {
                 contentEncoding: has(AMQP_BASIC_CONTENT_ENCODING_FLAG) ? p.content_encoding.string : nil,
                 deliveryMode: has(AMQP_BASIC_DELIVERY_MODE_FLAG) ? Int(p.delivery_mode) : nil,
                 priority: has(AMQP_BASIC_PRIORITY_FLAG) ? Int(p.priority) : nil)
-            return RawDelivery(body: envelope.message.body.array, exchange: envelope.exchange.string,
-                               routingKey: envelope.routing_key.string, deliveryTag: envelope.delivery_tag,
-                               redelivered: envelope.redelivered != 0, properties: properties)
+            return AMQPDelivery(body: envelope.message.body.array, exchange: envelope.exchange.string,
+                                routingKey: envelope.routing_key.string, deliveryTag: envelope.delivery_tag,
+                                properties: properties)
         }
         if reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION, reply.library_error == AMQP_STATUS_TIMEOUT.rawValue {
             return nil
@@ -310,7 +297,7 @@ final class AMQPConnection {
             if status == AMQP_STATUS_CONNECTION_CLOSED.rawValue || status == AMQP_STATUS_SOCKET_ERROR.rawValue {
                 message = "the broker closed the connection (\(message))"
             }
-            throw AMQPError(operation: operation, code: Int(status), message: message)
+            throw AMQPError.library(status, operation: operation, message: message)
         case AMQP_RESPONSE_SERVER_EXCEPTION:
             throw closed(by: reply.reply, operation: operation)
         default:
@@ -327,12 +314,14 @@ final class AMQPConnection {
             let close = method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
             var ok = amqp_connection_close_ok_t()
             _ = amqp_send_method(state, 0, virtmeter_amqp_connection_close_ok, &ok)
-            return AMQPError(operation: operation, code: Int(close.reply_code), message: close.reply_text.string)
+            return AMQPError.closed(connection: true, replyCode: Int(close.reply_code), operation: operation,
+                                    message: close.reply_text.string)
         case virtmeter_amqp_channel_close:
             let close = method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
             var ok = amqp_channel_close_ok_t()
             _ = amqp_send_method(state, Self.channel, virtmeter_amqp_channel_close_ok, &ok)
-            return AMQPError(operation: operation, code: Int(close.reply_code), message: close.reply_text.string)
+            return AMQPError.closed(connection: false, replyCode: Int(close.reply_code), operation: operation,
+                                    message: close.reply_text.string)
         default:
             return AMQPError(operation: operation, message: "unexpected method \(method.id) from the broker")
         }

@@ -12,8 +12,6 @@ package struct AMQPDelivery: Sendable {
     package var routingKey: String
     /// The broker's delivery tag on the consumer's channel.
     package var deliveryTag: UInt64
-    /// Whether the broker delivered it before.
-    package var redelivered: Bool
     /// Its basic properties.
     package var properties: AMQPProperties
 }
@@ -70,15 +68,14 @@ package final class AMQPConsumer: Sendable {
     }
 
     /// Connects, declares and binds, and starts consuming. Returns the name of the queue it reads.
-    /// Throws `AMQPError`.
-    package func connect() async throws -> String {
+    package func connect() async throws(AMQPError) -> String {
         let link = self.link
         return try await onQueue { () throws(AMQPError) in try link.connect() }
     }
 
     /// The next message, or nil when none came within `timeoutSeconds`. Throws `AMQPError` when the connection is
     /// lost or the broker closes the channel.
-    package func next(timeoutSeconds: Double) async throws -> AMQPDelivery? {
+    package func next(timeoutSeconds: Double) async throws(AMQPError) -> AMQPDelivery? {
         let link = self.link
         return try await onQueue { () throws(AMQPError) in try link.next(timeoutSeconds: timeoutSeconds) }
     }
@@ -131,9 +128,7 @@ final class ConsumerLink: @unchecked Sendable {
         guard let connection, connection.isOpen else {
             throw AMQPError(operation: "consume", message: "not connected")
         }
-        guard let raw = try connection.nextDelivery(timeoutSeconds: timeoutSeconds) else { return nil }
-        return AMQPDelivery(body: raw.body, exchange: raw.exchange, routingKey: raw.routingKey,
-                            deliveryTag: raw.deliveryTag, redelivered: raw.redelivered, properties: raw.properties)
+        return try connection.nextDelivery(timeoutSeconds: timeoutSeconds)
     }
 
     func close() { connection = nil }

@@ -1,20 +1,62 @@
 import VirtMeterCore
 
-/// A broker operation that failed: what was being done, the AMQP reply code or library status, and the message.
-/// Never carries a password.
+/// A broker operation that failed: what was being done, who said no (librabbitmq, the broker closing the channel or
+/// the connection, or virtmeter itself), the code that came with it, and the message. Never carries a password.
+///
+/// AMQP reply codes (positive, from the broker) and librabbitmq statuses (negative, from the library) are kept apart:
+/// `replyCode` is set only when the broker closed something, `libraryStatus` only when librabbitmq failed.
 package struct AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// What was being done ("connect to localhost:5672", "declare exchange 'ceilometer'").
-    package var operation: String
-    /// The AMQP reply code (403, 404, 406, ...) or librabbitmq's negative status; 0 when neither applies.
-    package var code: Int
-    /// What went wrong, in words.
-    package var message: String
+    /// Who reported the failure, which says which code is set.
+    package enum Kind: Sendable, Equatable {
+        /// librabbitmq returned a status (a socket, TLS or timeout failure, a lost connection): `libraryStatus`.
+        case library
+        /// The broker closed the channel (404 NOT_FOUND, 406 PRECONDITION_FAILED, ...): `replyCode`.
+        case channelClosed
+        /// The broker closed the connection (320 CONNECTION_FORCED, 403 ACCESS_REFUSED, ...): `replyCode`.
+        case connectionClosed
+        /// virtmeter found it (a bad URL, a nack, no confirm in time, an unexpected frame): no code.
+        case client
+    }
 
-    /// An error for `operation` with `code` and `message`.
-    package init(operation: String, code: Int = 0, message: String) {
+    /// Who reported the failure.
+    package let kind: Kind
+    /// What was being done ("connect to localhost:5672", "declare exchange 'ceilometer'").
+    package let operation: String
+    /// The broker's AMQP reply code (`channelClosed`, `connectionClosed`), else nil.
+    package let replyCode: Int?
+    /// librabbitmq's status, an `amqp_status_enum` (`library`), else nil.
+    package let libraryStatus: Int32?
+    /// What went wrong, in words.
+    package let message: String
+
+    /// An error virtmeter found itself, for `operation`.
+    package init(operation: String, message: String) {
+        self.init(kind: .client, operation: operation, replyCode: nil, libraryStatus: nil, message: message)
+    }
+
+    /// librabbitmq's `status` for `operation`.
+    static func library(_ status: Int32, operation: String, message: String) -> AMQPError {
+        AMQPError(kind: .library, operation: operation, replyCode: nil, libraryStatus: status, message: message)
+    }
+
+    /// The broker closed the channel (`connection` false) or the connection with `replyCode`.
+    static func closed(connection: Bool, replyCode: Int, operation: String, message: String) -> AMQPError {
+        AMQPError(kind: connection ? .connectionClosed : .channelClosed, operation: operation, replyCode: replyCode,
+                  libraryStatus: nil, message: message)
+    }
+
+    private init(kind: Kind, operation: String, replyCode: Int?, libraryStatus: Int32?, message: String) {
+        self.kind = kind
         self.operation = operation
-        self.code = code
+        self.replyCode = replyCode
+        self.libraryStatus = libraryStatus
         self.message = message
+    }
+
+    /// The same failure explained by `message` (what to change), its kind and codes kept.
+    func explained(_ message: String) -> AMQPError {
+        AMQPError(kind: kind, operation: operation, replyCode: replyCode, libraryStatus: libraryStatus,
+                  message: message)
     }
 
     /// One line: `AMQP <operation>: <message>`.

@@ -88,8 +88,8 @@ package final class AMQPPublisher: Publisher {
         link = PublisherLink(configuration: configuration, logger: logger, queue: queue)
     }
 
-    /// Connects now (declaring the exchange and queue) instead of at the first publish. Throws `AMQPError`.
-    package func connect() async throws {
+    /// Connects now (declaring the exchange and queue) instead of at the first publish.
+    package func connect() async throws(AMQPError) {
         let link = self.link
         try await onQueue { () throws(AMQPError) in _ = try link.connection() }
     }
@@ -135,8 +135,7 @@ package final class AMQPPublisher: Publisher {
     }
 
     /// Deletes the `<topic>.sample` queue (for benchmarks and tests that made their own topic).
-    /// Throws `AMQPError`.
-    package func deleteQueue() async throws {
+    package func deleteQueue() async throws(AMQPError) {
         let link = self.link
         try await onQueue { () throws(AMQPError) in try link.connection().deleteQueue(link.queueName) }
     }
@@ -244,22 +243,20 @@ final class PublisherLink: @unchecked Sendable {
         try connection.selectConfirms()
         do {
             try connection.declareExchange(config.exchange, durable: config.durable)
-        } catch where error.code == Int(AMQP_PRECONDITION_FAILED) && config.quorumQueue {
-            throw AMQPError(operation: error.operation, code: error.code,
-                            message: "the broker already has this exchange with other flags; quorum_queue needs a "
-                                + "durable exchange: turn quorum_queue off or delete the exchange")
+        } catch where error.isPreconditionFailed && config.quorumQueue {
+            throw error.explained("the broker already has this exchange with other flags; quorum_queue needs a "
+                                  + "durable exchange: turn quorum_queue off or delete the exchange")
         }
         guard config.declareQueue else { return connection }
         do {
             _ = try connection.declareQueue(config.routingKey, durable: config.durable,
                                             type: config.quorumQueue ? "quorum" : nil)
-        } catch where error.code == Int(AMQP_PRECONDITION_FAILED) {
+        } catch where error.isPreconditionFailed {
             let declared = config.quorumQueue ? "a quorum queue" : (config.durable ? "a durable classic queue"
                                                                    : "a classic queue, not durable")
-            throw AMQPError(operation: error.operation, code: error.code,
-                            message: "the broker already has this queue with other arguments than \(declared); set "
-                                + "quorum_queue (and exchange_durable) to match it, or delete the queue "
-                                + "(\(error.message))")
+            throw error.explained("the broker already has this queue with other arguments than \(declared); set "
+                                  + "quorum_queue (and exchange_durable) to match it, or delete the queue "
+                                  + "(\(error.message))")
         }
         try connection.bindQueue(config.routingKey, exchange: config.exchange, routingKey: config.routingKey)
         return connection
@@ -301,8 +298,8 @@ final class PublisherLink: @unchecked Sendable {
                                                       bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress)))
             }
             guard status == AMQP_STATUS_OK.rawValue else {
-                fail(AMQPError(operation: "publish to exchange '\(configuration.exchange)'", code: Int(status),
-                               message: "connection lost: " + String(cString: amqp_error_string2(status))))
+                fail(AMQPError.library(status, operation: "publish to exchange '\(configuration.exchange)'",
+                                       message: "connection lost: " + String(cString: amqp_error_string2(status))))
                 run.window.failed.formUnion((firstIndex + offset)..<(firstIndex + bodies.count))
                 return
             }

@@ -17,9 +17,6 @@ package struct FileError: Error, Equatable, CustomStringConvertible {
         self.code = code
     }
 
-    /// The disk (or the file system's quota) is full.
-    package var isNoSpace: Bool { code == ENOSPC || code == EDQUOT }
-
     /// The system's words for the errno ("No space left on device").
     package var reason: String { String(cString: strerror(code)) }
 

@@ -50,7 +50,7 @@ package struct DomainXML: Sendable, Equatable {
 
     /// Parses a domain's XML. Throws `DomainXMLError` when the XML is not well-formed; missing or malformed parts
     /// of nova's metadata only leave the matching fields nil.
-    package init(parsing xml: String) throws {
+    package init(parsing xml: String) throws(DomainXMLError) {
         let reader = Reader()
         let parser = XMLParser(data: Data(xml.utf8))
         parser.shouldProcessNamespaces = true

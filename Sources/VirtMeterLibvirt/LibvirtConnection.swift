@@ -35,13 +35,8 @@ final class LibvirtConnection: @unchecked Sendable {
         }
         pointer = opened
         self.uri = uri
-        self.readOnly = readOnly
         if let events { register(events) }
     }
-
-    /// Whether the connection was opened with `virConnectOpenReadOnly`.
-    var isReadOnly: Bool { readOnly }
-    private let readOnly: Bool
 
     /// Whether the connection still works (`virConnectIsAlive`).
     var isAlive: Bool { virConnectIsAlive(pointer) == 1 }
@@ -88,11 +83,7 @@ final class LibvirtConnection: @unchecked Sendable {
             let id = virConnectDomainEventRegisterAny(pointer, nil, event, callback, opaque, release)
             if id >= 0 { callbackIDs.append(id) } else { Unmanaged<DomainEventSink>.fromOpaque(opaque).release() }
         }
-        eventsRegistered = callbackIDs.count == registrations.count
     }
-
-    /// Whether lifecycle and reboot events are delivered for this connection.
-    private(set) var eventsRegistered = false
 }
 
 /// Collects the uuids of domains that started, stopped, rebooted, migrated or were redefined since the last poll;

@@ -124,7 +124,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     /// say which domains are read and what is filled in.
     package init(uri: String = "qemu:///system", readOnly: Bool = true, xmlMaxAge: Double = 600,
                 callTimeout: Double = 5, connectNow: Bool = true, options: InspectionOptions = InspectionOptions(),
-                logger: Logger = Logger(label: "virtmeter.libvirt")) throws {
+                logger: Logger = Logger(label: "virtmeter.libvirt")) throws(LibvirtError) {
         self.uri = uri
         self.readOnly = readOnly
         self.options = options
@@ -132,7 +132,9 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         self.xmlMaxAge = xmlMaxAge
         self.callTimeout = callTimeout
         beforeCall = nil
-        if connectNow { connection = try queue.sync { () throws(LibvirtError) in try openConnection() } }
+        if connectNow {
+            connection = try queue.sync { Result { () throws(LibvirtError) in try openConnection() } }.get()
+        }
     }
 
     /// For tests: like the public init (never connecting at init), with `beforeCall` run before each call.

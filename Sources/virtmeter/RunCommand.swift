@@ -221,7 +221,8 @@ struct RunCommand: AsyncParsableCommand {
                 logger: Logger(label: "virtmeter.amqp"))
             do {
                 try await publisher.connect()
-            } catch let error as AMQPError where error.isOutage {
+            } catch {
+                guard error.isOutage else { throw error }
                 // Unreachable is not wrong: start anyway, the spool keeps the samples until the broker is back.
                 Logger(label: "virtmeter.amqp").warning(
                     "broker unreachable at start-up: samples are spooled until it is",

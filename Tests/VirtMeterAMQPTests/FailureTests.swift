@@ -5,11 +5,11 @@ import VirtMeterCore
 import VirtMeterTestSupport
 
 /// `rabbitmqctl` on the test broker (its folder comes from scripts/test-amqp).
-func brokerControl(_ arguments: [String], mustSucceed: Bool = true) throws {
+func brokerControl(_ arguments: [String]) throws {
     let directory = try TestBroker.variable("VIRTMETER_TEST_BROKER_DIR")
     let result = try runProgram(repositoryRoot.appendingPathComponent("scripts/rabbitmq-test-broker").path,
                                 ["ctl", directory] + arguments)
-    if mustSucceed { #expect(result.status == 0, "rabbitmqctl \(arguments): \(result.stderr)") }
+    #expect(result.status == 0, "rabbitmqctl \(arguments): \(result.stderr)")
 }
 
 @Suite("publisher confirms: nacks and lost connections")
@@ -128,6 +128,40 @@ struct ErrorTests {
                                   "--exchange-durable"])
         expectOneLine(result, containing: "PRECONDITION_FAILED")
         #expect(result.stderr.contains("durable"))
+        // The error keeps the broker's reply code apart from librabbitmq's statuses, and is no outage.
+        let durable = AMQPPublisher(configuration: AMQPPublisherConfiguration(url: url, exchange: exchange,
+                                                                              durableExchange: true))
+        do {
+            try await durable.connect()
+            Issue.record("declaring the exchange durable succeeded although it exists not durable")
+        } catch {
+            #expect(error.kind == .channelClosed && error.replyCode == 406 && error.libraryStatus == nil)
+            #expect(error.isPreconditionFailed && !error.isOutage)
+        }
+        await durable.close()
+    }
+
+    @Test("the error's kind and codes: a refused login is the broker's 403, an unreachable broker librabbitmq's status")
+    func errorKinds() async throws {
+        let url = try TestBroker.url()
+        var wrong = url
+        wrong.password = Self.wrongPassword
+        do {
+            try await AMQPPublisher(configuration: AMQPPublisherConfiguration(url: wrong)).connect()
+            Issue.record("connected with a wrong password")
+        } catch {
+            #expect(error.kind == .connectionClosed && error.replyCode == 403 && error.libraryStatus == nil,
+                    "\(error.kind) \(String(describing: error.replyCode)) \(String(describing: error.libraryStatus))")
+            #expect(!error.isOutage)
+        }
+        do {
+            try await AMQPPublisher(configuration: AMQPPublisherConfiguration(
+                url: try AMQPURL("amqp://guest@127.0.0.1:1/"), timeoutSeconds: 2)).connect()
+            Issue.record("connected to a port nothing listens on")
+        } catch {
+            #expect(error.kind == .library && error.replyCode == nil && (error.libraryStatus ?? 0) < 0)
+            #expect(error.isOutage)
+        }
     }
 
     @Test("a bad URL: one line, password redacted")
