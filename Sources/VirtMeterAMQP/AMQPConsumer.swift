@@ -36,9 +36,10 @@ package struct AMQPConsumerConfiguration: Sendable {
     package var heartbeatSeconds: Int
 
     /// A consumer of `routingKey` on `exchange` (by default ceilometer's samples), or of `queue`.
-    package init(url: AMQPURL, tls: AMQPTLSOptions = AMQPTLSOptions(), exchange: String = "ceilometer",
-                durableExchange: Bool = false, routingKey: String = "notifications.sample", queue: String? = nil,
-                timeoutSeconds: Double = 10, heartbeatSeconds: Int = 60) {
+    package init(url: AMQPURL, tls: AMQPTLSOptions = AMQPTLSOptions(), exchange: String = CeilometerAMQP.exchange,
+                durableExchange: Bool = CeilometerAMQP.durableExchange,
+                routingKey: String = CeilometerAMQP.routingKey(topic: CeilometerAMQP.topic), queue: String? = nil,
+                timeoutSeconds: Double = 10, heartbeatSeconds: Int = CeilometerAMQP.heartbeatSeconds) {
         self.url = url
         self.tls = tls
         self.exchange = exchange

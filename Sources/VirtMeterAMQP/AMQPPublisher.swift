@@ -37,9 +37,10 @@ package struct AMQPPublisherConfiguration: Sendable {
 
     /// A configuration for `url` with ceilometer's defaults.
     package init(url: AMQPURL, failoverNodes: [AMQPURL] = [], shuffleNodes: Bool = false,
-                tls: AMQPTLSOptions = AMQPTLSOptions(), exchange: String = "ceilometer", durableExchange: Bool = false,
-                quorumQueue: Bool = false, topic: String = "notifications", declareQueue: Bool = true,
-                confirmWindow: Int = 256, timeoutSeconds: Double = 10, heartbeatSeconds: Int = 60,
+                tls: AMQPTLSOptions = AMQPTLSOptions(), exchange: String = CeilometerAMQP.exchange,
+                durableExchange: Bool = CeilometerAMQP.durableExchange, quorumQueue: Bool = false,
+                topic: String = CeilometerAMQP.topic, declareQueue: Bool = true, confirmWindow: Int = 256,
+                timeoutSeconds: Double = 10, heartbeatSeconds: Int = CeilometerAMQP.heartbeatSeconds,
                 publisherID: String = NotificationEnvelope.defaultPublisherID) {
         self.url = url
         self.failoverNodes = failoverNodes
@@ -57,7 +58,7 @@ package struct AMQPPublisherConfiguration: Sendable {
     }
 
     /// `<topic>.sample`: the routing key, and the name of the queue the notification agent reads.
-    package var routingKey: String { topic + ".sample" }
+    package var routingKey: String { CeilometerAMQP.routingKey(topic: topic) }
 
     /// Every node, `url` first.
     package var nodes: [AMQPURL] { [url] + failoverNodes }

@@ -11,18 +11,18 @@ package struct AMQPPublisherSettings: Sendable, Equatable {
     package var passwordFile: String?
     /// Whether the nodes' order is shuffled once at start (else they are tried in the order given).
     package var shuffleNodes = false
-    package var exchange = "ceilometer"
-    package var exchangeDurable = false
+    package var exchange = CeilometerAMQP.exchange
+    package var exchangeDurable = CeilometerAMQP.durableExchange
     /// Whether `<topic>.sample` is declared as a quorum queue (with a durable exchange), as oslo's
     /// `rabbit_quorum_queue`.
     package var quorumQueue = false
-    package var topic = "notifications"
+    package var topic = CeilometerAMQP.topic
     package var declareQueue = true
     package var caFile: String?
     package var certFile: String?
     package var keyFile: String?
     package var verifyHostname = true
-    package var heartbeatSeconds = 60
+    package var heartbeatSeconds = CeilometerAMQP.heartbeatSeconds
 
     package init(url: String) { self.url = url }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import VirtMeterAMQP
+import VirtMeterCore
 
 /// Options of the commands that talk to an AMQP broker. The password comes from `--amqp-password-file`, the
 /// `VIRTMETER_AMQP_PASSWORD` environment variable, or the URL, in that order, so it need not be on a command line.
@@ -13,13 +14,14 @@ struct AMQPOptions: ParsableArguments {
     var amqpPasswordFile: String?
 
     @Option(help: "Exchange the samples go to (a topic exchange).")
-    var exchange = "ceilometer"
+    var exchange = CeilometerAMQP.exchange
 
+    /// Off by default as `CeilometerAMQP.durableExchange` (a flag can only turn it on).
     @Flag(help: "Declare the exchange durable (it must match an existing exchange; ceilometer's is not durable).")
     var exchangeDurable = false
 
     @Option(help: "Notification topic: the routing key and queue are <topic>.sample.")
-    var topic = "notifications"
+    var topic = CeilometerAMQP.topic
 
     @Option(help: ArgumentHelp("CA certificate (PEM) that signed the broker's certificate, for amqps://.",
                                valueName: "path"))
@@ -35,7 +37,7 @@ struct AMQPOptions: ParsableArguments {
     var amqpNoVerifyHostname = false
 
     @Option(help: "AMQP heartbeat in seconds (0: off).")
-    var amqpHeartbeat = 60
+    var amqpHeartbeat = CeilometerAMQP.heartbeatSeconds
 
     /// Parses `text` (the first node of a list) and fills in the password from the file or the environment. Errors
     /// never show the password.
@@ -46,24 +48,33 @@ struct AMQPOptions: ParsableArguments {
     /// Parses one URL or a cluster's nodes in oslo's form (`amqp://u@h1:5672,u@h2:5673/vhost`) and fills in every
     /// node's password from the file or the environment. Errors never show the password.
     func nodes(_ text: String) throws -> [AMQPURL] {
-        var nodes = try AMQPURL.list(text)
-        if let password = try Self.password(file: amqpPasswordFile, option: "--amqp-password-file") {
-            for index in nodes.indices { nodes[index].password = password }
-        }
+        let nodes = try Self.nodes(text, passwordFile: amqpPasswordFile, option: "--amqp-password-file")
         if nodes[0].tls == false && (amqpCaFile != nil || amqpCertFile != nil) {
             throw CLIError("--amqp-ca-file and --amqp-cert-file need an amqps:// URL")
         }
         return nodes
     }
 
-    /// The broker password from `file` (its first line's newline trimmed), else `$VIRTMETER_AMQP_PASSWORD`, else nil
-    /// (the URL's, or `guest`). `option` names the setting in the error when the file cannot be read.
-    static func password(file: String?, option: String) throws -> String? {
+    /// The nodes of `text` (one URL, or a cluster's in oslo's form), each with the one password of the cluster's
+    /// users: from `passwordFile`, else `$VIRTMETER_AMQP_PASSWORD`, else the URL's. `option` names the file's setting
+    /// in the error when it cannot be read. The one password lookup of the command-line options and virtmeter.yaml.
+    static func nodes(_ text: String, passwordFile: String?, option: String) throws -> [AMQPURL] {
+        var nodes = try AMQPURL.list(text)
+        if let password = try password(file: passwordFile, option: option) {
+            for index in nodes.indices { nodes[index].password = password }
+        }
+        return nodes
+    }
+
+    /// The broker password from `file` (read as `SecretFile.read` says), else `$VIRTMETER_AMQP_PASSWORD`, else nil
+    /// (the URL's, or `guest`).
+    private static func password(file: String?, option: String) throws -> String? {
         if let file {
-            guard let data = FileManager.default.contents(atPath: file),
-                  let password = String(data: data, encoding: .utf8)
-            else { throw CLIError("\(option): cannot read \(file)") }
-            return password.trimmingCharacters(in: .newlines)
+            do {
+                return try SecretFile.read(file)
+            } catch {
+                throw CLIError("\(option): \(error)")
+            }
         }
         if let password = ProcessInfo.processInfo.environment[passwordVariable], !password.isEmpty { return password }
         return nil

@@ -206,12 +206,8 @@ struct RunCommand: AsyncParsableCommand {
                 throw CLIError("publisher file: cannot append to \(path): \(error.reason)")
             }
         case .amqp(let amqp):
-            // One password for every node (a cluster's users share it), from the file or the environment.
-            var nodes = try AMQPURL.list(amqp.url)
-            if let password = try AMQPOptions.password(file: amqp.passwordFile,
-                                                       option: "publisher amqp: password_file") {
-                for index in nodes.indices { nodes[index].password = password }
-            }
+            let nodes = try AMQPOptions.nodes(amqp.url, passwordFile: amqp.passwordFile,
+                                              option: "publisher amqp: password_file")
             let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(
                 url: nodes[0], failoverNodes: Array(nodes.dropFirst()), shuffleNodes: amqp.shuffleNodes,
                 tls: AMQPTLSOptions(caFile: amqp.caFile, certFile: amqp.certFile, keyFile: amqp.keyFile,

@@ -51,7 +51,8 @@ struct TailCommand: AsyncParsableCommand {
             let signer: SampleSigner? = try secretFile.map { try loadSigner($0) }
             let consumer = AMQPConsumer(configuration: AMQPConsumerConfiguration(
                 url: try amqp.url(url), tls: amqp.tls, exchange: amqp.exchange, durableExchange: amqp.exchangeDurable,
-                routingKey: amqp.topic + ".sample", queue: queue, heartbeatSeconds: amqp.amqpHeartbeat))
+                routingKey: CeilometerAMQP.routingKey(topic: amqp.topic), queue: queue,
+                heartbeatSeconds: amqp.amqpHeartbeat))
             let name = try await consumer.connect()
             FileHandle.standardError.write(Data("tail: reading queue \(name)\n".utf8))
             var tally = Tally()

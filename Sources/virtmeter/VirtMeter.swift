@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import VirtMeterCore
 
 @main
 struct VirtMeter: AsyncParsableCommand {
@@ -68,20 +69,14 @@ private func exitCode(reporting error: any Error) -> ExitCode {
     return ExitCode(1)
 }
 
-/// The signer for a secret file: the file's content without its trailing newline; no file, no signature.
+/// The signer for a secret file (read as `SecretFile.read` says); no file, no signature.
 func loadSigner(_ path: String?) throws -> SampleSigner {
     guard let path else { return SampleSigner(secret: "") }
-    guard FileManager.default.isReadableFile(atPath: path),
-          let data = try? FileHandle(forReadingAtPath: path)?.readToEnd() ?? Data()
-    else {
-        throw CLIError("secret file: cannot read \(path)")
+    do {
+        return SampleSigner(secret: try SecretFile.read(path))
+    } catch {
+        throw CLIError("secret file: \(error)")
     }
-    guard let text = String(data: data, encoding: .utf8) else {
-        throw CLIError("secret file: \(path) is not UTF-8 text")
-    }
-    var secret = Substring(text)
-    while secret.last == "\n" || secret.last == "\r" { secret.removeLast() }
-    return SampleSigner(secret: String(secret))
 }
 
 /// Logging to stderr at `level`; only the executable bootstraps logging.
@@ -161,4 +156,3 @@ struct SamplingOptions: ParsableArguments {
     var hostName: String { host ?? ProcessInfo.processInfo.hostName }
 }
 
-import VirtMeterCore
