@@ -248,7 +248,8 @@ def perf(args):
     for meter in meters:
         if meter in values:
             continue
-        reasons = [line for line in log if "meter=%s " % meter in line and "domain=%s " % args.domain in line]
+        reasons = [line for line in log if "virtmeter.meter.name=%s " % meter in line
+                   and "virtmeter.domain.name=%s " % args.domain in line]
         print("perf: %s: no %s; virtmeter's reason (%d line): %s" % (
             args.domain, meter, len(reasons), reasons[0] if reasons else "NONE"))
         if len(reasons) != 1:

@@ -121,7 +121,9 @@ final class ConsumerLink: @unchecked Sendable {
         }
         try connection.consume(name, noAck: true, exclusive: false)
         self.connection = connection
-        logger.info("consuming from the AMQP broker", metadata: ["url": "\(config.url)", "queue": "\(name)"])
+        logger.info("consuming from the AMQP broker", metadata: [
+            "virtmeter.amqp.url": "\(config.url)", "virtmeter.amqp.queue": "\(name)",
+        ])
         return name
     }
 

@@ -109,8 +109,10 @@ package final class AMQPPublisher: Publisher {
             let samples = failed.reduce(0) { $0 + records.spans[$1].samples }
             // The caller decides what an undelivered batch means (the agent retries it from its spool and logs the
             // outage once), so this is only a debug line.
-            logger.debug("samples not confirmed by the broker",
-                         metadata: ["samples": "\(samples)", "total": "\(records.sampleCount)", "reason": "\(reason)"])
+            logger.debug("samples not confirmed by the broker", metadata: [
+                "virtmeter.amqp.samples": "\(samples)", "virtmeter.amqp.total": "\(records.sampleCount)",
+                "virtmeter.amqp.reason": "\(reason)",
+            ])
             throw AMQPUnconfirmedError(records: failed, samples: samples, total: records.spans.count, reason: reason)
         }
     }
@@ -211,12 +213,14 @@ final class PublisherLink: @unchecked Sendable {
                 unreachable.remove(index)
                 if let connectedIndex, connectedIndex != index {
                     logger.notice("AMQP publisher switched to another node", metadata: [
-                        "node": "\(node)", "previous_node": "\(nodes[connectedIndex].endpoint)",
+                        "virtmeter.amqp.node": "\(node)",
+                        "virtmeter.amqp.previous_node": "\(nodes[connectedIndex].endpoint)",
                     ])
                 } else {
-                    logger.info("connected to the AMQP broker",
-                                metadata: ["url": "\(node)", "exchange": "\(configuration.exchange)",
-                                           "routing_key": "\(configuration.routingKey)"])
+                    logger.info("connected to the AMQP broker", metadata: [
+                        "virtmeter.amqp.url": "\(node)", "virtmeter.amqp.exchange": "\(configuration.exchange)",
+                        "virtmeter.amqp.routing_key": "\(configuration.routingKey)",
+                    ])
                 }
                 connectedIndex = index
                 current = connection
@@ -229,7 +233,7 @@ final class PublisherLink: @unchecked Sendable {
                 // Logged once while the node stays unreachable; the lost connection itself is the caller's to log.
                 if unreachable.insert(index).inserted {
                     logger.warning("AMQP node unreachable: trying the next one",
-                                   metadata: ["node": "\(node)", "error": "\(error)"])
+                                   metadata: ["virtmeter.amqp.node": "\(node)", "virtmeter.amqp.error": "\(error)"])
                 }
             }
         }
@@ -323,7 +327,7 @@ final class PublisherLink: @unchecked Sendable {
         run.window.failAll()
         runs.removeAll { $0 === run }
         guard !run.window.failed.isEmpty else {
-            logger.debug("messages confirmed", metadata: ["node": "\(run.connection.url.endpoint)"])
+            logger.debug("messages confirmed", metadata: ["virtmeter.amqp.node": "\(run.connection.url.endpoint)"])
             return nil
         }
         if run.failure == nil, current === run.connection {
@@ -331,7 +335,7 @@ final class PublisherLink: @unchecked Sendable {
             // keeps nacking (RabbitMQ 3.10, measured by ClusterTests): the retry gets a new connection, on the next
             // node.
             logger.debug("the broker nacked messages: reconnecting for the retry",
-                         metadata: ["node": "\(run.connection.url.endpoint)"])
+                         metadata: ["virtmeter.amqp.node": "\(run.connection.url.endpoint)"])
             fail(AMQPError(operation: "publish to exchange '\(configuration.exchange)'",
                            message: "the broker nacked the messages"))
         }
@@ -423,7 +427,7 @@ final class PublisherLink: @unchecked Sendable {
             }
         } catch {
             logger.warning("AMQP connection lost while idle; reconnecting at the next publish",
-                           metadata: ["error": "\(error)"])
+                           metadata: ["virtmeter.amqp.error": "\(error)"])
             fail(error)
         }
     }

@@ -117,7 +117,7 @@ package final class PollService: Service {
             if !skipped.isEmpty {
                 stats.update { $0.skippedTicks += skipped.values.reduce(0, +) }
                 logger.warning("cycle overran the interval: ticks skipped",
-                               metadata: ["skipped": "\(skipped.sorted { $0.key < $1.key })"])
+                               metadata: ["virtmeter.poll.skipped_ticks": "\(skipped.sorted { $0.key < $1.key })"])
             }
         }
     }
@@ -131,15 +131,18 @@ package final class PollService: Service {
         do {
             result = try await poller.cycle(sources.map(\.group)) { records in await spool.write(records) }
             if let since = libvirtDownSince.withLock({ let since = $0; $0 = nil; return since }) {
-                logger.notice("libvirt is back",
-                              metadata: ["outage_seconds": "\(Int((clock.now - since).inSeconds.rounded()))"])
+                logger.notice("libvirt is back", metadata: [
+                    "virtmeter.libvirt.outage_seconds": "\(Int((clock.now - since).inSeconds.rounded()))",
+                ])
             }
         } catch {
             let now = clock.now
             if libvirtDownSince.withLock({ let first = $0 == nil; if first { $0 = now }; return first }) {
-                logger.error("libvirt unreachable: polling resumes when it is back", metadata: ["error": "\(error)"])
+                logger.error("libvirt unreachable: polling resumes when it is back", metadata: [
+                    "virtmeter.libvirt.error": "\(error)",
+                ])
             } else {
-                logger.debug("libvirt still unreachable", metadata: ["error": "\(error)"])
+                logger.debug("libvirt still unreachable", metadata: ["virtmeter.libvirt.error": "\(error)"])
             }
             vitals?.cycleFailed()
             return false
@@ -156,10 +159,12 @@ package final class PollService: Service {
         vitals?.cycleCompleted(sources.map(\.group), result: result, seconds: (clock.now - start).inSeconds,
                                notAnswering: notAnswering)
         logger.debug("cycle done", metadata: [
-            "sources": "\(sources.map(\.name).joined(separator: ","))", "domains": "\(result.domains)",
-            "domains_not_answering": "\(notAnswering)", "samples": "\(result.samples)", "refused": "\(result.refused)",
-            "inspect_ms": "\(Int(result.inspectSeconds * 1000))", "build_ms": "\(Int(result.buildSeconds * 1000))",
-            "spool_ms": "\(Int(result.deliverSeconds * 1000))",
+            "virtmeter.poll.sources": "\(sources.map(\.name).joined(separator: ","))",
+            "virtmeter.poll.domains": "\(result.domains)", "virtmeter.poll.domains_not_answering": "\(notAnswering)",
+            "virtmeter.poll.samples": "\(result.samples)", "virtmeter.poll.refused": "\(result.refused)",
+            "virtmeter.poll.inspect_ms": "\(Int(result.inspectSeconds * 1000))",
+            "virtmeter.poll.build_ms": "\(Int(result.buildSeconds * 1000))",
+            "virtmeter.poll.spool_ms": "\(Int(result.deliverSeconds * 1000))",
         ])
         if summaryEveryCycles > 0, counters.cycles % summaryEveryCycles == 0 {
             summarize(counters, notAnswering: notAnswering)
@@ -179,13 +184,17 @@ package final class PollService: Service {
         let latency = counters.publishCalls > 0 ? counters.publishSeconds / Double(counters.publishCalls) * 1000 : 0
         let spooled = spool.currentCounters
         logger.info("summary", metadata: [
-            "cycles": "\(counters.cycles)", "domains": "\(counters.domains)",
-            "domains_not_answering": "\(notAnswering)", "samples_produced": "\(counters.samplesProduced)",
-            "samples_published": "\(counters.samplesPublished)",
-            "publish_failures": "\(counters.publishFailures)", "samples_lost": "\(spooled.lostSamples)",
-            "spool_records": "\(spooled.pendingRecords)", "spool_dropped_samples": "\(spooled.droppedSamples)",
-            "spool_corrupt_records": "\(spooled.corruptRecords)", "skipped_ticks": "\(counters.skippedTicks)",
-            "publish_latency_ms": "\(Int(latency.rounded()))",
+            "virtmeter.agent.cycles": "\(counters.cycles)", "virtmeter.agent.domains": "\(counters.domains)",
+            "virtmeter.agent.domains_not_answering": "\(notAnswering)",
+            "virtmeter.agent.samples_produced": "\(counters.samplesProduced)",
+            "virtmeter.agent.samples_published": "\(counters.samplesPublished)",
+            "virtmeter.agent.publish_failures": "\(counters.publishFailures)",
+            "virtmeter.agent.samples_lost": "\(spooled.lostSamples)",
+            "virtmeter.agent.spool_records": "\(spooled.pendingRecords)",
+            "virtmeter.agent.spool_dropped_samples": "\(spooled.droppedSamples)",
+            "virtmeter.agent.spool_corrupt_records": "\(spooled.corruptRecords)",
+            "virtmeter.agent.skipped_ticks": "\(counters.skippedTicks)",
+            "virtmeter.agent.publish_latency_ms": "\(Int(latency.rounded()))",
         ])
     }
 
@@ -193,7 +202,9 @@ package final class PollService: Service {
         -> PollingConfiguration {
         do {
             let polling = try loadPolling()
-            for warning in polling.warnings { logger.warning("polling.yaml", metadata: ["warning": "\(warning)"]) }
+            for warning in polling.warnings {
+                logger.warning("polling.yaml", metadata: ["virtmeter.config.warning": "\(warning)"])
+            }
             schedule.replace(with: Self.scheduled(polling), now: clock.now)
             poller.keepGroups(Set(polling.sources.map(\.name)))
             reloaded(polling)
@@ -201,11 +212,14 @@ package final class PollService: Service {
             vitals?.health.setInterval(Self.scheduled(polling).map(\.interval).min()?.inSeconds ?? 300)
             let declared = Set(polling.sources.flatMap(\.meters).compactMap { ($0 as? DeclaredMeter)?.name })
             logger.info("polling.yaml reloaded", metadata: [
-                "sources": "\(polling.sources.map(\.name))", "declared_meters": "\(declared.count)",
+                "virtmeter.config.sources": "\(polling.sources.map(\.name))",
+                "virtmeter.config.declared_meters": "\(declared.count)",
             ])
             return polling
         } catch {
-            logger.error("reload failed, keeping the meters and sources in use", metadata: ["error": "\(error)"])
+            logger.error("reload failed, keeping the meters and sources in use", metadata: [
+                "virtmeter.config.error": "\(error)",
+            ])
             return current
         }
     }

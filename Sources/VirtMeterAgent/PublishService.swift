@@ -83,10 +83,13 @@ package final class PublishService: Service {
                 if outageStart == nil {
                     outageStart = clock.now
                     logger.warning("publishing failed: samples stay in the spool and are retried", metadata: [
-                        "samples": "\(batch.records.sampleCount)", "error": "\(failure)",
+                        "virtmeter.publish.samples": "\(batch.records.sampleCount)",
+                        "virtmeter.publish.error": "\(failure)",
                     ])
                 } else {
-                    logger.debug("publishing still failing", metadata: ["attempt": "\(attempt)", "error": "\(failure)"])
+                    logger.debug("publishing still failing", metadata: [
+                        "virtmeter.publish.attempt": "\(attempt)", "virtmeter.publish.error": "\(failure)",
+                    ])
                 }
                 do {
                     try await clock.sleep(for: backoff.delay(attempt: attempt))
@@ -96,8 +99,8 @@ package final class PublishService: Service {
             }
             if let start = outageStart {
                 logger.notice("publishing recovered", metadata: [
-                    "outage_seconds": "\(Int((clock.now - start).inSeconds.rounded()))",
-                    "spool_records": "\(spool.currentCounters.pendingRecords)",
+                    "virtmeter.publish.outage_seconds": "\(Int((clock.now - start).inSeconds.rounded()))",
+                    "virtmeter.publish.spool_records": "\(spool.currentCounters.pendingRecords)",
                 ])
                 outageStart = nil
             }

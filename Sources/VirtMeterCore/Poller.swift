@@ -117,8 +117,8 @@ package struct Poller {
             guard let reason = meter.unavailableReason(snapshot) else { continue }
             guard warned.insert("\(meter.name) \(snapshot.uuid)").inserted else { continue }
             logger.warning("meter unavailable for domain", metadata: [
-                "meter": "\(meter.name)", "domain": "\(snapshot.name)", "uuid": "\(snapshot.uuid)",
-                "reason": "\(reason)",
+                "virtmeter.meter.name": "\(meter.name)", "virtmeter.domain.name": "\(snapshot.name)",
+                "virtmeter.domain.uuid": "\(snapshot.uuid)", "virtmeter.meter.reason": "\(reason)",
             ])
         }
     }

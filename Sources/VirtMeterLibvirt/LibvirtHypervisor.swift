@@ -215,7 +215,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             let stuck = connection.stuckCalls.withLock { $0 }
             if stuck < Self.maxStuckCalls { return connection }
             logger.debug("libvirt calls stuck on the connection: opening another one",
-                         metadata: ["stuck_calls": "\(stuck)"])
+                         metadata: ["virtmeter.libvirt.stuck_calls": "\(stuck)"])
             learnt = (connection.servesGroups, connection.servesRSS)
         }
         if connection != nil {
@@ -241,7 +241,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         }
         connection = new
         if let learnt { (new.servesGroups, new.servesRSS) = learnt }
-        logger.debug("libvirt connection opened", metadata: ["uri": "\(uri)"])
+        logger.debug("libvirt connection opened", metadata: ["virtmeter.libvirt.uri": "\(uri)"])
         return new
     }
 
@@ -333,7 +333,9 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
                 counters.skippedDomains += 1
                 let level: Logger.Level = error.isNoDomain ? .debug : .warning
                 logger.log(level: level, "domain skipped this cycle",
-                           metadata: ["domain": "\(item.domain.name)", "error": "\(error)"])
+                           metadata: [
+                               "virtmeter.domain.name": "\(item.domain.name)", "virtmeter.libvirt.error": "\(error)",
+                           ])
             case .read(let snapshot, let xml, let malformed, let calls, let fellBack, let record)?:
                 counters.perDomainCalls += calls
                 if let record { learn(from: [record], connection) }
@@ -343,7 +345,10 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
                 }
                 if let malformed {
                     logger.warning("domain XML unreadable, reading it without nova metadata",
-                                   metadata: ["uuid": "\(item.domain.uuid)", "error": "\(malformed)"])
+                                   metadata: [
+                                       "virtmeter.domain.uuid": "\(item.domain.uuid)",
+                                       "virtmeter.libvirt.error": "\(malformed)",
+                                   ])
                 }
                 snapshots.append(snapshot)
             }
@@ -368,11 +373,11 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             let runningUUIDs = Set(running.map(\.uuid))
             return domains.filter { !runningUUIDs.contains($0.uuid) }
         case .failure(let error)?:
-            logger.debug("shut-off domains not listed this cycle", metadata: ["error": "\(error)"])
+            logger.debug("shut-off domains not listed this cycle", metadata: ["virtmeter.libvirt.error": "\(error)"])
             return []
         case nil:
             logger.debug("shut-off domains not listed this cycle",
-                         metadata: ["error": "no answer within \(callTimeout) s"])
+                         metadata: ["virtmeter.libvirt.error": "no answer within \(callTimeout) s"])
             return []
         }
     }
@@ -392,7 +397,9 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         throws(LibvirtError) -> [StatsRecord]? {
         if let since = bulkStuckSince, !stuck.contains("bulk") {
             logger.info("bulk stats call returned: reading domains in bulk again",
-                        metadata: ["stuck_seconds": "\(Self.seconds(SampleClock.monotonic() - since))"])
+                        metadata: [
+                            "virtmeter.libvirt.stuck_seconds": "\(Self.seconds(SampleClock.monotonic() - since))",
+                        ])
             bulkStuckSince = nil
         }
         guard !stuck.contains("bulk") else { return nil }
@@ -402,7 +409,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         }) else {
             bulkStuckSince = SampleClock.monotonic()
             logger.info("bulk stats call missed its deadline: reading domains one by one until it returns",
-                        metadata: ["deadline_seconds": "\(callTimeout)"])
+                        metadata: ["virtmeter.libvirt.deadline_seconds": "\(callTimeout)"])
             return nil
         }
         do {
@@ -424,7 +431,8 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             var entry = silent[domain.uuid] ?? Silence(name: domain.name, since: started)
             entry.polls += 1
             let metadata: Logger.Metadata = [
-                "domain": "\(domain.name)", "uuid": "\(domain.uuid)", "reason": "\(reason)",
+                "virtmeter.domain.name": "\(domain.name)", "virtmeter.domain.uuid": "\(domain.uuid)",
+                "virtmeter.domain.reason": "\(reason)",
             ]
             if entry.polls == Self.silentPollsBeforeWarning {
                 entry.logged = true
@@ -437,8 +445,8 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         for snapshot in answered {
             guard let entry = silent.removeValue(forKey: snapshot.uuid) else { continue }
             logger.log(level: entry.logged ? .notice : .debug, "domain answering again", metadata: [
-                "domain": "\(entry.name)", "uuid": "\(snapshot.uuid)",
-                "silent_seconds": "\(Self.seconds(now - entry.since))",
+                "virtmeter.domain.name": "\(entry.name)", "virtmeter.domain.uuid": "\(snapshot.uuid)",
+                "virtmeter.domain.silent_seconds": "\(Self.seconds(now - entry.since))",
             ])
         }
         if silent.count > silentNow.count {

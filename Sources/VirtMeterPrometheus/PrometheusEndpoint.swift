@@ -96,9 +96,10 @@ package struct PrometheusEndpoint: Sendable {
                                configuration: ApplicationConfiguration(address: .hostname(host, port: port),
                                                                        serverName: nil),
                                onServerRunning: { channel in
+                                   let listening = channel.localAddress.map { "\($0)" } ?? address
                                    logger.info("prometheus endpoint listening", metadata: [
-                                       "address": "\(channel.localAddress.map { "\($0)" } ?? address)",
-                                       "tls": "\(secure)",
+                                       "virtmeter.prometheus.address": "\(listening)",
+                                       "virtmeter.prometheus.tls": "\(secure)",
                                    ])
                                },
                                logger: logger))

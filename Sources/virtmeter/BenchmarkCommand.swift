@@ -258,8 +258,8 @@ struct BenchmarkCommand: AsyncParsableCommand {
                     let line = String(decoding: pending[..<newline], as: UTF8.self)
                     pending = Data(pending[(newline + 1)...])
                     guard line.contains("cycle done"), let cpu = Self.processCPUSeconds(pid) else { continue }
-                    let samples = line.split(separator: " ").first { $0.hasPrefix("samples=") }
-                        .flatMap { Int($0.dropFirst("samples=".count)) } ?? 0
+                    let samples = line.split(separator: " ").first { $0.hasPrefix("virtmeter.poll.samples=") }
+                        .flatMap { Int($0.dropFirst("virtmeter.poll.samples=".count)) } ?? 0
                     marks.withLock { $0.append((cpu, samples)) }
                 }
             }

@@ -71,7 +71,9 @@ struct PollCommand: AsyncParsableCommand {
                 _ = try await poller.cycle { records in try await publisher.publish(records) }
                 let skipped = schedule.advance(["poll"], now: clock.now)["poll"] ?? 0
                 if skipped > 0 {
-                    logger.warning("cycle overran the interval: ticks skipped", metadata: ["skipped": "\(skipped)"])
+                    logger.warning("cycle overran the interval: ticks skipped", metadata: [
+                        "virtmeter.poll.skipped_ticks": "\(skipped)",
+                    ])
                 }
                 if cycle + 1 < count, let next = schedule.next()?.time {
                     try await clock.sleep(until: next)

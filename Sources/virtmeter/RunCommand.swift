@@ -106,7 +106,9 @@ struct RunCommand: AsyncParsableCommand {
             return try PollingConfiguration.load(file: pollingFile, registry: registry)
         }
         let polling = try loadPolling()
-        for warning in polling.warnings { logger.warning("polling.yaml", metadata: ["warning": "\(warning)"]) }
+        for warning in polling.warnings {
+            logger.warning("polling.yaml", metadata: ["virtmeter.config.warning": "\(warning)"])
+        }
 
         // The connection opens at the first cycle, and is tried again until libvirt answers: the agent may start
         // before libvirtd. Each libvirt call gets a deadline that fits the shortest interval.
@@ -161,9 +163,11 @@ struct RunCommand: AsyncParsableCommand {
             guard stopped.first() else { return }
             let counters = stats.snapshot, spooled = spool.currentCounters
             logger.info("virtmeter stopped", metadata: [
-                "cycles": "\(counters.cycles)", "samples_produced": "\(counters.samplesProduced)",
-                "samples_published": "\(counters.samplesPublished)", "samples_lost": "\(spooled.lostSamples)",
-                "spool_records": "\(spooled.pendingRecords)",
+                "virtmeter.agent.cycles": "\(counters.cycles)",
+                "virtmeter.agent.samples_produced": "\(counters.samplesProduced)",
+                "virtmeter.agent.samples_published": "\(counters.samplesPublished)",
+                "virtmeter.agent.samples_lost": "\(spooled.lostSamples)",
+                "virtmeter.agent.spool_records": "\(spooled.pendingRecords)",
             ])
         }
         let backstop = ShutdownBackstop(seconds: settings.shutdownTimeout + 0.5) {
@@ -187,8 +191,10 @@ struct RunCommand: AsyncParsableCommand {
         // is left behind by the backstop, and what is unconfirmed stays in the spool for the next start.
         configuration.maximumCancellationDuration = nil
         logger.info("virtmeter started", metadata: [
-            "libvirt": "\(settings.libvirtURI)", "sources": "\(polling.sources.map(\.name))",
-            "publishers": "\(publishers.count)", "prometheus": "\(settings.prometheus?.listen ?? [])",
+            "virtmeter.agent.libvirt": "\(settings.libvirtURI)",
+            "virtmeter.agent.sources": "\(polling.sources.map(\.name))",
+            "virtmeter.agent.publishers": "\(publishers.count)",
+            "virtmeter.agent.prometheus": "\(settings.prometheus?.listen ?? [])",
         ])
         try await ServiceGroup(configuration: configuration).run()
         logStopped()
@@ -222,7 +228,7 @@ struct RunCommand: AsyncParsableCommand {
                 // Unreachable is not wrong: start anyway, the spool keeps the samples until the broker is back.
                 Logger(label: "virtmeter.amqp").warning(
                     "broker unreachable at start-up: samples are spooled until it is",
-                    metadata: ["error": "\(error)"])
+                    metadata: ["virtmeter.amqp.error": "\(error)"])
             }
             return publisher
         }

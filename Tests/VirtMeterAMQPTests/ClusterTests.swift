@@ -83,7 +83,8 @@ extension FaultAgent {
     func connectedNode(_ cluster: TestCluster) -> Int? {
         let line = log.split(separator: "\n")
             .last { $0.contains("connected to the AMQP broker") || $0.contains("switched to another node") }
-        let field = line?.split(separator: " ").first { $0.hasPrefix("url=") || $0.hasPrefix("node=") }
+        let field = line?.split(separator: " ")
+            .first { $0.hasPrefix("virtmeter.amqp.url=") || $0.hasPrefix("virtmeter.amqp.node=") }
         return field.flatMap { cluster.node(in: $0) }
     }
 }
@@ -138,7 +139,8 @@ struct ClusterTests {
         #expect((1...2).contains(switches.count) && switches.last!.contains("127.0.0.1:\(cluster.ports[newNode!])"),
                 "\(switches)")
         for line in switches {
-            let node = line.split(separator: " ").first { $0.hasPrefix("node=") }.flatMap { cluster.node(in: $0) }
+            let node = line.split(separator: " ").first { $0.hasPrefix("virtmeter.amqp.node=") }
+                .flatMap { cluster.node(in: $0) }
             #expect(node != nil && node != victim && line.contains(cluster.user(node ?? 0) + ":***@"), "\(line)")
         }
         try await Task.sleep(for: .seconds(8))
@@ -164,8 +166,9 @@ struct ClusterTests {
         try cluster.start([0, 1, 2])
         let ready = SampleClock.monotonic() - back
         _ = try await agent.waitForLog("publishing recovered", timeout: 90)
+        let outage = agent.loggedValue("publishing recovered", "virtmeter.publish.outage_seconds") ?? -1
         print("FIGURE cluster down 15 s: the three nodes ready \(String(format: "%.1f", ready)) s after their restart "
-              + "began; publishing outage \(agent.loggedValue("publishing recovered", "outage_seconds") ?? -1) s")
+              + "began; publishing outage \(outage) s")
         try await Task.sleep(for: .seconds(3))
         #expect(agent.stop() == 0)
         #expect(agent.logged("publishing failed") == 1, "the outage is logged once")

@@ -62,8 +62,11 @@ struct DaemonTests {
         var produced = 0, fastCycles = 0, slowCycles = 0
         for line in log.split(separator: "\n") where line.contains("cycle done") {
             let fields = line.split(separator: " ")
-            produced += fields.first { $0.hasPrefix("samples=") }.flatMap { Int($0.dropFirst(8)) } ?? 0
-            let sources = fields.first { $0.hasPrefix("sources=") }?.dropFirst(8).split(separator: ",") ?? []
+            func value(_ key: String) -> Substring? {
+                fields.first { $0.hasPrefix(key + "=") }?.dropFirst(key.count + 1)
+            }
+            produced += value("virtmeter.poll.samples").flatMap { Int($0) } ?? 0
+            let sources = value("virtmeter.poll.sources")?.split(separator: ",") ?? []
             if sources.contains("fast") { fastCycles += 1 }
             if sources.contains("slow") { slowCycles += 1 }
         }

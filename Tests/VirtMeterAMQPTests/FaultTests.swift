@@ -171,12 +171,13 @@ struct FaultAgent {
         throw KitFailure("no '\(text)' in the agent's log after \(timeout) s:\n\(log.suffix(3000))")
     }
 
-    /// The samples the agent produced, by its own count: the sum of its cycles' `samples=` (logged once a cycle's
-    /// samples are in the spool). Counted where they are made, so a record the spool dropped shows up as lost.
+    /// The samples the agent produced, by its own count: the sum of its cycles' `virtmeter.poll.samples` (logged once
+    /// a cycle's samples are in the spool). Counted where they are made, so a record the spool dropped shows up as
+    /// lost.
     var producedCount: Int {
         log.split(separator: "\n").filter { $0.contains("cycle done") }.reduce(0) { total, line in
-            total + (line.split(separator: " ").first { $0.hasPrefix("samples=") }
-                .flatMap { Int($0.dropFirst("samples=".count)) } ?? 0)
+            total + (line.split(separator: " ").first { $0.hasPrefix("virtmeter.poll.samples=") }
+                .flatMap { Int($0.dropFirst("virtmeter.poll.samples=".count)) } ?? 0)
         }
     }
 
@@ -375,7 +376,7 @@ struct FaultTests {
         try await Task.sleep(for: .seconds(2))
         #expect(agent.stop() == 0)
         #expect(agent.logged("spool cannot write") == 1 && agent.logged("spool writing again") == 1)
-        let lost = try #require(agent.loggedValue("virtmeter stopped", "samples_lost"))
+        let lost = try #require(agent.loggedValue("virtmeter stopped", "virtmeter.agent.samples_lost"))
         #expect(lost > 0 && agent.loggedValue("spool writing again", "virtmeter.spool.lost_samples") == lost)
         let received = try await agent.check("full disk (1 MiB tmpfs) with the broker down", broker: broker,
                                              allowedLoss: lost)

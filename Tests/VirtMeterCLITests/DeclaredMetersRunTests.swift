@@ -58,7 +58,7 @@ struct DeclaredMetersRunTests {
         kill(agent.process.processIdentifier, SIGHUP)
         try await Task.sleep(for: .seconds(1.5))
         #expect(agent.meters().contains("domain.state.renamed"), "a good file is taken on SIGHUP")
-        #expect(agent.stderr.contains("declared_meters=1"))
+        #expect(agent.stderr.contains("virtmeter.config.declared_meters=1"))
     }
 
     @Test("a broken declaration stops start-up with one line naming file, line and key")

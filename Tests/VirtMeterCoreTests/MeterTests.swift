@@ -117,8 +117,10 @@ struct MemoryMeterTests {
         #expect(cycles[0].filter { $0.name == "memory.resident" }.map(\.volume) == [.double(2)])
         let warnings = logs.all.filter { $0.0 == .warning }
         #expect(warnings.count == 2)
-        #expect(Set(warnings.compactMap { $0.2["uuid"]?.description }) == ["a", "b"])
-        #expect(warnings.allSatisfy { ($0.2["reason"]?.description ?? "").contains("<stats period='10'/>") })
+        #expect(Set(warnings.compactMap { $0.2["virtmeter.domain.uuid"]?.description }) == ["a", "b"])
+        #expect(warnings.allSatisfy {
+            ($0.2["virtmeter.meter.reason"]?.description ?? "").contains("<stats period='10'/>")
+        })
     }
 
     @Test("memory.resident, memory.available, swap in MiB; memory from the balloon, vcpus from the domain")

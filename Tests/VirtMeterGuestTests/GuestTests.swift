@@ -198,7 +198,8 @@ struct GuestTests {
                     "memory.usage reported for \(guest.name) (\(spec))")
             #expect(present.allSatisfy { $0.value(guest.name, "memory.resident") != nil })
             let warnings = run.warnings.filter {
-                $0.metadata["domain"]?.description == guest.name && $0.metadata["meter"]?.description == "memory.usage"
+                $0.metadata["virtmeter.domain.name"]?.description == guest.name
+                    && $0.metadata["virtmeter.meter.name"]?.description == "memory.usage"
             }
             figure("warnings for a guest with \(spec)", expected: "1, no memory.usage",
                    measured: "\(warnings.count) warning(s), "

@@ -79,7 +79,7 @@ struct StallTests {
         #expect(kill(pid, SIGSTOP) == 0)
         var named: Double?
         while wallClock() - stoppedAt < 40 {
-            if named == nil, !agent.log("domain not answering", "domain=\(stopped.name)").isEmpty {
+            if named == nil, !agent.log("domain not answering", "virtmeter.domain.name=\(stopped.name)").isEmpty {
                 named = wallClock() - stoppedAt
             }
             try await Task.sleep(for: .milliseconds(100))
@@ -88,7 +88,7 @@ struct StallTests {
         let continuedAt = wallClock()
         var back: Double?
         while back == nil, wallClock() - continuedAt < 20 {
-            if !agent.log("domain answering again", "domain=\(stopped.name)").isEmpty {
+            if !agent.log("domain answering again", "virtmeter.domain.name=\(stopped.name)").isEmpty {
                 back = wallClock() - continuedAt
             }
             try await Task.sleep(for: .milliseconds(100))
@@ -112,8 +112,8 @@ struct StallTests {
             #expect(gap <= Self.interval + 1, "\(guest.name): a gap of \(gap) s while \(stopped.name) was stopped")
             longest = max(longest, gap)
         }
-        #expect(agent.log("domain not answering", "domain=\(stopped.name)").count == 1)
-        #expect(agent.log("domain answering again", "domain=\(stopped.name)").count == 1)
+        #expect(agent.log("domain not answering", "virtmeter.domain.name=\(stopped.name)").count == 1)
+        #expect(agent.log("domain answering again", "virtmeter.domain.name=\(stopped.name)").count == 1)
         #expect(agent.log("domain not answering").count == 1, "no healthy guest named: \(agent.stderr)")
         let namedAfter = try #require(named, "the stopped guest was never named")
         let backAfter = try #require(back, "the guest was never named as back")

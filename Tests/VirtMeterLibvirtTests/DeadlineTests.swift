@@ -83,8 +83,8 @@ struct DeadlineTests {
         let back = try await hypervisor.poll()
         #expect(back.count == 4 && hypervisor.lastCounters.notAnswering == 0)
         let lines = store.metadata("domain answering again")
-        #expect(lines.count == 1 && lines.first?["domain"] == "plain-vm")
-        let silent = try #require(lines.first?["silent_seconds"].flatMap { Double("\($0)") })
+        #expect(lines.count == 1 && lines.first?["virtmeter.domain.name"] == "plain-vm")
+        let silent = try #require(lines.first?["virtmeter.domain.silent_seconds"].flatMap { Double("\($0)") })
         #expect(silent >= Self.timeout && silent < 10)
     }
 
