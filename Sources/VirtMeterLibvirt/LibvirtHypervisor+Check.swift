@@ -23,23 +23,15 @@ package enum DomainLookup: Sendable {
 extension LibvirtHypervisor {
     /// Reads the domains named (each by name or UUID) with one `virDomainListGetStats` call. A missing, stopped or
     /// unreadable domain is reported as such; a failure of the connection itself throws `LibvirtError`.
-    package func read(domains queries: [String]) async throws -> [DomainLookup] {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async {
-                continuation.resume(with: Result { () throws(LibvirtError) in try self.readSelected(queries) })
-            }
-        }
+    package func read(domains queries: [String]) async throws(LibvirtError) -> [DomainLookup] {
+        try await queue.run { () throws(LibvirtError) in try self.readSelected(queries) }
     }
 
-    /// Reads every active domain with its id (one `virConnectGetAllDomainStats` call).
-    package func readActive() async throws -> [IdentifiedSnapshot] {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async {
-                continuation.resume(with: Result { () throws(LibvirtError) in
-                    try self.readRecords(nil).compactMap {
-                        if case .read(let domain) = $0 { return domain } else { return nil }
-                    }
-                })
+    /// Reads every active domain with its id (one `virConnectGetAllDomainStats` call). Throws `LibvirtError`.
+    package func readActive() async throws(LibvirtError) -> [IdentifiedSnapshot] {
+        try await queue.run { () throws(LibvirtError) in
+            try self.readRecords(nil).compactMap {
+                if case .read(let domain) = $0 { return domain } else { return nil }
             }
         }
     }

@@ -166,11 +166,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     package var domainEventsReceived: Int { events.received.load(ordering: .relaxed) }
 
     package func poll() async throws -> [DomainSnapshot] {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async {
-                continuation.resume(with: Result { () throws(LibvirtError) in try self.readAll() })
-            }
-        }
+        try await queue.run { () throws(LibvirtError) in try self.readAll() }
     }
 
     // MARK: Calls with deadlines
