@@ -51,6 +51,8 @@ enum SHA224 {
             bytes += [UInt8(word >> 24), UInt8(truncatingIfNeeded: word >> 16), UInt8(truncatingIfNeeded: word >> 8),
                       UInt8(truncatingIfNeeded: word)]
         }
-        return SampleSigner.hex(bytes)
+        var text: [UInt8] = []
+        bytes.withUnsafeBytes { SampleSigner.appendHex($0, to: &text) }
+        return String(decoding: text, as: UTF8.self)
     }
 }

@@ -49,24 +49,15 @@ package struct SampleSigner: Sendable {
 
     /// The signature of the HMAC input `input` (the (name, text) pairs of a sample already laid end to end).
     func signature(ofInput input: [UInt8]) -> String {
-        guard let secret else { return "" }
-        return input.withUnsafeBytes { secret.authenticationCode($0) }.withUnsafeBytes { Self.hex($0) }
+        var text: [UInt8] = []
+        appendSignature(ofInput: input, to: &text)
+        return String(decoding: text, as: UTF8.self)
     }
 
     /// Appends the signature of `input`, in hex, to `out` (nothing when this signer does not sign).
     func appendSignature(ofInput input: [UInt8], to out: inout [UInt8]) {
         guard let secret else { return }
-        let digest = input.withUnsafeBytes { secret.authenticationCode($0) }
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2 * SHA256.byteCount) { text in
-            let digits: StaticString = "0123456789abcdef"
-            digest.withUnsafeBytes { bytes in
-                for (index, byte) in bytes.enumerated() {
-                    text[2 * index] = digits.utf8Start[Int(byte >> 4)]
-                    text[2 * index + 1] = digits.utf8Start[Int(byte & 0x0F)]
-                }
-            }
-            out.append(contentsOf: text)
-        }
+        input.withUnsafeBytes { secret.authenticationCode($0) }.withUnsafeBytes { Self.appendHex($0, to: &out) }
     }
 
     /// Whether `message` carries the signature this signer computes for it (constant time comparison).
@@ -91,16 +82,15 @@ package struct SampleSigner: Sendable {
         }
     }
 
-    static func hex<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> String {
+    /// `bytes` in lowercase hex, appended to `out` in one piece.
+    static func appendHex(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
         let digits: StaticString = "0123456789abcdef"
-        return String(unsafeUninitializedCapacity: bytes.count * 2) { out in
-            var position = 0
-            for byte in bytes {
-                out[position] = digits.utf8Start[Int(byte >> 4)]
-                out[position + 1] = digits.utf8Start[Int(byte & 0x0F)]
-                position += 2
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2 * bytes.count) { text in
+            for (index, byte) in bytes.enumerated() {
+                text[2 * index] = digits.utf8Start[Int(byte >> 4)]
+                text[2 * index + 1] = digits.utf8Start[Int(byte & 0x0F)]
             }
-            return position
+            out.append(contentsOf: text)
         }
     }
 }
