@@ -104,23 +104,6 @@ package struct Sample: Sendable {
     }
 }
 
-extension SampleEncoder {
-    /// Appends `sample`, signed, to `out` (its resource_metadata rendered on the way). Returns false, writing
-    /// nothing, when it has a NaN or infinite number.
-    @discardableResult
-    package mutating func write(_ sample: Sample, to out: inout [UInt8]) -> Bool {
-        let values = SampleValues(
-            source: sample.source, name: sample.name, type: sample.type, unit: sample.unit, volume: sample.volume,
-            userID: sample.userID, userName: sample.userName, projectID: sample.projectID,
-            projectName: sample.projectName, resourceID: sample.resourceID, timestamp: sample.timestamp,
-            messageID: sample.messageID, monotonicTime: sample.monotonicTime)
-        guard case .object(let pairs) = sample.resourceMetadata else {
-            return write(values, metadata: .empty, to: &out)
-        }
-        return write(values, metadata: RenderedMetadata(pairs), to: &out)
-    }
-}
-
 extension RecordWriter {
     /// Appends `sample`, signed by `encoder`. Returns false when it cannot be written (a NaN or infinite number).
     @discardableResult

@@ -81,15 +81,15 @@ package struct SampleStamper: Sendable {
                 var resourceFields = domain.resource(resourceID)
                 if meterFields == nil || resourceFields == nil || cycle == nil {
                     // First sample of this meter, resource or cycle: render what it shares with later ones.
-                    let values = SampleValues(
+                    let template = Sample(
                         source: source, name: meter.name, type: meter.type, unit: meter.unit, volume: reading.volume,
                         userID: now.nova?.userID, userName: now.nova?.userName, projectID: now.nova?.projectID,
                         projectName: now.nova?.projectName, resourceID: resourceID, timestamp: timestamp,
-                        messageID: "", monotonicTime: 0)
-                    meterFields = meterFields ?? encoder.meterFields(values)
-                    cycle = cycle ?? RenderedFields(values, scope: .cycle)
+                        resourceMetadata: .null, messageID: "", monotonicTime: 0)
+                    meterFields = meterFields ?? encoder.meterFields(template)
+                    cycle = cycle ?? RenderedFields(template, scope: .cycle)
                     if resourceFields == nil {
-                        let fields = RenderedFields(values, scope: .resource)
+                        let fields = RenderedFields(template, scope: .resource)
                         domain.resources.append((resourceID, fields))
                         resourceFields = fields
                     }

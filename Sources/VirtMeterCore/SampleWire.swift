@@ -1,7 +1,7 @@
 /// The wire form of a sample, defined once: the keys of ceilometer's sample dict in the order ceilometer writes
 /// them, and how each value is written. The published JSON and the signature (the same values fed in key order
 /// sorted by code point, nested keys flattened as `parent:child`, see `SampleSigner`) both derive from this list
-/// and from `SampleValues.value(of:)`; nothing else writes a sample.
+/// and from `Sample.value(of:)`; nothing else writes a sample.
 package enum SampleField: Int, CaseIterable, Sendable {
     case source, counterName, counterType, counterUnit, counterVolume, userID, userName, projectID, projectName,
          resourceID, timestamp, resourceMetadata, messageID, monotonicTime, messageSignature
@@ -84,40 +84,9 @@ enum WireValue {
     case metadata
 }
 
-/// One sample's top-level values (all but resource_metadata and the signature), ready to be written.
-package struct SampleValues: Sendable {
-    package var source: String
-    package var name: String
-    package var type: SampleType
-    package var unit: String
-    package var volume: Volume
-    package var userID: String?
-    package var userName: String?
-    package var projectID: String?
-    package var projectName: String?
-    package var resourceID: String
-    package var timestamp: String
-    package var messageID: String
-    package var monotonicTime: Double
-
-    package init(source: String, name: String, type: SampleType, unit: String, volume: Volume, userID: String?,
-                userName: String? = nil, projectID: String?, projectName: String? = nil, resourceID: String,
-                timestamp: String, messageID: String, monotonicTime: Double) {
-        self.source = source
-        self.name = name
-        self.type = type
-        self.unit = unit
-        self.volume = volume
-        self.userID = userID
-        self.userName = userName
-        self.projectID = projectID
-        self.projectName = projectName
-        self.resourceID = resourceID
-        self.timestamp = timestamp
-        self.messageID = messageID
-        self.monotonicTime = monotonicTime
-    }
-
+/// How a sample's top-level values are written; resource_metadata is rendered apart (`RenderedMetadata`), the
+/// signature by the encoder.
+extension Sample {
     static func text(_ volume: Volume) -> String {
         switch volume {
         case .int(let value): return String(value)
@@ -242,11 +211,11 @@ package final class RenderedFields: Sendable {
     /// `marks[2f+1]..<marks[2f+2]`. (A domain keeps one of these per disk and interface: kept small.)
     private let marks: [UInt32]
 
-    /// The fields of `scope`, with the values of `values`.
-    package init(_ values: SampleValues, scope: SampleField.Scope) {
+    /// The fields of `scope`, with the values of `sample`.
+    package init(_ sample: Sample, scope: SampleField.Scope) {
         var bytes: [UInt8] = [], marks: [UInt32] = [0]
         for field in SampleField.allCases {
-            let value = field.scope == scope ? values.value(of: field) : nil
+            let value = field.scope == scope ? sample.value(of: field) : nil
             if let value { SampleEncoder.appendJSON(field, value, to: &bytes) }
             marks.append(UInt32(bytes.count))
             if let value { SampleEncoder.appendSigning(field, value, to: &bytes) }
@@ -285,14 +254,16 @@ package struct SampleEncoder: Sendable {
         signingInput.reserveCapacity(4096)
     }
 
-    /// Appends the sample dict of `values` with resource_metadata `metadata` to `out`, signed. Returns false, writing
-    /// nothing, when the sample cannot be written (a NaN or infinite number).
+    /// Appends `sample`, signed, to `out` (its resource_metadata rendered on the way). Returns false, writing
+    /// nothing, when it has a NaN or infinite number.
     @discardableResult
-    package mutating func write(_ values: SampleValues, metadata: RenderedMetadata, to out: inout [UInt8]) -> Bool {
-        write(volume: values.volume, messageID: values.messageID, monotonicTime: values.monotonicTime,
-              shared: Shared(meter: RenderedFields(values, scope: .meter),
-                             resource: RenderedFields(values, scope: .resource),
-                             cycle: RenderedFields(values, scope: .cycle), metadata: metadata), to: &out)
+    package mutating func write(_ sample: Sample, to out: inout [UInt8]) -> Bool {
+        var metadata = RenderedMetadata.empty
+        if case .object(let pairs) = sample.resourceMetadata { metadata = RenderedMetadata(pairs) }
+        return write(volume: sample.volume, messageID: sample.messageID, monotonicTime: sample.monotonicTime,
+                     shared: Shared(meter: RenderedFields(sample, scope: .meter),
+                                    resource: RenderedFields(sample, scope: .resource),
+                                    cycle: RenderedFields(sample, scope: .cycle), metadata: metadata), to: &out)
     }
 
     /// The renderings a sample shares with others.
@@ -319,13 +290,11 @@ package struct SampleEncoder: Sendable {
         }
     }
 
-    /// The meter fields of `values`' meter, rendered the first time the meter is seen (or its type or unit changed).
-    package mutating func meterFields(_ values: SampleValues) -> RenderedFields {
-        if let known = meters[values.name], known.type == values.type, known.unit == values.unit {
-            return known.fields
-        }
-        let fields = RenderedFields(values, scope: .meter)
-        meters[values.name] = (values.type, values.unit, fields)
+    /// The meter fields of `sample`'s meter, rendered the first time the meter is seen (or its type or unit changed).
+    package mutating func meterFields(_ sample: Sample) -> RenderedFields {
+        if let known = knownMeterFields(sample.name, type: sample.type, unit: sample.unit) { return known }
+        let fields = RenderedFields(sample, scope: .meter)
+        meters[sample.name] = (sample.type, sample.unit, fields)
         return fields
     }
 
@@ -343,9 +312,9 @@ package struct SampleEncoder: Sendable {
                                 to out: inout [UInt8]) -> Bool {
         if case .double(let value) = volume, !value.isFinite { return false }
         guard monotonicTime.isFinite else { return false }
-        let volumeText = SampleValues.text(volume), monotonicText = PythonRepr.float(monotonicTime)
+        let volumeText = Sample.text(volume), monotonicText = PythonRepr.float(monotonicTime)
         func own(_ field: SampleField) -> WireValue {
-            SampleValues.own(field, volumeText: volumeText, messageID: messageID, monotonicText: monotonicText)
+            Sample.own(field, volumeText: volumeText, messageID: messageID, monotonicText: monotonicText)
         }
         func append(_ field: SampleField, json: Bool, to out: inout [UInt8]) {
             if let fields = shared.fields(of: field.scope) {
