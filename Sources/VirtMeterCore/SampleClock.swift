@@ -56,6 +56,13 @@ package final class UUIDv1Generator: Sendable {
 
     /// The next UUID, given the wall clock in ns since the Unix epoch.
     package func next(wallNanoseconds: Int64 = SampleClock.wallNanoseconds()) -> String {
+        var text: [UInt8] = []
+        append(wallNanoseconds: wallNanoseconds, to: &text)
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// Appends the next UUID's 36 characters to `out`.
+    package func append(wallNanoseconds: Int64, to out: inout [UInt8]) {
         let gregorianOffset: UInt64 = 0x01B2_1DD2_1381_4000
         let now = UInt64(wallNanoseconds / 100) &+ gregorianOffset
         let ticks = state.withLock { state in
@@ -63,7 +70,7 @@ package final class UUIDv1Generator: Sendable {
             return state.lastTicks
         }
         let timeHigh = (ticks >> 48) & 0x0FFF | 0x1000
-        return String(unsafeUninitializedCapacity: 36) { buffer in
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 36) { buffer in
             let digits: StaticString = "0123456789abcdef"
             var position = 0
             func hex(_ value: UInt64, _ width: Int) {
@@ -85,7 +92,7 @@ package final class UUIDv1Generator: Sendable {
             hex(UInt64(clockSequence | 0x8000), 4)
             dash()
             hex(node, 12)
-            return position
+            out.append(contentsOf: buffer)
         }
     }
 }

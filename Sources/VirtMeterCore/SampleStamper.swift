@@ -98,7 +98,8 @@ package struct SampleStamper: Sendable {
                 let shared = SampleEncoder.Shared(meter: meterFields, resource: resourceFields, cycle: cycle,
                                                   metadata: domain.metadata(with: reading.metadata))
                 let appended = records.append {
-                    encoder.write(volume: reading.volume, messageID: ids.next(wallNanoseconds: wallNanoseconds),
+                    encoder.write(volume: reading.volume,
+                                  messageID: { ids.append(wallNanoseconds: wallNanoseconds, to: &$0) },
                                   monotonicTime: SampleClock.monotonic(), shared: shared, to: &$0)
                 }
                 if appended { written += 1 } else { refused += 1 }

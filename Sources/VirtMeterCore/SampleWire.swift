@@ -78,50 +78,26 @@ enum WireValue {
     case string(String)
     /// JSON `null`; `str()`: `None`.
     case null
-    /// A number whose JSON text and `str()` are the same text (integers plain, floats in Python's repr).
-    case number(String)
-    /// resource_metadata, rendered apart (`RenderedMetadata`).
-    case metadata
 }
 
-/// How a sample's top-level values are written; resource_metadata is rendered apart (`RenderedMetadata`), the
-/// signature by the encoder.
+/// How a sample's shared top-level values are written (scopes meter, resource and cycle); resource_metadata is
+/// rendered apart (`RenderedMetadata`), the sample's own values and the signature by the encoder.
 extension Sample {
-    static func text(_ volume: Volume) -> String {
-        switch volume {
-        case .int(let value): return String(value)
-        case .double(let value): return PythonRepr.float(value)
-        }
-    }
-
-    /// The value of a field of scope `.sample`, given as the text it is written with.
-    static func own(_ field: SampleField, volumeText: String, messageID: String, monotonicText: String) -> WireValue {
-        switch field {
-        case .counterVolume: return .number(volumeText)
-        case .messageID: return .string(messageID)
-        case .monotonicTime: return .number(monotonicText)
-        default: return .null   // the signature: written by the encoder, never signed
-        }
-    }
-
-    func value(of field: SampleField) -> WireValue {
+    /// The value of a shared field; nil for resource_metadata and the sample's own fields.
+    func value(of field: SampleField) -> WireValue? {
         func optional(_ text: String?) -> WireValue { text.map(WireValue.string) ?? .null }
         switch field {
         case .source: return .string(source)
         case .counterName: return .string(name)
         case .counterType: return .string(type.rawValue)
         case .counterUnit: return .string(unit)
-        case .counterVolume, .messageID, .monotonicTime:
-            return Self.own(field, volumeText: Self.text(volume), messageID: messageID,
-                            monotonicText: PythonRepr.float(monotonicTime))
         case .userID: return optional(userID)
         case .userName: return optional(userName)
         case .projectID: return optional(projectID)
         case .projectName: return optional(projectName)
         case .resourceID: return .string(resourceID)
         case .timestamp: return .string(timestamp)
-        case .resourceMetadata: return .metadata
-        case .messageSignature: return .null   // written by the encoder, never signed
+        case .resourceMetadata, .counterVolume, .messageID, .monotonicTime, .messageSignature: return nil
         }
     }
 }
@@ -248,10 +224,13 @@ package struct SampleEncoder: Sendable {
     private var signingInput: [UInt8] = []
     /// The rendered fields of each meter seen so far, by name (with the type and unit they were rendered with).
     private var meters: [String: (type: SampleType, unit: String, fields: RenderedFields)] = [:]
+    /// The own values of the sample being written, reused from sample to sample.
+    private var own = OwnValues()
 
     package init(signer: SampleSigner) {
         self.signer = signer
         signingInput.reserveCapacity(4096)
+        own.bytes.reserveCapacity(128)
     }
 
     /// Appends `sample`, signed, to `out` (its resource_metadata rendered on the way). Returns false, writing
@@ -260,10 +239,11 @@ package struct SampleEncoder: Sendable {
     package mutating func write(_ sample: Sample, to out: inout [UInt8]) -> Bool {
         var metadata = RenderedMetadata.empty
         if case .object(let pairs) = sample.resourceMetadata { metadata = RenderedMetadata(pairs) }
-        return write(volume: sample.volume, messageID: sample.messageID, monotonicTime: sample.monotonicTime,
-                     shared: Shared(meter: RenderedFields(sample, scope: .meter),
-                                    resource: RenderedFields(sample, scope: .resource),
-                                    cycle: RenderedFields(sample, scope: .cycle), metadata: metadata), to: &out)
+        let shared = Shared(meter: RenderedFields(sample, scope: .meter),
+                            resource: RenderedFields(sample, scope: .resource),
+                            cycle: RenderedFields(sample, scope: .cycle), metadata: metadata)
+        return write(volume: sample.volume, messageID: { $0.append(contentsOf: sample.messageID.utf8) },
+                     monotonicTime: sample.monotonicTime, shared: shared, to: &out)
     }
 
     /// The renderings a sample shares with others.
@@ -277,16 +257,6 @@ package struct SampleEncoder: Sendable {
             self.resource = resource
             self.cycle = cycle
             self.metadata = metadata
-        }
-
-        /// The rendered fields of `scope`; nil for resource_metadata and the sample's own fields.
-        func fields(of scope: SampleField.Scope) -> RenderedFields? {
-            switch scope {
-            case .meter: return meter
-            case .resource: return resource
-            case .cycle: return cycle
-            case .metadata, .sample: return nil
-            }
         }
     }
 
@@ -304,31 +274,26 @@ package struct SampleEncoder: Sendable {
         return known.fields
     }
 
-    /// Appends a sample to `out`, signed: its own values, and the renderings it shares. Returns false, writing
-    /// nothing, when a number cannot be written (NaN or infinite: Python's json writes `NaN`, which is not JSON,
-    /// and no consumer could verify it).
+    /// Appends a sample to `out`, signed: its own values (`messageID` appends the message id's bytes), and the
+    /// renderings it shares. Returns false, writing nothing, when a number cannot be written (NaN or infinite:
+    /// Python's json writes `NaN`, which is not JSON, and no consumer could verify it).
     @discardableResult
-    package mutating func write(volume: Volume, messageID: String, monotonicTime: Double, shared: Shared,
-                                to out: inout [UInt8]) -> Bool {
+    package mutating func write(volume: Volume, messageID: (inout [UInt8]) -> Void, monotonicTime: Double,
+                                shared: borrowing Shared, to out: inout [UInt8]) -> Bool {
         if case .double(let value) = volume, !value.isFinite { return false }
         guard monotonicTime.isFinite else { return false }
-        let volumeText = Sample.text(volume), monotonicText = PythonRepr.float(monotonicTime)
-        func own(_ field: SampleField) -> WireValue {
-            Sample.own(field, volumeText: volumeText, messageID: messageID, monotonicText: monotonicText)
+        own.bytes.removeAll(keepingCapacity: true)
+        switch volume {
+        case .int(let value): own.bytes.append(contentsOf: String(value).utf8)
+        case .double(let value): own.bytes.append(contentsOf: PythonRepr.float(value).utf8)
         }
-        func append(_ field: SampleField, json: Bool, to out: inout [UInt8]) {
-            if let fields = shared.fields(of: field.scope) {
-                json ? fields.appendJSON(field, to: &out) : fields.appendSigning(field, to: &out)
-            } else if field.scope == .metadata {
-                if json { out.append(contentsOf: SampleField.keyPrefixes[field.rawValue]) }
-                out.append(contentsOf: json ? shared.metadata.json : shared.metadata.signing)
-            } else {
-                json ? Self.appendJSON(field, own(field), to: &out) : Self.appendSigning(field, own(field), to: &out)
-            }
-        }
+        own.volumeEnd = own.bytes.count
+        messageID(&own.bytes)
+        own.messageIDEnd = own.bytes.count
+        own.bytes.append(contentsOf: PythonRepr.float(monotonicTime).utf8)
         if signer.isSigning {
             signingInput.removeAll(keepingCapacity: true)
-            for field in SampleField.signingOrder { append(field, json: false, to: &signingInput) }
+            for field in SampleField.signingOrder { Self.append(field, json: false, shared, own, to: &signingInput) }
         }
         out.append(UInt8(ascii: "{"))
         for field in SampleField.wireOrder {
@@ -337,7 +302,7 @@ package struct SampleEncoder: Sendable {
                 out.append(UInt8(ascii: " "))
             }
             guard field == .messageSignature else {
-                append(field, json: true, to: &out)
+                Self.append(field, json: true, shared, own, to: &out)
                 continue
             }
             out.append(contentsOf: SampleField.keyPrefixes[field.rawValue])
@@ -349,29 +314,71 @@ package struct SampleEncoder: Sendable {
         return true
     }
 
-    /// `"key": value` as JSON.
+    /// Appends `field` in its JSON form (`"key": value`) or its signing form (`key` + `str(value)`).
+    private static func append(_ field: SampleField, json: Bool, _ shared: borrowing Shared, _ own: borrowing OwnValues,
+                               to out: inout [UInt8]) {
+        let fields: RenderedFields
+        switch field.scope {
+        case .meter: fields = shared.meter
+        case .resource: fields = shared.resource
+        case .cycle: fields = shared.cycle
+        case .metadata:
+            if json { out.append(contentsOf: SampleField.keyPrefixes[field.rawValue]) }
+            out.append(contentsOf: json ? shared.metadata.json : shared.metadata.signing)
+            return
+        case .sample:
+            own.append(field, json: json, to: &out)
+            return
+        }
+        json ? fields.appendJSON(field, to: &out) : fields.appendSigning(field, to: &out)
+    }
+
+    /// Appends `"key": ` and the JSON text of a shared value.
     static func appendJSON(_ field: SampleField, _ value: WireValue, to out: inout [UInt8]) {
         out.append(contentsOf: SampleField.keyPrefixes[field.rawValue])
         switch value {
         case .string(let text): JSONBytes.string(text, to: &out)
         case .null: out.append(contentsOf: "null".utf8)
-        case .number(let text): out.append(contentsOf: text.utf8)
-        case .metadata: break
         }
     }
 
-    /// The key, then Python's `str()` of the value: a field's share of the signature's input.
+    /// Appends the key and Python's `str()` of a shared value, as the signature reads them.
     static func appendSigning(_ field: SampleField, _ value: WireValue, to out: inout [UInt8]) {
         out.append(contentsOf: SampleField.signingKeys[field.rawValue])
         switch value {
-        case .string(let text), .number(let text): out.append(contentsOf: text.utf8)
+        case .string(let text): out.append(contentsOf: text.utf8)
         case .null: out.append(contentsOf: "None".utf8)
-        case .metadata: break
         }
     }
 }
 
-/// JSON text written as bytes.
+/// A sample's own values as the bytes both its forms write, one after the other: the volume and the monotonic time
+/// (the same text in JSON and in Python's `str()`), and the message id between them.
+private struct OwnValues {
+    var bytes: [UInt8] = []
+    var volumeEnd = 0, messageIDEnd = 0
+
+    /// Appends `field` in its JSON form (the message id quoted and escaped) or its signing form. The signature is
+    /// written by the encoder, never signed.
+    func append(_ field: SampleField, json: Bool, to out: inout [UInt8]) {
+        let range: Range<Int>
+        switch field {
+        case .counterVolume: range = 0..<volumeEnd
+        case .messageID: range = volumeEnd..<messageIDEnd
+        case .monotonicTime: range = messageIDEnd..<bytes.count
+        default: return
+        }
+        out.append(contentsOf: json ? SampleField.keyPrefixes[field.rawValue] : SampleField.signingKeys[field.rawValue])
+        bytes.withUnsafeBufferPointer { bytes in
+            let value = UnsafeBufferPointer(rebasing: bytes[range])
+            guard json, field == .messageID else { return out.append(contentsOf: value) }
+            out.append(UInt8(ascii: "\""))
+            JSONBytes.content(value, to: &out)
+            out.append(UInt8(ascii: "\""))
+        }
+    }
+}
+
 enum JSONBytes {
     /// A JSON string: quotes, and escapes for quote, backslash and control characters (UTF-8 passes through, which
     /// decodes to the same string as Python's `\uXXXX` escapes).
@@ -382,7 +389,7 @@ enum JSONBytes {
         out.append(UInt8(ascii: "\""))
     }
 
-    private static func content(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+    static func content(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
         // Most strings need no escape: one append.
         guard bytes.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) else {
             out.append(contentsOf: bytes)

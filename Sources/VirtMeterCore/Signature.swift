@@ -1,36 +1,11 @@
-import Crypto
-
 /// Ceilometer's `message_signature`: lowercase hex HMAC-SHA256 over the sample's leaves, keys sorted by code
 /// point at every level, each leaf fed as its `parent:child` name followed by Python's `str()` of its value.
 package struct SampleSigner: Sendable {
-    /// HMAC-SHA256 keyed with the secret: the hash states after the key's inner and outer pad blocks, copied for
-    /// each signature, so a signature hashes only its message and the inner digest. `SHA256` is not marked Sendable,
-    /// but it is a value whose state is copy-on-write, and these templates are never mutated: sharing is safe.
-    private struct KeyedHMAC: @unchecked Sendable {
-        let inner: SHA256, outer: SHA256
-
-        init(key secret: [UInt8]) {
-            var key = secret.count > SHA256.blockByteCount ? Array(SHA256.hash(data: secret)) : secret
-            key += [UInt8](repeating: 0, count: SHA256.blockByteCount - key.count)
-            var inner = SHA256(), outer = SHA256()
-            inner.update(data: key.map { $0 ^ 0x36 })
-            outer.update(data: key.map { $0 ^ 0x5C })
-            self.inner = inner
-            self.outer = outer
-        }
-
-        func authenticationCode(_ message: UnsafeRawBufferPointer) -> SHA256.Digest {
-            var inner = inner, outer = outer
-            inner.update(bufferPointer: message)
-            inner.finalize().withUnsafeBytes { outer.update(bufferPointer: $0) }
-            return outer.finalize()
-        }
-    }
-    private let secret: KeyedHMAC?
+    private let secret: HMACSHA256?
 
     /// A signer for `secret`; an empty secret signs nothing (the signature is the empty string), as ceilometer does.
     package init(secret: String) {
-        self.secret = secret.isEmpty ? nil : KeyedHMAC(key: Array(secret.utf8))
+        self.secret = secret.isEmpty ? nil : HMACSHA256(key: Array(secret.utf8))
     }
 
     /// Whether this signer produces signatures at all.
@@ -57,7 +32,7 @@ package struct SampleSigner: Sendable {
     /// Appends the signature of `input`, in hex, to `out` (nothing when this signer does not sign).
     func appendSignature(ofInput input: [UInt8], to out: inout [UInt8]) {
         guard let secret else { return }
-        input.withUnsafeBytes { secret.authenticationCode($0) }.withUnsafeBytes { Self.appendHex($0, to: &out) }
+        input.withUnsafeBufferPointer { secret.withCode(of: $0) { Self.appendHex($0, to: &out) } }
     }
 
     /// Whether `message` carries the signature this signer computes for it (constant time comparison).

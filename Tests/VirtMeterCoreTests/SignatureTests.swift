@@ -116,6 +116,61 @@ struct SHA224Tests {
     }
 }
 
+@Suite("SHA-256 and HMAC-SHA256, with the CPU's SHA extensions and in portable C", .serialized)
+struct SHA256Tests {
+    static func hex(_ bytes: [UInt8]) -> String {
+        var text: [UInt8] = []
+        bytes.withUnsafeBytes { SampleSigner.appendHex($0, to: &text) }
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// Runs `body` once with the SHA extensions (where the CPU has them) and once with the portable code.
+    static func onBothPaths(_ body: (String) -> Void) {
+        defer { SHA256.usesHardware = true }
+        SHA256.usesHardware = true
+        if SHA256.usesHardware {
+            body("SHA extensions")
+        } else {
+            print("SHA256Tests: this CPU has no SHA extensions; only the portable code is tested")
+        }
+        SHA256.usesHardware = false
+        #expect(!SHA256.usesHardware)
+        body("portable")
+    }
+
+    @Test("FIPS 180 SHA-256 and RFC 4231 HMAC-SHA256 vectors")
+    func vectors() {
+        Self.onBothPaths { path in
+            #expect(Self.hex(SHA256.digest([])) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                    "\(path)")
+            #expect(Self.hex(SHA256.digest(Array("abc".utf8)))
+                    == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "\(path)")
+            #expect(Self.hex(SHA256.digest(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)))
+                    == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1", "\(path)")
+            // RFC 4231 test case 2, and test case 6 (a key longer than a block is hashed first).
+            #expect(SampleSigner(secret: "Jefe").signature(ofInput: Array("what do ya want for nothing?".utf8))
+                    == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", "\(path)")
+            #expect(Self.hex(HMACSHA256(key: [UInt8](repeating: 0xAA, count: 131)).code(of: Array("Test Using Larger Than Block-Size Key - Hash Key First".utf8)))
+                    == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54", "\(path)")
+        }
+    }
+
+    @Test("both paths give the same digests and codes for every length across the padding's block edges")
+    func pathsAgree() {
+        var generator = SystemRandomNumberGenerator()
+        let messages = (0...300).map { length in (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) } }
+        let key = (0..<40).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        var results: [String: [String]] = [:]
+        Self.onBothPaths { path in
+            results[path] = messages.map { Self.hex(SHA256.digest($0)) + Self.hex(HMACSHA256(key: key).code(of: $0)) }
+        }
+        if let hardware = results["SHA extensions"], let portable = results["portable"] {
+            for (length, (a, b)) in zip(hardware, portable).enumerated() { #expect(a == b, "length \(length)") }
+        }
+        #expect(Set(results["portable"] ?? []).count == messages.count, "every message has its own digest")
+    }
+}
+
 @Suite("the fast sample signature equals the generic walk")
 struct FastSignatureTests {
     @Test("stamped samples, with meters that add and replace metadata keys, verify by the generic walk")

@@ -1,0 +1,183 @@
+// SHA-256 compression: with the SHA extensions (SHA-NI: sha256rnds2, sha256msg1/2) where the CPU has them, else
+// portable C. Each sample is signed over ~1.3 KB (about 21 blocks), so this is most of the signature's cost;
+// written here rather than through a library so that a signature needs no allocation and no copy of the key's
+// states (see Signature.swift).
+#include "virtmeter_sha256.h"
+
+#include <string.h>
+
+static const uint32_t K[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+
+void virtmeter_sha256_init(uint32_t state[8], int sha224) {
+    static const uint32_t iv256[8] = {
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+    };
+    static const uint32_t iv224[8] = {
+        0xc1059ed8, 0x367cd507, 0x3070dd17, 0xf70e5939, 0xffc00b31, 0x68581511, 0x64f98fa7, 0xbefa4fa4,
+    };
+    memcpy(state, sha224 ? iv224 : iv256, 32);
+}
+
+static uint32_t load_be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint32_t rotr(uint32_t x, int n) { return x >> n | x << (32 - n); }
+
+static void blocks_portable(uint32_t state[8], const uint8_t *data, size_t blocks) {
+    for (; blocks > 0; blocks--, data += 64) {
+        uint32_t w[64];
+        for (int t = 0; t < 16; t++) w[t] = load_be32(data + 4 * t);
+        for (int t = 16; t < 64; t++) {
+            uint32_t s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ w[t - 15] >> 3;
+            uint32_t s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ w[t - 2] >> 10;
+            w[t] = w[t - 16] + s0 + w[t - 7] + s1;
+        }
+        uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
+        uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
+        for (int t = 0; t < 64; t++) {
+            uint32_t t1 = h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + K[t] + w[t];
+            uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+            h = g;
+            g = f;
+            f = e;
+            e = d + t1;
+            d = c;
+            c = b;
+            b = a;
+            a = t1 + t2;
+        }
+        state[0] += a;
+        state[1] += b;
+        state[2] += c;
+        state[3] += d;
+        state[4] += e;
+        state[5] += f;
+        state[6] += g;
+        state[7] += h;
+    }
+}
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+
+// The SHA extensions keep the state as two vectors, ABEF and CDGH; each sha256rnds2 does two rounds and each
+// 4-word group of the message schedule past the first four comes from sha256msg1/msg2.
+__attribute__((target("sha,sse4.1,ssse3")))
+static void blocks_hardware(uint32_t state[8], const uint8_t *data, size_t blocks) {
+    const __m128i byteswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i dcba = _mm_loadu_si128((const __m128i *)&state[0]);
+    __m128i hgfe = _mm_loadu_si128((const __m128i *)&state[4]);
+    __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1);
+    __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1B);
+    __m128i abef = _mm_alignr_epi8(cdab, efgh, 8);
+    __m128i cdgh = _mm_blend_epi16(efgh, cdab, 0xF0);
+    for (; blocks > 0; blocks--, data += 64) {
+        const __m128i abef_before = abef, cdgh_before = cdgh;
+        __m128i w[4];
+        // Unrolled, the four schedule vectors stay in registers and the schedule runs ahead of the rounds.
+#pragma clang loop unroll(full)
+        for (int group = 0; group < 16; group++) {
+            __m128i words;
+            if (group < 4) {
+                words = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 16 * group)), byteswap);
+            } else {
+                // W[t] = W[t-16] + s0(W[t-15]) + W[t-7] + s1(W[t-2]), four words at a time.
+                __m128i x0 = w[group & 3], x1 = w[(group + 1) & 3], x2 = w[(group + 2) & 3], x3 = w[(group + 3) & 3];
+                words = _mm_sha256msg1_epu32(x0, x1);
+                words = _mm_add_epi32(words, _mm_alignr_epi8(x3, x2, 4));
+                words = _mm_sha256msg2_epu32(words, x3);
+            }
+            w[group & 3] = words;
+            __m128i message = _mm_add_epi32(words, _mm_loadu_si128((const __m128i *)&K[4 * group]));
+            cdgh = _mm_sha256rnds2_epu32(cdgh, abef, message);
+            abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(message, 0x0E));
+        }
+        abef = _mm_add_epi32(abef, abef_before);
+        cdgh = _mm_add_epi32(cdgh, cdgh_before);
+    }
+    __m128i feba = _mm_shuffle_epi32(abef, 0x1B);
+    __m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+    _mm_storeu_si128((__m128i *)&state[0], _mm_blend_epi16(feba, dchg, 0xF0));
+    _mm_storeu_si128((__m128i *)&state[4], _mm_alignr_epi8(dchg, feba, 8));
+}
+
+static int cpu_has_sha(void) {
+    unsigned int eax, ebx, ecx, edx;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return 0;
+    int sha = (ebx >> 29) & 1;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0;
+    int sse41 = (ecx >> 19) & 1, ssse3 = (ecx >> 9) & 1;
+    return sha && sse41 && ssse3;
+}
+#endif
+
+// -1: not yet known.
+static int use_hardware = -1;
+
+int virtmeter_sha256_hardware(void) {
+#if defined(__x86_64__)
+    if (use_hardware < 0) use_hardware = cpu_has_sha();
+    return use_hardware;
+#else
+    return 0;
+#endif
+}
+
+void virtmeter_sha256_use_hardware(int on) {
+#if defined(__x86_64__)
+    use_hardware = on && cpu_has_sha();
+#else
+    (void)on;
+#endif
+}
+
+void virtmeter_sha256_blocks(uint32_t state[8], const uint8_t *data, size_t blocks) {
+#if defined(__x86_64__)
+    if (virtmeter_sha256_hardware()) {
+        blocks_hardware(state, data, blocks);
+        return;
+    }
+#endif
+    blocks_portable(state, data, blocks);
+}
+
+void virtmeter_sha256_finish(uint32_t state[8], const uint8_t *data, size_t length, uint64_t prefix,
+                             uint8_t digest[32]) {
+    size_t whole = length / 64;
+    virtmeter_sha256_blocks(state, data, whole);
+    size_t rest = length - 64 * whole;
+    uint8_t tail[128] = {0};
+    memcpy(tail, data + 64 * whole, rest);
+    tail[rest] = 0x80;
+    size_t tail_length = rest < 56 ? 64 : 128;
+    uint64_t bits = (prefix + length) * 8;
+    for (int i = 0; i < 8; i++) tail[tail_length - 1 - i] = (uint8_t)(bits >> (8 * i));
+    virtmeter_sha256_blocks(state, tail, tail_length / 64);
+    for (int i = 0; i < 8; i++) {
+        digest[4 * i] = (uint8_t)(state[i] >> 24);
+        digest[4 * i + 1] = (uint8_t)(state[i] >> 16);
+        digest[4 * i + 2] = (uint8_t)(state[i] >> 8);
+        digest[4 * i + 3] = (uint8_t)state[i];
+    }
+}
+
+void virtmeter_hmac_sha256(const uint32_t inner[8], const uint32_t outer[8], const uint8_t *message, size_t length,
+                           uint8_t mac[32]) {
+    uint32_t state[8];
+    uint8_t inner_digest[32];
+    memcpy(state, inner, sizeof state);
+    virtmeter_sha256_finish(state, message, length, 64, inner_digest);
+    memcpy(state, outer, sizeof state);
+    virtmeter_sha256_finish(state, inner_digest, 32, 64, mac);
+}
