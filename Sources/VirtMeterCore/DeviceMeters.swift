@@ -1,4 +1,43 @@
 /// A per-disk meter: one reading per disk, resource `<uuid>-<disk>`, with `disk_name` in the metadata.
+/// What a device's samples carry besides their volume: the resource id and the keys its meters add to the domain's
+/// resource_metadata. Built once where the domain's XML is read (`DomainXML.identifyDevices`) and shared by all the
+/// device's readings, cycle after cycle: a class, so a reading holds a reference, and the stamper finds the
+/// rendering it made for it by that reference.
+package final class DeviceResource: Sendable, Equatable {
+    package let id: String
+    package let metadata: [(String, JSONValue)]
+
+    private init(id: String, metadata: [(String, JSONValue)]) {
+        self.id = id
+        self.metadata = metadata
+    }
+
+    /// A disk's, as ceilometer's: `<uuid>-<target>`, with `disk_name`.
+    package static func disk(_ name: String, domainUUID: String) -> DeviceResource {
+        DeviceResource(id: "\(domainUUID)-\(name)", metadata: [("disk_name", .string(name))])
+    }
+
+    /// A vNIC's, as ceilometer's: the filterref name, else `<name>-<uuid>-<device>`; its name, MAC, filterref,
+    /// filter parameters (with the virtualport's interface id and the bridge) and vNIC name.
+    package static func interface(_ interface: InterfaceStats, domainName: String, domainUUID: String)
+        -> DeviceResource {
+        var parameters = interface.filterParameters.filter { $0.name != "interfaceid" && $0.name != "bridge" }
+            .map { ($0.name, JSONValue.string($0.text)) }
+        parameters.append(("interfaceid", .string(interface.interfaceID)))
+        parameters.append(("bridge", .string(interface.bridge)))
+        let metadata: [(String, JSONValue)] = [
+            ("name", .string(interface.name)), ("mac", .string(interface.mac)), ("fref", .string(interface.filterRef)),
+            ("parameters", .object(parameters)), ("vnic_name", .string(interface.filterRef ?? interface.name)),
+        ]
+        return DeviceResource(id: interface.filterRef ?? "\(domainName)-\(domainUUID)-\(interface.name)",
+                              metadata: metadata)
+    }
+
+    package static func == (lhs: DeviceResource, rhs: DeviceResource) -> Bool {
+        lhs === rhs || (lhs.id == rhs.id && lhs.metadata.elementsEqual(rhs.metadata, by: { $0 == $1 }))
+    }
+}
+
 package struct DiskMeter: Meter {
     package let name: String
     package let type: SampleType
@@ -10,8 +49,8 @@ package struct DiskMeter: Meter {
     package func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
         now.disks.compactMap { disk in
             counter(disk).map {
-                Reading(.counter($0), resourceID: "\(now.uuid)-\(disk.name)",
-                        metadata: [("disk_name", .string(disk.name))])
+                let resource = disk.resource ?? .disk(disk.name, domainUUID: now.uuid)
+                return Reading(.counter($0), resourceID: resource.id, metadata: resource.metadata)
             }
         }
     }
@@ -68,17 +107,8 @@ package struct NetworkMeter: Meter {
                 let before = previous?.interfaces.first(where: { $0.name == interface.name }).flatMap(counter)
                 if let before, value >= before { value -= before } else if before == nil { value = 0 }
             }
-            var parameters = interface.filterParameters.filter { $0.name != "interfaceid" && $0.name != "bridge" }
-                .map { ($0.name, JSONValue.string($0.text)) }
-            parameters.append(("interfaceid", .string(interface.interfaceID)))
-            parameters.append(("bridge", .string(interface.bridge)))
-            let metadata: [(String, JSONValue)] = [
-                ("name", .string(interface.name)), ("mac", .string(interface.mac)),
-                ("fref", .string(interface.filterRef)),
-                ("parameters", .object(parameters)), ("vnic_name", .string(interface.filterRef ?? interface.name)),
-            ]
-            let resourceID = interface.filterRef ?? "\(now.name)-\(now.uuid)-\(interface.name)"
-            return Reading(.counter(value), resourceID: resourceID, metadata: metadata)
+            let resource = interface.resource ?? .interface(interface, domainName: now.name, domainUUID: now.uuid)
+            return Reading(.counter(value), resourceID: resource.id, metadata: resource.metadata)
         }
     }
 }

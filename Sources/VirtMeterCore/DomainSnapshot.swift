@@ -141,6 +141,8 @@ package struct DiskStats: Sendable, Equatable {
     package var capacity: UInt64?
     package var allocation: UInt64?
     package var physical: UInt64?
+    /// The disk's resource id and metadata, when they were built with the domain's XML (else the meters build them).
+    package var resource: DeviceResource?
     package init(name: String) { self.name = name }
 }
 
@@ -163,6 +165,8 @@ package struct InterfaceStats: Sendable, Equatable {
     package var txPackets: UInt64?
     package var txErrors: UInt64?
     package var txDrop: UInt64?
+    /// The vNIC's resource id and metadata, when they were built with the domain's XML (else the meters build them).
+    package var resource: DeviceResource?
     package init(name: String, mac: String? = nil) {
         self.name = name
         self.mac = mac

@@ -28,7 +28,11 @@ package struct SampleStamper: Sendable {
 
         mutating func metadata(with extra: [(String, JSONValue)]) -> RenderedMetadata {
             if extra.isEmpty { return metadata }
-            if let hit = merged.first(where: { $0.extra.elementsEqual(extra, by: { $0.0 == $1.0 && $0.1 == $1.1 }) }) {
+            // A device's keys come in the one array its `DeviceResource` holds: found by its storage first (which
+            // `merged` keeps alive, so no other array can have it), else by content.
+            let storage = extra.withUnsafeBufferPointer { $0.baseAddress }
+            if let hit = merged.first(where: { $0.extra.withUnsafeBufferPointer { $0.baseAddress } == storage })
+                ?? merged.first(where: { $0.extra.elementsEqual(extra, by: { $0.0 == $1.0 && $0.1 == $1.1 }) }) {
                 return hit.metadata
             }
             let new = metadata.merged(with: extra)

@@ -57,14 +57,27 @@ package enum SampleField: Int, CaseIterable, Sendable {
     /// The order the signature visits the keys: sorted by code point, without the signature itself.
     static let signingOrder: [SampleField] = allCases.filter { $0 != .messageSignature }
         .sorted { precedes($0.key, $1.key) }
-    /// `"key": ` for each field, as bytes, by raw value.
-    static let keyPrefixes: [[UInt8]] = allCases.map { field in
-        var bytes: [UInt8] = []
-        JSONBytes.string(field.key, to: &bytes)
-        bytes += Array(": ".utf8)
-        return bytes
+    /// `"key": ` (JSON) and `key` (the signature's input) of each field, in memory that lives as long as the process:
+    /// the encoder copies them for every sample, and an array would be retained and released at each copy.
+    /// Immutable once made.
+    nonisolated(unsafe) private static let keyTable: UnsafeBufferPointer<UnsafeBufferPointer<UInt8>> = {
+        var keys: [UnsafeBufferPointer<UInt8>] = []
+        for field in allCases {
+            var prefix: [UInt8] = []
+            JSONBytes.string(field.key, to: &prefix)
+            prefix += Array(": ".utf8)
+            keys.append(FixedBytes.make(prefix))
+            keys.append(FixedBytes.make(Array(field.key.utf8)))
+        }
+        let table = UnsafeMutableBufferPointer<UnsafeBufferPointer<UInt8>>.allocate(capacity: keys.count)
+        _ = table.initialize(from: keys)
+        return UnsafeBufferPointer(table)
+    }()
+
+    /// The field's key as JSON writes it (`"key": `) or as the signature reads it (`key`).
+    func key(json: Bool) -> UnsafeBufferPointer<UInt8> {
+        Self.keyTable[2 * rawValue + (json ? 0 : 1)]
     }
-    static let signingKeys: [[UInt8]] = allCases.map { Array($0.key.utf8) }
 
     /// Python's ordering of str keys: by code point.
     static func precedes(_ a: String, _ b: String) -> Bool {
@@ -106,7 +119,7 @@ extension Sample {
 /// the bytes it feeds the signature (`resource_metadata:flavor:ram` + `2048`, ...), and the whole dict's of both. A
 /// meter's few extra keys (`cpu_number`, `disk_name`) are merged in once per domain and set of keys (`merged`): they
 /// replace the same key in place or are appended, as Python's `dict.update` does. A class: every sample holds it.
-package final class RenderedMetadata: Sendable {
+package final class RenderedMetadata: @unchecked Sendable {   // immutable: its buffers are written only in init
     struct Entry: Sendable {
         let key: String
         /// `"key": value`.
@@ -117,10 +130,10 @@ package final class RenderedMetadata: Sendable {
 
     /// In dict order.
     private let entries: [Entry]
-    /// The whole dict, `{...}`.
-    let json: [UInt8]
-    /// The signature's input of the whole dict: the entries' in key order.
-    let signing: [UInt8]
+    /// The whole dict, `{...}` (freed with this object).
+    let json: UnsafeBufferPointer<UInt8>
+    /// The signature's input of the whole dict: the entries' in key order (freed with this object).
+    let signing: UnsafeBufferPointer<UInt8>
 
     /// An empty dict.
     package static let empty = RenderedMetadata([])
@@ -154,11 +167,16 @@ package final class RenderedMetadata: Sendable {
         }
         json.append(UInt8(ascii: "}"))
         self.entries = keepEntries ? entries : []
-        self.json = json
+        self.json = FixedBytes.make(json)
         var signing: [UInt8] = []
         signing.reserveCapacity(entries.reduce(0) { $0 + $1.signing.count })
         for entry in entries.sorted(by: { SampleField.precedes($0.key, $1.key) }) { signing += entry.signing }
-        self.signing = signing
+        self.signing = FixedBytes.make(signing)
+    }
+
+    deinit {
+        json.deallocate()
+        signing.deallocate()
     }
 
     /// This dict updated with `extra`'s keys (rendered only: the result is not merged into again).
@@ -179,13 +197,13 @@ package final class RenderedMetadata: Sendable {
 /// Some of a sample's fields, rendered once for all the samples that share them (a meter's, a resource's, a
 /// domain's in one cycle): per field its JSON text (`"key": value`) and its share of the signature's input (the key,
 /// then Python's `str()` of the value).
-package final class RenderedFields: Sendable {
+package final class RenderedFields: @unchecked Sendable {   // immutable: its buffers are written only in init
     /// Per field in raw-value order, its JSON text then its signature input, back to back (nothing for the fields of
-    /// other scopes).
-    private let bytes: [UInt8]
+    /// other scopes). Freed with this object.
+    private let bytes: UnsafeBufferPointer<UInt8>
     /// Where each piece starts in `bytes`: field `f`'s JSON text is `marks[2f]..<marks[2f+1]`, its signature input
     /// `marks[2f+1]..<marks[2f+2]`. (A domain keeps one of these per disk and interface: kept small.)
-    private let marks: [UInt32]
+    private let marks: UnsafeBufferPointer<UInt32>
 
     /// The fields of `scope`, with the values of `sample`.
     package init(_ sample: Sample, scope: SampleField.Scope) {
@@ -197,8 +215,13 @@ package final class RenderedFields: Sendable {
             if let value { SampleEncoder.appendSigning(field, value, to: &bytes) }
             marks.append(UInt32(bytes.count))
         }
-        self.bytes = bytes
-        self.marks = marks
+        self.bytes = FixedBytes.make(bytes)
+        self.marks = FixedBytes.make(marks)
+    }
+
+    deinit {
+        bytes.deallocate()
+        marks.deallocate()
     }
 
     func appendJSON(_ field: SampleField, to out: inout [UInt8]) {
@@ -210,8 +233,7 @@ package final class RenderedFields: Sendable {
     }
 
     private func append(from mark: Int, to out: inout [UInt8]) {
-        let range = Int(marks[mark])..<Int(marks[mark + 1])
-        bytes.withUnsafeBufferPointer { out.append(contentsOf: UnsafeBufferPointer(rebasing: $0[range])) }
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[Int(marks[mark])..<Int(marks[mark + 1])]))
     }
 }
 
@@ -305,7 +327,7 @@ package struct SampleEncoder: Sendable {
                 Self.append(field, json: true, shared, own, to: &out)
                 continue
             }
-            out.append(contentsOf: SampleField.keyPrefixes[field.rawValue])
+            out.append(contentsOf: field.key(json: true))
             out.append(UInt8(ascii: "\""))
             if signer.isSigning { signer.appendSignature(ofInput: signingInput, to: &out) }
             out.append(UInt8(ascii: "\""))
@@ -323,7 +345,7 @@ package struct SampleEncoder: Sendable {
         case .resource: fields = shared.resource
         case .cycle: fields = shared.cycle
         case .metadata:
-            if json { out.append(contentsOf: SampleField.keyPrefixes[field.rawValue]) }
+            if json { out.append(contentsOf: field.key(json: true)) }
             out.append(contentsOf: json ? shared.metadata.json : shared.metadata.signing)
             return
         case .sample:
@@ -335,7 +357,7 @@ package struct SampleEncoder: Sendable {
 
     /// Appends `"key": ` and the JSON text of a shared value.
     static func appendJSON(_ field: SampleField, _ value: WireValue, to out: inout [UInt8]) {
-        out.append(contentsOf: SampleField.keyPrefixes[field.rawValue])
+        out.append(contentsOf: field.key(json: true))
         switch value {
         case .string(let text): JSONBytes.string(text, to: &out)
         case .null: out.append(contentsOf: "null".utf8)
@@ -344,11 +366,21 @@ package struct SampleEncoder: Sendable {
 
     /// Appends the key and Python's `str()` of a shared value, as the signature reads them.
     static func appendSigning(_ field: SampleField, _ value: WireValue, to out: inout [UInt8]) {
-        out.append(contentsOf: SampleField.signingKeys[field.rawValue])
+        out.append(contentsOf: field.key(json: false))
         switch value {
         case .string(let text): out.append(contentsOf: text.utf8)
         case .null: out.append(contentsOf: "None".utf8)
         }
+    }
+}
+
+/// The shared renderings' storage: bytes copied out of an array into memory of their own, which their owner frees.
+/// The encoder reads them for every sample; reading an array's would retain and release it each time.
+enum FixedBytes {
+    static func make<Element>(_ elements: [Element]) -> UnsafeBufferPointer<Element> {
+        let copy = UnsafeMutableBufferPointer<Element>.allocate(capacity: elements.count)
+        _ = copy.initialize(from: elements)
+        return UnsafeBufferPointer(copy)
     }
 }
 
@@ -368,7 +400,7 @@ private struct OwnValues {
         case .monotonicTime: range = messageIDEnd..<bytes.count
         default: return
         }
-        out.append(contentsOf: json ? SampleField.keyPrefixes[field.rawValue] : SampleField.signingKeys[field.rawValue])
+        out.append(contentsOf: field.key(json: json))
         bytes.withUnsafeBufferPointer { bytes in
             let value = UnsafeBufferPointer(rebasing: bytes[range])
             guard json, field == .messageID else { return out.append(contentsOf: value) }

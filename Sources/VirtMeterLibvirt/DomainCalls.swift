@@ -102,7 +102,9 @@ enum DomainCalls {
         }
         defer { free(text) }
         do {
-            return (try DomainXML(parsing: String(cString: text)), nil)
+            var xml = try DomainXML(parsing: String(cString: text))
+            xml.identifyDevices(domainName: domain.name, domainUUID: domain.uuid)
+            return (xml, nil)
         } catch {
             return (DomainXML(), "\(error)")
         }

@@ -27,6 +27,8 @@ package struct DomainXML: Sendable, Equatable {
     /// figures, from boot, for ever).
     package var hasMemballoon = false
     package var balloonStatsPeriod: Int?
+    /// Each disk's resource id and metadata, by target device (`identifyDevices`); the interfaces carry theirs.
+    package var diskResources: [String: DeviceResource] = [:]
 
     /// A domain with nothing known about it.
     package init() {}
@@ -38,6 +40,20 @@ package struct DomainXML: Sendable, Equatable {
             && lhs.osType == rhs.osType && lhs.hasMemballoon == rhs.hasMemballoon
             && lhs.balloonStatsPeriod == rhs.balloonStatsPeriod
             && lhs.interfaces == rhs.interfaces
+    }
+
+    /// Builds the disks' and interfaces' resource ids and metadata, once for as long as this XML is used.
+    package mutating func identifyDevices(domainName: String, domainUUID: String) {
+        diskResources = Dictionary(disks.map { ($0, DeviceResource.disk($0, domainUUID: domainUUID)) },
+                                   uniquingKeysWith: { first, _ in first })
+        for index in interfaces.indices {
+            interfaces[index].resource = .interface(interfaces[index], domainName: domainName, domainUUID: domainUUID)
+        }
+    }
+
+    /// The disks' resources, from `diskResources`.
+    package func identify(_ disks: inout [DiskStats]) {
+        for index in disks.indices { disks[index].resource = diskResources[disks[index].name] }
     }
 
     /// Nova's metadata namespaces, newest first.

@@ -555,7 +555,10 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             calls += 1
             try DomainCalls.readMemoryStats(domain, into: &snapshot)
         }
-        if !bulk.hasBlockGroup { snapshot.disks = try DomainCalls.readDisks(domain, xml.disks, calls: &calls) }
+        if !bulk.hasBlockGroup {
+            snapshot.disks = try DomainCalls.readDisks(domain, xml.disks, calls: &calls)
+            xml.identify(&snapshot.disks)
+        }
         if !bulk.hasInterfaceGroup {
             snapshot.interfaces = try DomainCalls.readInterfaces(domain, xml.interfaces, calls: &calls)
         }
@@ -581,6 +584,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             return nic
         }
         snapshot.disks.removeAll { xml.disksWithoutSource.contains($0.name) }
+        xml.identify(&snapshot.disks)
         for index in snapshot.disks.indices {
             snapshot.disks[index].alignAllocation(qcow2File: xml.qcow2FileDisks.contains(snapshot.disks[index].name))
         }

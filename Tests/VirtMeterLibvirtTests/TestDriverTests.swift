@@ -66,6 +66,12 @@ struct TestDriverTests {
         #expect(db.interfaces.map(\.name) == ["tap1c2d3e4f-22", "tap5a6b7c8d-33"])
         #expect(db.interfaces.map(\.mac) == ["fa:16:3e:44:55:66", "fa:16:3e:77:88:99"])
         #expect(db.disks.allSatisfy { $0.readBytes != nil && $0.writeRequests != nil && $0.capacity != nil })
+        // Each device comes with its resource id and metadata, built once with the XML as the meters would build them.
+        for disk in db.disks { #expect(disk.resource == .disk(disk.name, domainUUID: db.uuid), "\(disk.name)") }
+        for nic in db.interfaces {
+            #expect(nic.resource?.id == "\(db.name)-\(db.uuid)-\(nic.name)")
+            #expect(nic.resource == .interface(nic, domainName: db.name, domainUUID: db.uuid), "\(nic.name)")
+        }
         let info = try runProgram("/usr/bin/virsh", ["-r", "-c", testNodeURI, "domblkinfo", "instance-0000002b", "vdb"])
         #expect(info.stdout.contains("Capacity:       \(db.disks[1].capacity ?? 0)"))
         let plain = try #require(snapshots.first { $0.name == "plain-vm" })
