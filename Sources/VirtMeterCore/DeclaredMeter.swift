@@ -50,6 +50,13 @@ package struct DeclaredMeter: Meter {
     package var type: SampleType { declaration.type }
     package var unit: String { declaration.unit }
     package var summary: String { declaration.summary }
+    package var devices: DeviceGroups {
+        switch declaration.field.group {
+        case "block": return .disks
+        case "net": return .interfaces
+        default: return []
+        }
+    }
 
     package func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
         let field = declaration.field

@@ -39,6 +39,7 @@ package final class DeviceResource: Sendable, Equatable {
 }
 
 package struct DiskMeter: Meter {
+    package let devices = DeviceGroups.disks
     package let name: String
     package let type: SampleType
     package let unit: String
@@ -94,6 +95,7 @@ package enum DiskMeters {
 /// ceilometer's vNIC metadata (`name`, `mac`, `fref`, `parameters`, `vnic_name`). A delta meter reports the change
 /// since the previous poll as ceilometer does: 0 on the first poll, the whole counter after a reset.
 package struct NetworkMeter: Meter {
+    package let devices = DeviceGroups.interfaces
     package let name: String
     package let type: SampleType
     package let unit: String

@@ -5,6 +5,8 @@ package protocol DomainValueMeter: Meter {
 }
 
 extension DomainValueMeter {
+    package var devices: DeviceGroups { [] }
+
     /// The domain's value as one reading; none for a shut-off domain read for its metadata only.
     package func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
         guard !now.metadataOnly else { return [] }
@@ -27,6 +29,7 @@ package enum InstanceMeters {
 /// `cpu`: cumulative guest CPU time in ns, with the vCPU count as `cpu_number`.
 package struct CPUMeter: Meter {
     package let name = "cpu", type = SampleType.cumulative, unit = "ns"
+    package let devices: DeviceGroups = []
     package let summary = "CPU time used by the guest (sum of vCPU time and wait, else the domain's cpu.time)"
     package init() {}
     package func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
@@ -172,6 +175,7 @@ package struct PowerStateMeter: DomainValueMeter {
 package struct FlavorDiskMeter: Meter {
     package let name: String
     package let type = SampleType.gauge, unit = "GiB"
+    package let devices: DeviceGroups = []
     package let summary: String
     let value: @Sendable (Flavor) -> Int
 

@@ -12,11 +12,25 @@ package protocol Meter: Sendable {
     func unavailableReason(_ snapshot: DomainSnapshot) -> String?
     /// Whether ceilometer's compute agent has this meter (false: virtmeter's own, such as `cpu_util`).
     var isCeilometerMeter: Bool { get }
+    /// The devices whose stats the meter reads: libvirt is asked for the disks' and the interfaces' stats only
+    /// while a polled meter reads them. Both unless a meter says otherwise.
+    var devices: DeviceGroups { get }
 }
 
 extension Meter {
     package func unavailableReason(_ snapshot: DomainSnapshot) -> String? { nil }
     package var isCeilometerMeter: Bool { true }
+    package var devices: DeviceGroups { .all }
+}
+
+/// Kinds of devices whose stats a meter reads (`block.*` and `net.*` in libvirt's bulk stats).
+package struct DeviceGroups: OptionSet, Sendable, Hashable {
+    package let rawValue: Int
+    package init(rawValue: Int) { self.rawValue = rawValue }
+
+    package static let disks = DeviceGroups(rawValue: 1)
+    package static let interfaces = DeviceGroups(rawValue: 2)
+    package static let all: DeviceGroups = [.disks, .interfaces]
 }
 
 /// The built-in meters by name.

@@ -67,12 +67,15 @@ package struct StatsField: Sendable, Equatable {
 }
 
 /// The bulk-stats fields the polled declared meters read, and the stats groups they need: what the inspector keeps
-/// (`DomainSnapshot.statsFields`) and adds to its bulk call. Empty when no declared meter is polled.
+/// (`DomainSnapshot.statsFields`) and adds to its bulk call. Empty when no declared meter is polled. Built from the
+/// polled meters, it also says which devices' stats they read (`devices`), which the inspector reads only then.
 package struct StatsFieldRequest: Sendable, Equatable {
     package let patterns: [FieldPattern]
     private let exact: Set<String>
     /// Indexed patterns by their group, for a quick look-up per field.
     private let indexed: [String: [FieldPattern]]
+    /// The devices whose stats the polled meters read (all unless built from the meters).
+    package private(set) var devices = DeviceGroups.all
 
     package init(_ patterns: [FieldPattern]) {
         var unique: [FieldPattern] = []
@@ -85,6 +88,7 @@ package struct StatsFieldRequest: Sendable, Equatable {
     /// The fields the declared meters among `meters` read.
     package init(meters: [any Meter]) {
         self.init(meters.compactMap { ($0 as? DeclaredMeter)?.declaration.field })
+        devices = meters.reduce([]) { $0.union($1.devices) }
     }
 
     /// Nothing: no declared meter is polled.

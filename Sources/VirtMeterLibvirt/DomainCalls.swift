@@ -30,9 +30,13 @@ enum DomainCalls {
         "vm": VIR_DOMAIN_STATS_VM.rawValue,
     ]
 
-    /// The groups asked for when `wanted` are the fields the declared meters read.
+    /// The groups asked for when `wanted` are the fields the declared meters read and the devices the polled meters
+    /// read (the block and interface groups only for those).
     static func groups(_ wanted: StatsFieldRequest) -> UInt32 {
-        wanted.groups.reduce(groups) { $0 | (declaredGroups[$1] ?? 0) }
+        var base = groups
+        if !wanted.devices.contains(.disks) { base &= ~VIR_DOMAIN_STATS_BLOCK.rawValue }
+        if !wanted.devices.contains(.interfaces) { base &= ~VIR_DOMAIN_STATS_INTERFACE.rawValue }
+        return wanted.groups.reduce(base) { $0 | (declaredGroups[$1] ?? 0) }
     }
 
     /// Stats of every running domain (`domains` nil: `virConnectGetAllDomainStats`), or of the given domains

@@ -493,7 +493,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             var fellBack = false
             if !(work.servesGroups ?? (record.stats.cpuTime != nil)) {
                 let before = calls
-                try fillIn(&snapshot, work.domain, record.stats, xml, calls: &calls)
+                try fillIn(&snapshot, work.domain, record.stats, xml, devices: work.wanted.devices, calls: &calls)
                 fellBack = calls > before
                 snapshot.monotonicTime = SampleClock.monotonic()
             }
@@ -518,7 +518,10 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
                 try DomainCalls.readInfo(work.domain, into: &snapshot)
                 snapshot.cpuTime = nil   // ceilometer reports no cpu for a shut-off domain
                 snapshot.balloon.actual = snapshot.memoryKiB
-                snapshot.disks = DomainCalls.readBlockInfo(work.domain, xml.disks, calls: &calls)
+                if work.wanted.devices.contains(.disks) {
+                    snapshot.disks = DomainCalls.readBlockInfo(work.domain, xml.disks, calls: &calls)
+                    xml.identify(&snapshot.disks)
+                }
             }
             return .read(snapshot, xml: readXML, malformedXML: malformed, calls: calls, fellBack: false, record: nil)
         } catch {
@@ -544,9 +547,10 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         snapshot.perf = DomainCalls.perf(domain)
     }
 
-    /// Per-domain calls for the groups the record lacks (drivers that never return them in bulk).
+    /// Per-domain calls for the groups the record lacks (drivers that never return them in bulk); for disks and
+    /// interfaces only when `devices` has them.
     private static func fillIn(_ snapshot: inout DomainSnapshot, _ domain: LibvirtDomain, _ bulk: BulkStats,
-                               _ xml: DomainXML, calls: inout Int) throws(LibvirtError) {
+                               _ xml: DomainXML, devices: DeviceGroups, calls: inout Int) throws(LibvirtError) {
         if bulk.cpuTime == nil || bulk.vcpuCount == nil || bulk.maxMemoryKiB == nil {
             calls += 1
             try DomainCalls.readInfo(domain, into: &snapshot)
@@ -555,11 +559,11 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             calls += 1
             try DomainCalls.readMemoryStats(domain, into: &snapshot)
         }
-        if !bulk.hasBlockGroup {
+        if !bulk.hasBlockGroup, devices.contains(.disks) {
             snapshot.disks = try DomainCalls.readDisks(domain, xml.disks, calls: &calls)
             xml.identify(&snapshot.disks)
         }
-        if !bulk.hasInterfaceGroup {
+        if !bulk.hasInterfaceGroup, devices.contains(.interfaces) {
             snapshot.interfaces = try DomainCalls.readInterfaces(domain, xml.interfaces, calls: &calls)
         }
         dropStaleBalloon(&snapshot, xml)
@@ -631,7 +635,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         }
         var snapshot = Self.snapshot(domain, bulk, xml, readAt: readAt)
         var calls = 0
-        try Self.fillIn(&snapshot, domain, bulk, xml, calls: &calls)
+        try Self.fillIn(&snapshot, domain, bulk, xml, devices: .all, calls: &calls)
         Self.readPerf(&snapshot, domain, bulk, xml, calls: &calls)
         return snapshot
     }

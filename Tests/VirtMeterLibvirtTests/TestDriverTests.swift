@@ -79,6 +79,24 @@ struct TestDriverTests {
         #expect(plain.interfaces.first?.rxPackets != nil)
     }
 
+    @Test("disks' and interfaces' stats are read only while a polled meter reads them")
+    func devicesOnlyWhenPolled() async throws {
+        let hypervisor = try LibvirtHypervisor(uri: testNodeURI)
+        hypervisor.request(StatsFieldRequest(meters: InstanceMeters.all))
+        _ = try await hypervisor.poll()   // reads and caches the XML
+        let core = try await hypervisor.poll()
+        let coreCalls = hypervisor.lastCounters.perDomainCalls
+        #expect(core.count == 4 && core.allSatisfy { $0.disks.isEmpty && $0.interfaces.isEmpty })
+        hypervisor.request(StatsFieldRequest(meters: InstanceMeters.all + DiskMeters.all))
+        let withDisks = try await hypervisor.poll()
+        #expect(withDisks.first { $0.name == "instance-0000002b" }?.disks.map(\.name) == ["vda", "vdb", "vdc"])
+        #expect(withDisks.allSatisfy { $0.interfaces.isEmpty })
+        #expect(hypervisor.lastCounters.perDomainCalls > coreCalls, "the disks' calls are made now")
+        hypervisor.request(StatsFieldRequest(meters: MeterRegistry.builtIn.meters))
+        let all = try await hypervisor.poll()
+        #expect(all.first { $0.name == "plain-vm" }?.interfaces.map(\.name) == ["tap9f8e7d6c-44"])
+    }
+
     @Test("nova metadata is parsed from namespaces 1.1 and 1.0, and absent where nova wrote none")
     func novaMetadata() async throws {
         let snapshots = try await LibvirtHypervisor(uri: testNodeURI, options: InspectionOptions(namesFromNova: true)).poll()
