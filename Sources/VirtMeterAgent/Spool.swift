@@ -120,6 +120,9 @@ package final class Spool: @unchecked Sendable {
     private var headUnsaved = false
     /// Everything before this position has been handed out by `next` (and not yet acknowledged).
     private var readPosition: SpoolPosition
+    /// The mean size of the records last handed out: a read asks for about as many bytes as `maxRecords` of them
+    /// take, so that the bytes past them are not read twice. 0 until a batch was read.
+    private var recordBytesSeen = 0
     /// What `next` may hand out: everything before this position (written and committed).
     private var committed: SpoolPosition
     /// Written since the last commit.
@@ -134,7 +137,7 @@ package final class Spool: @unchecked Sendable {
     private let finished = Atomic(false)
 
     static let headMagic: [UInt8] = Array("VMH1".utf8)
-    /// Bytes read from a segment at a time when handing records out.
+    /// Bytes read from a segment at a time, at most, when handing records out.
     static let readWindow = 2 << 20
 
     /// Opens (or creates) the spool in `configuration.directory`, takes its lock, and recovers what a previous run
@@ -427,7 +430,8 @@ package final class Spool: @unchecked Sendable {
     }
 
     private func read(_ id: UInt64, from position: SpoolPosition, limit: Int, maxRecords: Int) -> ReadResult {
-        var length = min(limit - position.offset, Self.readWindow)
+        let wanted = recordBytesSeen > 0 ? maxRecords * (recordBytesSeen + recordBytesSeen / 8) : Self.readWindow
+        var length = min(limit - position.offset, Self.readWindow, wanted)
         var bytes = Self.readBytes(path(id), offset: position.offset, length: length)
         // A record larger than the window: read it whole.
         if let header = bytes.withUnsafeBytes({ SampleRecords.header(in: $0, at: 0) }),
@@ -465,6 +469,7 @@ package final class Spool: @unchecked Sendable {
             ])
         }
         let end = SpoolPosition(segment: id, offset: position.offset + offset)
+        if !spans.isEmpty { recordBytesSeen = offset / spans.count }
         let nothingInFlight = head == readPosition
         readPosition = end
         guard !spans.isEmpty else {

@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import Synchronization
 import VirtMeterAgent
+import VirtMeterAMQP
 import VirtMeterCore
 import VirtMeterLibvirt
 
@@ -84,6 +85,7 @@ struct BenchmarkCommand: AsyncParsableCommand {
                         rows.append(("daemon+prom", try daemonRow(node: node, domains: count, directory: directory,
                                                                   prometheus: true)))
                     }
+                    try await deleteDaemonQueue()
                 }
                 for (label, row) in rows { print(row.line(domains: count, label: label, floor: floor)) }
                 print(String(format: "%7d  signing (poll all - unsigned): %.2f us per sample", count,
@@ -221,7 +223,7 @@ struct BenchmarkCommand: AsyncParsableCommand {
         let config = directory.appendingPathComponent("virtmeter-\(domains).yaml")
         try "sources:\n  - name: all\n    interval: \(interval)\n    meters: ['*']\n"
             .write(to: polling, atomically: true, encoding: .utf8)
-        let publisher = broker.map { "  - {type: amqp, url: '\($0)', topic: virtmeter-bench-\(getpid())}\n" }
+        let publisher = broker.map { "  - {type: amqp, url: '\($0)', topic: \(daemonTopic)}\n" }
             ?? "  - {type: file, path: '\(directory.path)/published-\(domains).jsonl'}\n"
         try ("libvirt_uri: 'test://\(node.path)'\npolling_file: '\(polling.path)'\nstate_dir: '\(state.path)'\n"
              + "log_level: debug\nsummary_every_cycles: 0\nspool_cap_mib: 4096\nhost: bench-host\n"
@@ -290,6 +292,20 @@ struct BenchmarkCommand: AsyncParsableCommand {
             row.scrapeSeries = scrapes.last!.series
         }
         return row
+    }
+
+    /// The daemon rows' topic on the broker: the daemon declares its queue (as ceilometer's consumers have one), which
+    /// keeps what it published.
+    private var daemonTopic: String { "virtmeter-bench-\(getpid())" }
+
+    /// Deletes the queue the daemon rows filled, so that a benchmark leaves nothing on the broker.
+    private func deleteDaemonQueue() async throws {
+        guard let broker else { return }
+        let url = try AMQPOptions.nodes(broker, passwordFile: nil, option: "--broker")[0]
+        let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(url: url, topic: daemonTopic))
+        try await publisher.connect()
+        try await publisher.deleteQueue()
+        await publisher.close()
     }
 
     /// One GET with curl: its time in ms, the body's size and its `ceilometer_` series lines.
