@@ -1,3 +1,5 @@
+import CChecksum
+
 /// An oslo.messaging notification in its 2.0 envelope, as ceilometer's polling agent puts it on the bus:
 /// `{"oslo.version": "2.0", "oslo.message": "<inner JSON as a string>"}`.
 package struct NotificationEnvelope: Sendable, Equatable {
@@ -96,33 +98,12 @@ package struct NotificationEnvelope: Sendable, Equatable {
         return bytes.count
     }
 
-    /// What `escapeNested` writes for each byte, packed: the two bytes to store (low 16 bits, in memory order) and how
-    /// far to advance (bits 16 on). A plain byte stores itself twice and advances by one (its copy is overwritten by
-    /// the next byte); a quote or backslash stores a backslash before it, and the "\n" between a record's sample
-    /// dicts stores ", "; both advance by two.
-    private static let escapeTable: [UInt32] = (0...255).map { byte in
-        switch UInt8(byte) {
-        case UInt8(ascii: "\""), UInt8(ascii: "\\"): return UInt32(UInt8(ascii: "\\")) | UInt32(byte) << 8 | 2 << 16
-        case 0x0A: return UInt32(UInt8(ascii: ",")) | UInt32(UInt8(ascii: " ")) << 8 | 2 << 16
-        default: return UInt32(byte) | UInt32(byte) << 8 | 1 << 16
-        }
-    }
-
-    /// Writes `json` as the content of a JSON string at `destination` (room for twice its bytes): a backslash before
-    /// every quote and backslash, and ", " for every "\n" (the separator of a record's sample dicts). Returns the
-    /// bytes written. One pass, one store and no branch per byte: this runs over every byte that goes on the bus.
+    /// Writes `json` as the content of a JSON string at `destination` (room for twice its bytes, none written past
+    /// them): a backslash before every quote and backslash, and ", " for every "\n" (the separator of a record's
+    /// sample dicts). Returns the bytes written. This runs over every byte that goes on the bus: the C target expands
+    /// 8 bytes per step with an SSSE3 shuffle (`virtmeter_escape_nested`).
     static func escapeNested(_ json: UnsafeBufferPointer<UInt8>, to destination: UnsafeMutablePointer<UInt8>) -> Int {
-        let out = UnsafeMutableRawPointer(destination)
-        return escapeTable.withUnsafeBufferPointer { table in
-            var position = 0
-            for byte in json {
-                let entry = table[Int(byte)]
-                out.storeBytes(of: UInt16(truncatingIfNeeded: entry).littleEndian, toByteOffset: position,
-                               as: UInt16.self)
-                position &+= Int(entry >> 16)
-            }
-            return position
-        }
+        virtmeter_escape_nested(json.baseAddress, json.count, destination)
     }
 
     /// Reads an AMQP body. Never traps: anything that is not a 2.0 envelope with a well-formed inner message is an
