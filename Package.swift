@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(
             name: "VirtMeterAgentTests",
             dependencies: [
-                "VirtMeterCore", "VirtMeterAgent", "VirtMeterTestSupport",
+                "VirtMeterCore", "VirtMeterAgent", "VirtMeterTestSupport", "CChecksum",
                 .product(name: "Clocks", package: "swift-clocks"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ],
