@@ -1,7 +1,7 @@
 import CSHA256
 
 /// SHA-256 and SHA-224 (FIPS 180-4) over the C compression of `CSHA256` (the CPU's SHA extensions where it has
-/// them). The sample signature uses the compression directly (`SampleSigner`); these are the whole-message forms.
+/// them): whole messages here, and HMAC-SHA256 below for the sample signature (`SampleSigner`).
 enum SHA256 {
     /// Whether the SHA extensions are used (this CPU has them and they are not turned off). Set false, every hash
     /// takes the portable code: for its tests.
@@ -60,6 +60,17 @@ struct HMACSHA256: Sendable {
             withCode(of: message) { code = Array($0) }
         }
         return code
+    }
+
+    /// Calls `body` with the codes of two messages, computed together (`virtmeter_hmac_sha256_pair`).
+    func withCodes(of first: UnsafeBufferPointer<UInt8>, _ second: UnsafeBufferPointer<UInt8>,
+                   _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { codes in
+            virtmeter_hmac_sha256_pair(inner, outer, first.baseAddress, first.count, second.baseAddress, second.count,
+                                       codes.baseAddress, codes.baseAddress! + 32)
+            body(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: codes[..<32])),
+                 UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: codes[32...])))
+        }
     }
 
     /// Calls `body` with the code of `message`, in a buffer of its own.

@@ -78,6 +78,9 @@ package struct SampleStamper: Sendable {
         let timestamp = SampleClock.utcTimestamp(nanoseconds: wallNanoseconds)
         var cycle: RenderedFields?
         var written = 0, refused = 0
+        // Samples are signed two at a time (`SampleEncoder.signPrepared`): the first of a pair waits, prepared in the
+        // encoder's slot 0, for the second; the last one of the domain goes alone.
+        var waiting: SampleEncoder.Shared?
         for meter in meters {
             var meterFields = encoder.knownMeterFields(meter.name, type: meter.type, unit: meter.unit)
             for reading in meter.readings(now, previous: previous) {
@@ -101,13 +104,27 @@ package struct SampleStamper: Sendable {
                 guard let meterFields, let resourceFields, let cycle else { continue }
                 let shared = SampleEncoder.Shared(meter: meterFields, resource: resourceFields, cycle: cycle,
                                                   metadata: domain.metadata(with: reading.metadata))
-                let appended = records.append {
-                    encoder.write(volume: reading.volume,
-                                  messageID: { ids.append(wallNanoseconds: wallNanoseconds, to: &$0) },
-                                  monotonicTime: SampleClock.monotonic(), shared: shared, to: &$0)
+                guard encoder.prepare(waiting == nil ? 0 : 1, volume: reading.volume,
+                                      messageID: { ids.append(wallNanoseconds: wallNanoseconds, to: &$0) },
+                                      monotonicTime: SampleClock.monotonic(), shared: shared) else {
+                    refused += 1
+                    continue
                 }
-                if appended { written += 1 } else { refused += 1 }
+                guard let first = waiting else {
+                    waiting = shared
+                    continue
+                }
+                encoder.signPrepared(2)
+                records.append { encoder.writePrepared(0, shared: first, to: &$0); return true }
+                records.append { encoder.writePrepared(1, shared: shared, to: &$0); return true }
+                written += 2
+                waiting = nil
             }
+        }
+        if let last = waiting {
+            encoder.signPrepared(1)
+            records.append { encoder.writePrepared(0, shared: last, to: &$0); return true }
+            written += 1
         }
         return (written, refused)
     }

@@ -242,17 +242,26 @@ package final class RenderedFields: @unchecked Sendable {   // immutable: its bu
 /// in the wire order and, for the signature, the signing order of `SampleField`.
 package struct SampleEncoder: Sendable {
     package let signer: SampleSigner
-    /// The signature's input, reused from sample to sample.
-    private var signingInput: [UInt8] = []
     /// The rendered fields of each meter seen so far, by name (with the type and unit they were rendered with).
     private var meters: [String: (type: SampleType, unit: String, fields: RenderedFields)] = [:]
-    /// The own values of the sample being written, reused from sample to sample.
-    private var own = OwnValues()
+    /// The samples prepared and not yet written, at most two (signed together), reused from sample to sample.
+    private var first = Prepared(), second = Prepared()
+
+    /// A sample between `prepare` and `writePrepared`: its own values, its signature's input and its signature.
+    private struct Prepared {
+        var own = OwnValues()
+        var signingInput: [UInt8] = []
+        var signature: [UInt8] = []
+
+        init() {
+            own.bytes.reserveCapacity(128)
+            signingInput.reserveCapacity(4096)
+            signature.reserveCapacity(64)
+        }
+    }
 
     package init(signer: SampleSigner) {
         self.signer = signer
-        signingInput.reserveCapacity(4096)
-        own.bytes.reserveCapacity(128)
     }
 
     /// Appends `sample`, signed, to `out` (its resource_metadata rendered on the way). Returns false, writing
@@ -302,21 +311,62 @@ package struct SampleEncoder: Sendable {
     @discardableResult
     package mutating func write(volume: Volume, messageID: (inout [UInt8]) -> Void, monotonicTime: Double,
                                 shared: borrowing Shared, to out: inout [UInt8]) -> Bool {
+        guard prepare(0, volume: volume, messageID: messageID, monotonicTime: monotonicTime, shared: shared) else {
+            return false
+        }
+        signPrepared(1)
+        writePrepared(0, shared: shared, to: &out)
+        return true
+    }
+
+    /// Prepares a sample in `slot` (0 or 1), as `write` would write it: renders its own values and its signature's
+    /// input. Returns false when a number cannot be written (see `write`). Then `signPrepared` and `writePrepared`.
+    package mutating func prepare(_ slot: Int, volume: Volume, messageID: (inout [UInt8]) -> Void,
+                                  monotonicTime: Double, shared: borrowing Shared) -> Bool {
         if case .double(let value) = volume, !value.isFinite { return false }
         guard monotonicTime.isFinite else { return false }
-        own.bytes.removeAll(keepingCapacity: true)
+        if slot == 0 {
+            Self.prepare(&first, volume, messageID, monotonicTime, shared, signing: signer.isSigning)
+        } else {
+            Self.prepare(&second, volume, messageID, monotonicTime, shared, signing: signer.isSigning)
+        }
+        return true
+    }
+
+    private static func prepare(_ sample: inout Prepared, _ volume: Volume, _ messageID: (inout [UInt8]) -> Void,
+                                _ monotonicTime: Double, _ shared: borrowing Shared, signing: Bool) {
+        sample.own.bytes.removeAll(keepingCapacity: true)
         switch volume {
-        case .int(let value): own.bytes.append(contentsOf: String(value).utf8)
-        case .double(let value): own.bytes.append(contentsOf: PythonRepr.float(value).utf8)
+        case .int(let value): sample.own.bytes.append(contentsOf: String(value).utf8)
+        case .double(let value): sample.own.bytes.append(contentsOf: PythonRepr.float(value).utf8)
         }
-        own.volumeEnd = own.bytes.count
-        messageID(&own.bytes)
-        own.messageIDEnd = own.bytes.count
-        own.bytes.append(contentsOf: PythonRepr.float(monotonicTime).utf8)
-        if signer.isSigning {
-            signingInput.removeAll(keepingCapacity: true)
-            for field in SampleField.signingOrder { Self.append(field, json: false, shared, own, to: &signingInput) }
+        sample.own.volumeEnd = sample.own.bytes.count
+        messageID(&sample.own.bytes)
+        sample.own.messageIDEnd = sample.own.bytes.count
+        sample.own.bytes.append(contentsOf: PythonRepr.float(monotonicTime).utf8)
+        sample.signingInput.removeAll(keepingCapacity: true)
+        guard signing else { return }
+        for field in SampleField.signingOrder {
+            append(field, json: false, shared, sample.own, to: &sample.signingInput)
         }
+    }
+
+    /// Signs the samples prepared in the first `count` slots (1 or 2): two are signed together, which costs about
+    /// what one does (`SampleSigner.appendSignatures`).
+    package mutating func signPrepared(_ count: Int) {
+        first.signature.removeAll(keepingCapacity: true)
+        second.signature.removeAll(keepingCapacity: true)
+        if count == 2 {
+            signer.appendSignatures(ofInputs: first.signingInput, second.signingInput, to: &first.signature,
+                                    &second.signature)
+        } else {
+            signer.appendSignature(ofInput: first.signingInput, to: &first.signature)
+        }
+    }
+
+    /// Appends the sample prepared and signed in `slot`, with the renderings it was prepared with, to `out`.
+    package func writePrepared(_ slot: Int, shared: borrowing Shared, to out: inout [UInt8]) {
+        let sample = slot == 0 ? first : second
         out.append(UInt8(ascii: "{"))
         for field in SampleField.wireOrder {
             if field != .source {
@@ -324,16 +374,15 @@ package struct SampleEncoder: Sendable {
                 out.append(UInt8(ascii: " "))
             }
             guard field == .messageSignature else {
-                Self.append(field, json: true, shared, own, to: &out)
+                Self.append(field, json: true, shared, sample.own, to: &out)
                 continue
             }
             out.append(contentsOf: field.key(json: true))
             out.append(UInt8(ascii: "\""))
-            if signer.isSigning { signer.appendSignature(ofInput: signingInput, to: &out) }
+            out.append(contentsOf: sample.signature)
             out.append(UInt8(ascii: "\""))
         }
         out.append(UInt8(ascii: "}"))
-        return true
     }
 
     /// Appends `field` in its JSON form (`"key": value`) or its signing form (`key` + `str(value)`).

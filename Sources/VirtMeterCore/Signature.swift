@@ -35,6 +35,21 @@ package struct SampleSigner: Sendable {
         input.withUnsafeBufferPointer { secret.withCode(of: $0) { Self.appendHex($0, to: &out) } }
     }
 
+    /// Appends the signatures of two inputs, computed together (two SHA-256 streams side by side), as
+    /// `appendSignature` would append each.
+    func appendSignatures(ofInputs first: [UInt8], _ second: [UInt8], to firstOut: inout [UInt8],
+                          _ secondOut: inout [UInt8]) {
+        guard let secret else { return }
+        first.withUnsafeBufferPointer { first in
+            second.withUnsafeBufferPointer { second in
+                secret.withCodes(of: first, second) { firstCode, secondCode in
+                    Self.appendHex(firstCode, to: &firstOut)
+                    Self.appendHex(secondCode, to: &secondOut)
+                }
+            }
+        }
+    }
+
     /// Whether `message` carries the signature this signer computes for it (constant time comparison).
     package func verify(_ message: JSONValue) -> Bool {
         guard let claimed = message["message_signature"]?.stringValue else { return false }

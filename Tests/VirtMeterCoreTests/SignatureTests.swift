@@ -155,6 +155,31 @@ struct SHA256Tests {
         }
     }
 
+    @Test("two messages signed together get the codes each gets alone, whatever their lengths")
+    func pairs() {
+        var generator = SystemRandomNumberGenerator()
+        let messages = stride(from: 0, through: 420, by: 7).map { length in
+            (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        }
+        let hmac = HMACSHA256(key: Array("a telemetry secret".utf8))
+        Self.onBothPaths { path in
+            var mismatches = 0
+            for first in messages {
+                for second in messages.shuffled(using: &generator).prefix(12) {
+                    first.withUnsafeBufferPointer { first in
+                        second.withUnsafeBufferPointer { second in
+                            hmac.withCodes(of: first, second) { firstCode, secondCode in
+                                if Array(firstCode) != hmac.code(of: Array(first))
+                                    || Array(secondCode) != hmac.code(of: Array(second)) { mismatches += 1 }
+                            }
+                        }
+                    }
+                }
+            }
+            #expect(mismatches == 0, "\(path)")
+        }
+    }
+
     @Test("both paths give the same digests and codes for every length across the padding's block edges")
     func pathsAgree() {
         var generator = SystemRandomNumberGenerator()
