@@ -32,6 +32,31 @@ package enum PythonRepr {
         return out
     }
 
+    /// Appends `repr(value)` of an integer.
+    static func append<Sink: ByteSink>(_ value: Int64, to out: inout Sink) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var magnitude = value.magnitude, start = digits.count
+            repeat {
+                start -= 1
+                digits[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            if value < 0 { out.add(UInt8(ascii: "-")) }
+            out.add(UnsafeBufferPointer(rebasing: digits[start...]))
+        }
+    }
+
+    /// Appends `repr(value)` of a float (`float` as bytes): a whole number below 1e16 straight from its digits.
+    static func append<Sink: ByteSink>(_ value: Double, to out: inout Sink) {
+        guard value != 0, value.magnitude < 1e16, value.rounded(.towardZero) == value else {
+            var text = float(value)
+            return text.withUTF8 { out.add($0) }
+        }
+        append(Int64(value), to: &out)
+        out.add(UInt8(ascii: "."))
+        out.add(UInt8(ascii: "0"))
+    }
+
     /// Sign, significant digits and decimal point position (value = 0.DIGITS × 10^position) of the shortest
     /// round-tripping representation, taken from Swift's own shortest formatting.
     static func shortestDigits(_ value: Double) -> (Bool, String, Int) {

@@ -45,13 +45,19 @@ package final class UUIDv1Generator: Sendable {
         var lastTicks: UInt64 = 0
     }
     private let state = Mutex(State())
-    private let clockSequence: UInt16
-    private let node: UInt64
+    /// The UUID's last two groups, the same in every UUID: `-` clock sequence (variant 10) `-` node.
+    private let tail: [UInt8]
 
     package init() {
         var rng = SystemRandomNumberGenerator()
-        clockSequence = UInt16.random(in: 0...0x3FFF, using: &rng)
-        node = (UInt64.random(in: 0...0xFFFF_FFFF_FFFF, using: &rng)) | 0x0100_0000_0000
+        let clockSequence = UInt16.random(in: 0...0x3FFF, using: &rng)
+        let node = (UInt64.random(in: 0...0xFFFF_FFFF_FFFF, using: &rng)) | 0x0100_0000_0000
+        var tail = [UInt8](repeating: UInt8(ascii: "-"), count: Self.length - 18)
+        tail.withUnsafeMutableBufferPointer { tail in
+            Self.writeHex(UInt64(clockSequence | 0x8000), digits: 4, to: tail.baseAddress! + 1)
+            Self.writeHex(node, digits: 12, to: tail.baseAddress! + 6)
+        }
+        self.tail = tail
     }
 
     /// The next UUID, given the wall clock in ns since the Unix epoch.
@@ -63,36 +69,36 @@ package final class UUIDv1Generator: Sendable {
 
     /// Appends the next UUID's 36 characters to `out`.
     package func append(wallNanoseconds: Int64, to out: inout [UInt8]) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Self.length) { text in
+            write(wallNanoseconds: wallNanoseconds, to: text.baseAddress!)
+            out.append(contentsOf: text)
+        }
+    }
+
+    /// A UUID's length in characters.
+    package static let length = 36
+
+    /// Writes the next UUID's 36 characters at `out`.
+    package func write(wallNanoseconds: Int64, to out: UnsafeMutablePointer<UInt8>) {
         let gregorianOffset: UInt64 = 0x01B2_1DD2_1381_4000
         let now = UInt64(wallNanoseconds / 100) &+ gregorianOffset
         let ticks = state.withLock { state in
             state.lastTicks = max(now, state.lastTicks + 1)
             return state.lastTicks
         }
-        let timeHigh = (ticks >> 48) & 0x0FFF | 0x1000
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 36) { buffer in
-            let digits: StaticString = "0123456789abcdef"
-            var position = 0
-            func hex(_ value: UInt64, _ width: Int) {
-                for shift in stride(from: (width - 1) * 4, through: 0, by: -4) {
-                    buffer[position] = digits.utf8Start[Int((value >> UInt64(shift)) & 0xF)]
-                    position += 1
-                }
-            }
-            func dash() {
-                buffer[position] = UInt8(ascii: "-")
-                position += 1
-            }
-            hex(ticks & 0xFFFF_FFFF, 8)
-            dash()
-            hex((ticks >> 32) & 0xFFFF, 4)
-            dash()
-            hex(timeHigh, 4)
-            dash()
-            hex(UInt64(clockSequence | 0x8000), 4)
-            dash()
-            hex(node, 12)
-            out.append(contentsOf: buffer)
+        Self.writeHex(ticks & 0xFFFF_FFFF, digits: 8, to: out)
+        out[8] = UInt8(ascii: "-")
+        Self.writeHex((ticks >> 32) & 0xFFFF, digits: 4, to: out + 9)
+        out[13] = UInt8(ascii: "-")
+        Self.writeHex((ticks >> 48) & 0x0FFF | 0x1000, digits: 4, to: out + 14)
+        tail.withUnsafeBufferPointer { (out + 18).update(from: $0.baseAddress!, count: $0.count) }
+    }
+
+    /// Writes `value`'s low `digits` hex digits at `out`.
+    private static func writeHex(_ value: UInt64, digits: Int, to out: UnsafeMutablePointer<UInt8>) {
+        let hex: StaticString = "0123456789abcdef"
+        for index in 0..<digits {
+            out[index] = hex.utf8Start[Int((value >> UInt64(4 * (digits - 1 - index))) & 0xF)]
         }
     }
 }

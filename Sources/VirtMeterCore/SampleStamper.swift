@@ -80,10 +80,15 @@ package struct SampleStamper: Sendable {
         var written = 0, refused = 0
         // Samples are signed two at a time (`SampleEncoder.signPrepared`): the first of a pair waits, prepared in the
         // encoder's slot 0, for the second; the last one of the domain goes alone.
-        var waiting: SampleEncoder.Shared?
+        var waiting = false
         for meter in meters {
             var meterFields = encoder.knownMeterFields(meter.name, type: meter.type, unit: meter.unit)
             for reading in meter.readings(now, previous: previous) {
+                // The monotonic time is the snapshot's, as ceilometer's is the time the instance was inspected.
+                guard now.monotonicTime.isFinite else {
+                    refused += 1
+                    continue
+                }
                 let resourceID = reading.resourceID ?? now.uuid
                 var resourceFields = domain.resource(resourceID)
                 if meterFields == nil || resourceFields == nil || cycle == nil {
@@ -92,7 +97,7 @@ package struct SampleStamper: Sendable {
                         source: source, name: meter.name, type: meter.type, unit: meter.unit, volume: reading.volume,
                         userID: now.nova?.userID, userName: now.nova?.userName, projectID: now.nova?.projectID,
                         projectName: now.nova?.projectName, resourceID: resourceID, timestamp: timestamp,
-                        resourceMetadata: .null, messageID: "", monotonicTime: 0)
+                        resourceMetadata: .null, messageID: "", monotonicTime: now.monotonicTime)
                     meterFields = meterFields ?? encoder.meterFields(template)
                     cycle = cycle ?? RenderedFields(template, scope: .cycle)
                     if resourceFields == nil {
@@ -104,26 +109,29 @@ package struct SampleStamper: Sendable {
                 guard let meterFields, let resourceFields, let cycle else { continue }
                 let shared = SampleEncoder.Shared(meter: meterFields, resource: resourceFields, cycle: cycle,
                                                   metadata: domain.metadata(with: reading.metadata))
-                guard encoder.prepare(waiting == nil ? 0 : 1, volume: reading.volume,
-                                      messageID: { ids.append(wallNanoseconds: wallNanoseconds, to: &$0) },
-                                      monotonicTime: SampleClock.monotonic(), shared: shared) else {
+                let prepared = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: UUIDv1Generator.length) { id in
+                    ids.write(wallNanoseconds: wallNanoseconds, to: id.baseAddress!)
+                    return encoder.prepare(waiting ? 1 : 0, volume: reading.volume,
+                                           messageID: UnsafeBufferPointer(id), shared: shared)
+                }
+                guard prepared else {
                     refused += 1
                     continue
                 }
-                guard let first = waiting else {
-                    waiting = shared
+                guard waiting else {
+                    waiting = true
                     continue
                 }
                 encoder.signPrepared(2)
-                records.append { encoder.writePrepared(0, shared: first, to: &$0); return true }
-                records.append { encoder.writePrepared(1, shared: shared, to: &$0); return true }
+                records.append { encoder.writePrepared(0, to: &$0); return true }
+                records.append { encoder.writePrepared(1, to: &$0); return true }
                 written += 2
-                waiting = nil
+                waiting = false
             }
         }
-        if let last = waiting {
+        if waiting {
             encoder.signPrepared(1)
-            records.append { encoder.writePrepared(0, shared: last, to: &$0); return true }
+            records.append { encoder.writePrepared(0, to: &$0); return true }
             written += 1
         }
         return (written, refused)

@@ -33,11 +33,12 @@ package enum SampleField: Int, CaseIterable, Sendable {
         case meter
         /// The same for every sample about one resource of a domain: owner ids and the resource id.
         case resource
-        /// The same for every sample of a domain in a cycle: the timestamp.
+        /// The same for every sample of a domain in a cycle: the timestamp, and the monotonic time the domain was read
+        /// at (ceilometer's `polled_time`: one per instance inspected).
         case cycle
         /// resource_metadata, rendered apart (`RenderedMetadata`).
         case metadata
-        /// The sample's own: its volume, message id, monotonic time and signature.
+        /// The sample's own: its volume, message id and signature.
         case sample
     }
 
@@ -46,9 +47,9 @@ package enum SampleField: Int, CaseIterable, Sendable {
         switch self {
         case .source, .counterName, .counterType, .counterUnit: return .meter
         case .userID, .userName, .projectID, .projectName, .resourceID: return .resource
-        case .timestamp: return .cycle
+        case .timestamp, .monotonicTime: return .cycle
         case .resourceMetadata: return .metadata
-        case .counterVolume, .messageID, .monotonicTime, .messageSignature: return .sample
+        case .counterVolume, .messageID, .messageSignature: return .sample
         }
     }
 
@@ -74,6 +75,9 @@ package enum SampleField: Int, CaseIterable, Sendable {
         return UnsafeBufferPointer(table)
     }()
 
+    /// The bytes of every key, both forms.
+    static let keyBytes = keyTable.reduce(0) { $0 + $1.count }
+
     /// The field's key as JSON writes it (`"key": `) or as the signature reads it (`key`).
     func key(json: Bool) -> UnsafeBufferPointer<UInt8> {
         Self.keyTable[2 * rawValue + (json ? 0 : 1)]
@@ -91,6 +95,8 @@ enum WireValue {
     case string(String)
     /// JSON `null`; `str()`: `None`.
     case null
+    /// A number's text, the same in JSON and in `str()`.
+    case number(String)
 }
 
 /// How a sample's shared top-level values are written (scopes meter, resource and cycle); resource_metadata is
@@ -110,7 +116,8 @@ extension Sample {
         case .projectName: return optional(projectName)
         case .resourceID: return .string(resourceID)
         case .timestamp: return .string(timestamp)
-        case .resourceMetadata, .counterVolume, .messageID, .monotonicTime, .messageSignature: return nil
+        case .monotonicTime: return .number(PythonRepr.float(monotonicTime))
+        case .resourceMetadata, .counterVolume, .messageID, .messageSignature: return nil
         }
     }
 }
@@ -130,8 +137,12 @@ package final class RenderedMetadata: @unchecked Sendable {   // immutable: its 
 
     /// In dict order.
     private let entries: [Entry]
-    /// The whole dict, `{...}` (freed with this object).
-    let json: UnsafeBufferPointer<UInt8>
+    /// `"resource_metadata": ` and the whole dict, as a sample's JSON has it (freed with this object).
+    let jsonPiece: UnsafeBufferPointer<UInt8>
+    /// The whole dict, `{...}` (within `jsonPiece`).
+    var json: UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(rebasing: jsonPiece[SampleField.resourceMetadata.key(json: true).count...])
+    }
     /// The signature's input of the whole dict: the entries' in key order (freed with this object).
     let signing: UnsafeBufferPointer<UInt8>
 
@@ -158,8 +169,8 @@ package final class RenderedMetadata: @unchecked Sendable {   // immutable: its 
     /// domain keeps one per device for every cycle.
     private init(entries: [Entry], keepEntries: Bool = true) {
         // Sized exactly: a domain keeps these for every cycle, thousands of domains at once.
-        var json: [UInt8] = []
-        json.reserveCapacity(entries.reduce(2 + 2 * max(0, entries.count - 1)) { $0 + $1.json.count })
+        var json = Array(SampleField.resourceMetadata.key(json: true))
+        json.reserveCapacity(json.count + entries.reduce(2 + 2 * max(0, entries.count - 1)) { $0 + $1.json.count })
         json.append(UInt8(ascii: "{"))
         for (index, entry) in entries.enumerated() {
             if index > 0 { json += Array(", ".utf8) }
@@ -167,7 +178,7 @@ package final class RenderedMetadata: @unchecked Sendable {   // immutable: its 
         }
         json.append(UInt8(ascii: "}"))
         self.entries = keepEntries ? entries : []
-        self.json = FixedBytes.make(json)
+        jsonPiece = FixedBytes.make(json)
         var signing: [UInt8] = []
         signing.reserveCapacity(entries.reduce(0) { $0 + $1.signing.count })
         for entry in entries.sorted(by: { SampleField.precedes($0.key, $1.key) }) { signing += entry.signing }
@@ -175,7 +186,7 @@ package final class RenderedMetadata: @unchecked Sendable {   // immutable: its 
     }
 
     deinit {
-        json.deallocate()
+        jsonPiece.deallocate()
         signing.deallocate()
     }
 
@@ -224,17 +235,14 @@ package final class RenderedFields: @unchecked Sendable {   // immutable: its bu
         marks.deallocate()
     }
 
-    func appendJSON(_ field: SampleField, to out: inout [UInt8]) {
-        append(from: 2 * field.rawValue, to: &out)
+    /// Field `field`'s JSON text (`"key": value`) or its signature input (empty for the fields of other scopes).
+    func piece(_ field: SampleField, json: Bool) -> UnsafeBufferPointer<UInt8> {
+        let mark = 2 * field.rawValue + (json ? 0 : 1)
+        return UnsafeBufferPointer(rebasing: bytes[Int(marks[mark])..<Int(marks[mark + 1])])
     }
 
-    func appendSigning(_ field: SampleField, to out: inout [UInt8]) {
-        append(from: 2 * field.rawValue + 1, to: &out)
-    }
-
-    private func append(from mark: Int, to out: inout [UInt8]) {
-        out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[Int(marks[mark])..<Int(marks[mark + 1])]))
-    }
+    /// The bytes of every piece, both forms.
+    var byteCount: Int { bytes.count }
 }
 
 /// Writes samples as their final JSON bytes, signed: the one place a sample becomes what goes on the bus. A sample
@@ -247,17 +255,12 @@ package struct SampleEncoder: Sendable {
     /// The samples prepared and not yet written, at most two (signed together), reused from sample to sample.
     private var first = Prepared(), second = Prepared()
 
-    /// A sample between `prepare` and `writePrepared`: its own values, its signature's input and its signature.
+    /// A sample between `prepare` and `writePrepared`: its JSON text, which `prepare` writes up to the signature's
+    /// value and `signPrepared` finishes, and its signature's input.
     private struct Prepared {
         var own = OwnValues()
-        var signingInput: [UInt8] = []
-        var signature: [UInt8] = []
-
-        init() {
-            own.bytes.reserveCapacity(128)
-            signingInput.reserveCapacity(4096)
-            signature.reserveCapacity(64)
-        }
+        var json = ScratchBytes()
+        var signingInput = ScratchBytes()
     }
 
     package init(signer: SampleSigner) {
@@ -268,19 +271,23 @@ package struct SampleEncoder: Sendable {
     /// nothing, when it has a NaN or infinite number.
     @discardableResult
     package mutating func write(_ sample: Sample, to out: inout [UInt8]) -> Bool {
+        guard sample.monotonicTime.isFinite else { return false }
         var metadata = RenderedMetadata.empty
         if case .object(let pairs) = sample.resourceMetadata { metadata = RenderedMetadata(pairs) }
         let shared = Shared(meter: RenderedFields(sample, scope: .meter),
                             resource: RenderedFields(sample, scope: .resource),
                             cycle: RenderedFields(sample, scope: .cycle), metadata: metadata)
-        return write(volume: sample.volume, messageID: { $0.append(contentsOf: sample.messageID.utf8) },
-                     monotonicTime: sample.monotonicTime, shared: shared, to: &out)
+        return Array(sample.messageID.utf8).withUnsafeBufferPointer {
+            write(volume: sample.volume, messageID: $0, shared: shared, to: &out)
+        }
     }
 
     /// The renderings a sample shares with others.
     package struct Shared {
         let meter: RenderedFields, resource: RenderedFields, cycle: RenderedFields
         let metadata: RenderedMetadata
+        /// Bytes enough for a sample's JSON text or signature input, but for its own values.
+        let bound: Int
 
         package init(meter: RenderedFields, resource: RenderedFields, cycle: RenderedFields,
                      metadata: RenderedMetadata) {
@@ -288,6 +295,8 @@ package struct SampleEncoder: Sendable {
             self.resource = resource
             self.cycle = cycle
             self.metadata = metadata
+            bound = meter.byteCount + resource.byteCount + cycle.byteCount + metadata.jsonPiece.count
+                + metadata.signing.count + SampleField.keyBytes + 2 * SampleField.allCases.count + 2
         }
     }
 
@@ -305,103 +314,89 @@ package struct SampleEncoder: Sendable {
         return known.fields
     }
 
-    /// Appends a sample to `out`, signed: its own values (`messageID` appends the message id's bytes), and the
-    /// renderings it shares. Returns false, writing nothing, when a number cannot be written (NaN or infinite:
-    /// Python's json writes `NaN`, which is not JSON, and no consumer could verify it).
+    /// Appends a sample to `out`, signed: its own values (the message id's bytes unescaped), and the renderings it
+    /// shares. Returns false, writing nothing, when its volume cannot be written (NaN or infinite: Python's json
+    /// writes `NaN`, which is not JSON, and no consumer could verify it).
     @discardableResult
-    package mutating func write(volume: Volume, messageID: (inout [UInt8]) -> Void, monotonicTime: Double,
-                                shared: borrowing Shared, to out: inout [UInt8]) -> Bool {
-        guard prepare(0, volume: volume, messageID: messageID, monotonicTime: monotonicTime, shared: shared) else {
-            return false
-        }
+    package mutating func write(volume: Volume, messageID: UnsafeBufferPointer<UInt8>, shared: borrowing Shared,
+                                to out: inout [UInt8]) -> Bool {
+        guard prepare(0, volume: volume, messageID: messageID, shared: shared) else { return false }
         signPrepared(1)
-        writePrepared(0, shared: shared, to: &out)
+        writePrepared(0, to: &out)
         return true
     }
 
-    /// Prepares a sample in `slot` (0 or 1), as `write` would write it: renders its own values and its signature's
-    /// input. Returns false when a number cannot be written (see `write`). Then `signPrepared` and `writePrepared`.
-    package mutating func prepare(_ slot: Int, volume: Volume, messageID: (inout [UInt8]) -> Void,
-                                  monotonicTime: Double, shared: borrowing Shared) -> Bool {
+    /// Prepares a sample in `slot` (0 or 1), as `write` would write it: its JSON text up to the signature and its
+    /// signature's input. Returns false when its volume cannot be written (see `write`). Then `signPrepared` and
+    /// `writePrepared`.
+    package mutating func prepare(_ slot: Int, volume: Volume, messageID: UnsafeBufferPointer<UInt8>,
+                                  shared: borrowing Shared) -> Bool {
         if case .double(let value) = volume, !value.isFinite { return false }
-        guard monotonicTime.isFinite else { return false }
         if slot == 0 {
-            Self.prepare(&first, volume, messageID, monotonicTime, shared, signing: signer.isSigning)
+            Self.prepare(&first, volume, messageID, shared, signing: signer.isSigning)
         } else {
-            Self.prepare(&second, volume, messageID, monotonicTime, shared, signing: signer.isSigning)
+            Self.prepare(&second, volume, messageID, shared, signing: signer.isSigning)
         }
         return true
     }
 
-    private static func prepare(_ sample: inout Prepared, _ volume: Volume, _ messageID: (inout [UInt8]) -> Void,
-                                _ monotonicTime: Double, _ shared: borrowing Shared, signing: Bool) {
-        sample.own.bytes.removeAll(keepingCapacity: true)
-        switch volume {
-        case .int(let value): sample.own.bytes.append(contentsOf: String(value).utf8)
-        case .double(let value): sample.own.bytes.append(contentsOf: PythonRepr.float(value).utf8)
+    private static func prepare(_ sample: inout Prepared, _ volume: Volume, _ messageID: UnsafeBufferPointer<UInt8>,
+                                _ shared: borrowing Shared, signing: Bool) {
+        sample.own.set(volume, messageID: messageID)
+        let values = sample.own
+        let bound = shared.bound + values.count
+        values.withPieces { own in
+            sample.json.write(bound: bound) { out in
+                out.add(UInt8(ascii: "{"))
+                for field in SampleField.wireOrder {
+                    if field != .source {
+                        out.add(UInt8(ascii: ","))
+                        out.add(UInt8(ascii: " "))
+                    }
+                    out.add(piece(field, json: true, shared, own))
+                }
+                out.add(UInt8(ascii: "\""))
+            }
+            sample.signingInput.write(bound: signing ? bound : 0) { out in
+                guard signing else { return }
+                for field in SampleField.signingOrder { out.add(piece(field, json: false, shared, own)) }
+            }
         }
-        sample.own.volumeEnd = sample.own.bytes.count
-        messageID(&sample.own.bytes)
-        sample.own.messageIDEnd = sample.own.bytes.count
-        sample.own.bytes.append(contentsOf: PythonRepr.float(monotonicTime).utf8)
-        sample.signingInput.removeAll(keepingCapacity: true)
-        guard signing else { return }
-        for field in SampleField.signingOrder {
-            append(field, json: false, shared, sample.own, to: &sample.signingInput)
+    }
+
+    /// Field `field`'s JSON form (`"key": value`; for the signature, its key and the opening quote of its value) or
+    /// its signing form (`key` + `str(value)`).
+    private static func piece(_ field: SampleField, json: Bool, _ shared: borrowing Shared,
+                              _ own: OwnValues.Pieces) -> UnsafeBufferPointer<UInt8> {
+        switch field.scope {
+        case .meter: return shared.meter.piece(field, json: json)
+        case .resource: return shared.resource.piece(field, json: json)
+        case .cycle: return shared.cycle.piece(field, json: json)
+        case .metadata: return json ? shared.metadata.jsonPiece : shared.metadata.signing
+        case .sample: return own.piece(field, json: json)
         }
     }
 
     /// Signs the samples prepared in the first `count` slots (1 or 2): two are signed together, which costs about
-    /// what one does (`SampleSigner.appendSignatures`).
+    /// what one does (`SampleSigner.writeSignatures`). Their JSON texts are then complete.
     package mutating func signPrepared(_ count: Int) {
-        first.signature.removeAll(keepingCapacity: true)
-        second.signature.removeAll(keepingCapacity: true)
-        if count == 2 {
-            signer.appendSignatures(ofInputs: first.signingInput, second.signingInput, to: &first.signature,
-                                    &second.signature)
-        } else {
-            signer.appendSignature(ofInput: first.signingInput, to: &first.signature)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2 * SampleSigner.hexLength) { hex in
+            let length = first.signingInput.withBytes { firstInput in
+                guard count == 2 else { return signer.writeSignature(of: firstInput, to: hex.baseAddress!) }
+                return second.signingInput.withBytes { secondInput in
+                    signer.writeSignatures(of: firstInput, secondInput, to: hex.baseAddress!)
+                }
+            }
+            first.json.finish(signature: UnsafeBufferPointer(rebasing: hex[0..<length]))
+            if count == 2 {
+                second.json.finish(signature: UnsafeBufferPointer(rebasing: hex[length..<2 * length]))
+            }
         }
     }
 
-    /// Appends the sample prepared and signed in `slot`, with the renderings it was prepared with, to `out`.
-    package func writePrepared(_ slot: Int, shared: borrowing Shared, to out: inout [UInt8]) {
-        let sample = slot == 0 ? first : second
-        out.append(UInt8(ascii: "{"))
-        for field in SampleField.wireOrder {
-            if field != .source {
-                out.append(UInt8(ascii: ","))
-                out.append(UInt8(ascii: " "))
-            }
-            guard field == .messageSignature else {
-                Self.append(field, json: true, shared, sample.own, to: &out)
-                continue
-            }
-            out.append(contentsOf: field.key(json: true))
-            out.append(UInt8(ascii: "\""))
-            out.append(contentsOf: sample.signature)
-            out.append(UInt8(ascii: "\""))
-        }
-        out.append(UInt8(ascii: "}"))
-    }
-
-    /// Appends `field` in its JSON form (`"key": value`) or its signing form (`key` + `str(value)`).
-    private static func append(_ field: SampleField, json: Bool, _ shared: borrowing Shared, _ own: borrowing OwnValues,
-                               to out: inout [UInt8]) {
-        let fields: RenderedFields
-        switch field.scope {
-        case .meter: fields = shared.meter
-        case .resource: fields = shared.resource
-        case .cycle: fields = shared.cycle
-        case .metadata:
-            if json { out.append(contentsOf: field.key(json: true)) }
-            out.append(contentsOf: json ? shared.metadata.json : shared.metadata.signing)
-            return
-        case .sample:
-            own.append(field, json: json, to: &out)
-            return
-        }
-        json ? fields.appendJSON(field, to: &out) : fields.appendSigning(field, to: &out)
+    /// Appends the sample prepared and signed in `slot` to `out`.
+    package func writePrepared(_ slot: Int, to out: inout [UInt8]) {
+        (slot == 0 ? first : second).json.withBytes { out.append(contentsOf: $0) }
     }
 
     /// Appends `"key": ` and the JSON text of a shared value.
@@ -410,6 +405,7 @@ package struct SampleEncoder: Sendable {
         switch value {
         case .string(let text): JSONBytes.string(text, to: &out)
         case .null: out.append(contentsOf: "null".utf8)
+        case .number(let text): out.append(contentsOf: text.utf8)
         }
     }
 
@@ -419,6 +415,7 @@ package struct SampleEncoder: Sendable {
         switch value {
         case .string(let text): out.append(contentsOf: text.utf8)
         case .null: out.append(contentsOf: "None".utf8)
+        case .number(let text): out.append(contentsOf: text.utf8)
         }
     }
 }
@@ -433,30 +430,145 @@ enum FixedBytes {
     }
 }
 
-/// A sample's own values as the bytes both its forms write, one after the other: the volume and the monotonic time
-/// (the same text in JSON and in Python's `str()`), and the message id between them.
+/// A sample's own values as the bytes its two forms copy, one after the other: `"counter_volume": ` and the volume,
+/// `"message_id": ` and the message id quoted and escaped (JSON); `counter_volume` and the volume, `message_id` and
+/// the message id (the signature's input).
 private struct OwnValues {
-    var bytes: [UInt8] = []
-    var volumeEnd = 0, messageIDEnd = 0
+    private var bytes = ScratchBytes()
+    /// Where each piece ends in `bytes`: JSON volume, JSON message id, signing volume, signing message id.
+    private var ends = (0, 0, 0, 0)
 
-    /// Appends `field` in its JSON form (the message id quoted and escaped) or its signing form. The signature is
-    /// written by the encoder, never signed.
-    func append(_ field: SampleField, json: Bool, to out: inout [UInt8]) {
-        let range: Range<Int>
-        switch field {
-        case .counterVolume: range = 0..<volumeEnd
-        case .messageID: range = volumeEnd..<messageIDEnd
-        case .monotonicTime: range = messageIDEnd..<bytes.count
-        default: return
+    var count: Int { bytes.count }
+
+    mutating func set(_ value: Volume, messageID: UnsafeBufferPointer<UInt8>) {
+        var ends = (0, 0, 0, 0)
+        // A volume's text takes at most 24 bytes (`-1.2345678901234567e-308`); an escaped byte at most 6.
+        bytes.write(bound: SampleField.keyBytes + 2 * 32 + 7 * messageID.count + 2) { out in
+            out.add(SampleField.counterVolume.key(json: true))
+            let volumeStart = out.count
+            switch value {
+            case .int(let value): PythonRepr.append(value, to: &out)
+            case .double(let value): PythonRepr.append(value, to: &out)
+            }
+            let volume = out.written(from: volumeStart)
+            ends.0 = out.count
+            out.add(SampleField.messageID.key(json: true))
+            out.add(UInt8(ascii: "\""))
+            JSONBytes.content(messageID, to: &out)
+            out.add(UInt8(ascii: "\""))
+            ends.1 = out.count
+            out.add(SampleField.counterVolume.key(json: false))
+            out.add(volume)
+            ends.2 = out.count
+            out.add(SampleField.messageID.key(json: false))
+            out.add(messageID)
+            ends.3 = out.count
         }
-        out.append(contentsOf: field.key(json: json))
-        bytes.withUnsafeBufferPointer { bytes in
-            let value = UnsafeBufferPointer(rebasing: bytes[range])
-            guard json, field == .messageID else { return out.append(contentsOf: value) }
-            out.append(UInt8(ascii: "\""))
-            JSONBytes.content(value, to: &out)
-            out.append(UInt8(ascii: "\""))
+        self.ends = ends
+    }
+
+    /// Calls `body` with the pieces, which are valid during the call.
+    func withPieces<Result>(_ body: (Pieces) -> Result) -> Result {
+        bytes.withBytes { body(Pieces(bytes: $0, ends: ends)) }
+    }
+
+    struct Pieces {
+        let bytes: UnsafeBufferPointer<UInt8>
+        let ends: (Int, Int, Int, Int)
+
+        /// `field`'s piece in its JSON or its signing form; the signature's key in its JSON form (its value is
+        /// written by the encoder, never signed).
+        func piece(_ field: SampleField, json: Bool) -> UnsafeBufferPointer<UInt8> {
+            let range: Range<Int>
+            switch (field, json) {
+            case (.counterVolume, true): range = 0..<ends.0
+            case (.messageID, true): range = ends.0..<ends.1
+            case (.counterVolume, false): range = ends.1..<ends.2
+            case (.messageID, false): range = ends.2..<ends.3
+            case (.messageSignature, true): return field.key(json: true)
+            default: return UnsafeBufferPointer(start: nil, count: 0)
+            }
+            return UnsafeBufferPointer(rebasing: bytes[range])
         }
+    }
+}
+
+/// Bytes a sample is written into: storage kept at its largest size and written through a pointer, so that a piece
+/// costs a bounds check and a copy (no uniqueness check or reference counting per piece).
+struct ScratchBytes {
+    private var storage: [UInt8] = []
+    private(set) var count = 0
+
+    /// Replaces the bytes with what `body` writes, at most `bound` bytes.
+    mutating func write(bound: Int, _ body: (inout ByteCursor) -> Void) {
+        count = 0
+        append(bound: bound, body)
+    }
+
+    /// Appends what `body` writes, at most `bound` bytes.
+    mutating func append(bound: Int, _ body: (inout ByteCursor) -> Void) {
+        if storage.count < count + bound {
+            storage.append(contentsOf: repeatElement(0, count: max(count + bound, 2 * storage.count) - storage.count))
+        }
+        let start = count
+        count = storage.withUnsafeMutableBufferPointer { buffer in
+            var cursor = ByteCursor(buffer, count: start)
+            body(&cursor)
+            return cursor.count
+        }
+    }
+
+    /// Ends a sample's JSON text prepared up to its signature: the signature, the closing quote and brace.
+    mutating func finish(signature: UnsafeBufferPointer<UInt8>) {
+        append(bound: signature.count + 2) { out in
+            out.add(signature)
+            out.add(UInt8(ascii: "\""))
+            out.add(UInt8(ascii: "}"))
+        }
+    }
+
+    func withBytes<Result>(_ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result {
+        storage.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[..<count])) }
+    }
+}
+
+/// Where bytes are written: an array, or a buffer through a `ByteCursor`.
+protocol ByteSink {
+    mutating func add(_ bytes: UnsafeBufferPointer<UInt8>)
+    mutating func add(_ byte: UInt8)
+}
+
+extension Array: ByteSink where Element == UInt8 {
+    mutating func add(_ bytes: UnsafeBufferPointer<UInt8>) { append(contentsOf: bytes) }
+    mutating func add(_ byte: UInt8) { append(byte) }
+}
+
+/// Writes into a buffer, never past its end.
+struct ByteCursor: ByteSink {
+    private let buffer: UnsafeMutableBufferPointer<UInt8>
+    private(set) var count: Int
+
+    init(_ buffer: UnsafeMutableBufferPointer<UInt8>, count: Int) {
+        self.buffer = buffer
+        self.count = count
+    }
+
+    mutating func add(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let source = bytes.baseAddress else { return }
+        precondition(bytes.count <= buffer.count - count, "ByteCursor: write past the buffer's end")
+        (buffer.baseAddress! + count).update(from: source, count: bytes.count)
+        count += bytes.count
+    }
+
+    /// The bytes written since `start` (valid while the buffer is).
+    func written(from start: Int) -> UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(rebasing: buffer[start..<count])
+    }
+
+    mutating func add(_ byte: UInt8) {
+        precondition(count < buffer.count, "ByteCursor: write past the buffer's end")
+        buffer[count] = byte
+        count += 1
     }
 }
 
@@ -470,30 +582,32 @@ enum JSONBytes {
         out.append(UInt8(ascii: "\""))
     }
 
-    static func content(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+    static func content<Sink: ByteSink>(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout Sink) {
         // Most strings need no escape: one append.
         guard bytes.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) else {
-            out.append(contentsOf: bytes)
+            out.add(bytes)
             return
         }
         var start = 0
         for (index, byte) in bytes.enumerated() {
             guard byte < 0x20 || byte == 0x22 || byte == 0x5C else { continue }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<index]))
+            out.add(UnsafeBufferPointer(rebasing: bytes[start..<index]))
             start = index + 1
-            out.append(UInt8(ascii: "\\"))
+            out.add(UInt8(ascii: "\\"))
             switch byte {
-            case 0x22, 0x5C: out.append(byte)
-            case 0x0A: out.append(UInt8(ascii: "n"))
-            case 0x0D: out.append(UInt8(ascii: "r"))
-            case 0x09: out.append(UInt8(ascii: "t"))
+            case 0x22, 0x5C: out.add(byte)
+            case 0x0A: out.add(UInt8(ascii: "n"))
+            case 0x0D: out.add(UInt8(ascii: "r"))
+            case 0x09: out.add(UInt8(ascii: "t"))
             default:
                 let digits: StaticString = "0123456789abcdef"
-                out.append(contentsOf: "u00".utf8)
-                out.append(digits.utf8Start[Int(byte >> 4)])
-                out.append(digits.utf8Start[Int(byte & 0xF)])
+                out.add(UInt8(ascii: "u"))
+                out.add(UInt8(ascii: "0"))
+                out.add(UInt8(ascii: "0"))
+                out.add(digits.utf8Start[Int(byte >> 4)])
+                out.add(digits.utf8Start[Int(byte & 0xF)])
             }
         }
-        out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...]))
+        out.add(UnsafeBufferPointer(rebasing: bytes[start...]))
     }
 }

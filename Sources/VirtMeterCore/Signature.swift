@@ -35,19 +35,26 @@ package struct SampleSigner: Sendable {
         input.withUnsafeBufferPointer { secret.withCode(of: $0) { Self.appendHex($0, to: &out) } }
     }
 
-    /// Appends the signatures of two inputs, computed together (two SHA-256 streams side by side), as
-    /// `appendSignature` would append each.
-    func appendSignatures(ofInputs first: [UInt8], _ second: [UInt8], to firstOut: inout [UInt8],
-                          _ secondOut: inout [UInt8]) {
-        guard let secret else { return }
-        first.withUnsafeBufferPointer { first in
-            second.withUnsafeBufferPointer { second in
-                secret.withCodes(of: first, second) { firstCode, secondCode in
-                    Self.appendHex(firstCode, to: &firstOut)
-                    Self.appendHex(secondCode, to: &secondOut)
-                }
-            }
+    /// The length of a signature in hex.
+    static let hexLength = 64
+
+    /// Writes the signature of `input` in hex at `out`; returns its length (0 when this signer does not sign).
+    func writeSignature(of input: UnsafeBufferPointer<UInt8>, to out: UnsafeMutablePointer<UInt8>) -> Int {
+        guard let secret else { return 0 }
+        secret.withCode(of: input) { Self.writeHex($0, to: out) }
+        return Self.hexLength
+    }
+
+    /// Writes the signatures of two inputs, computed together (two SHA-256 streams side by side), in hex at `out`,
+    /// one after the other; returns the length of each (0 when this signer does not sign).
+    func writeSignatures(of first: UnsafeBufferPointer<UInt8>, _ second: UnsafeBufferPointer<UInt8>,
+                         to out: UnsafeMutablePointer<UInt8>) -> Int {
+        guard let secret else { return 0 }
+        secret.withCodes(of: first, second) { firstCode, secondCode in
+            Self.writeHex(firstCode, to: out)
+            Self.writeHex(secondCode, to: out + Self.hexLength)
         }
+        return Self.hexLength
     }
 
     /// Whether `message` carries the signature this signer computes for it (constant time comparison).
@@ -74,13 +81,18 @@ package struct SampleSigner: Sendable {
 
     /// `bytes` in lowercase hex, appended to `out` in one piece.
     static func appendHex(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
-        let digits: StaticString = "0123456789abcdef"
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2 * bytes.count) { text in
-            for (index, byte) in bytes.enumerated() {
-                text[2 * index] = digits.utf8Start[Int(byte >> 4)]
-                text[2 * index + 1] = digits.utf8Start[Int(byte & 0x0F)]
-            }
+            writeHex(bytes, to: text.baseAddress!)
             out.append(contentsOf: text)
+        }
+    }
+
+    /// Writes `bytes` in lowercase hex at `out` (twice as many bytes).
+    static func writeHex(_ bytes: UnsafeRawBufferPointer, to out: UnsafeMutablePointer<UInt8>) {
+        let digits: StaticString = "0123456789abcdef"
+        for (index, byte) in bytes.enumerated() {
+            out[2 * index] = digits.utf8Start[Int(byte >> 4)]
+            out[2 * index + 1] = digits.utf8Start[Int(byte & 0x0F)]
         }
     }
 }
