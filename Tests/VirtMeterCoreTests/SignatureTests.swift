@@ -88,6 +88,23 @@ struct PythonReprTests {
     ])
     func floats(_ value: Double, _ expected: String) {
         #expect(PythonRepr.float(value) == expected)
+        // The bytes the encoder writes (whole numbers straight from their digits).
+        var bytes: [UInt8] = []
+        PythonRepr.append(value, to: &bytes)
+        #expect(String(decoding: bytes, as: UTF8.self) == expected)
+        let negated: Double = -value
+        bytes = []
+        PythonRepr.append(negated, to: &bytes)
+        #expect(String(decoding: bytes, as: UTF8.self) == PythonRepr.float(negated))
+    }
+
+    @Test("integers print with their sign, to both ends of Int64")
+    func integers() {
+        for value: Int64 in [0, 7, -7, 10, 1_000_000, 123_456_789_000, .max, .min, .min + 1] {
+            var bytes: [UInt8] = []
+            PythonRepr.append(value, to: &bytes)
+            #expect(String(decoding: bytes, as: UTF8.self) == String(value))
+        }
     }
 
     @Test("None, booleans, integers and lists")
