@@ -122,36 +122,156 @@ extension Sample {
     }
 }
 
-/// A resource_metadata dict rendered once for all the samples that carry it: per top-level key its JSON text and
-/// the bytes it feeds the signature (`resource_metadata:flavor:ram` + `2048`, ...), and the whole dict's of both. A
-/// meter's few extra keys (`cpu_number`, `disk_name`) are merged in once per domain and set of keys (`merged`): they
-/// replace the same key in place or are appended, as Python's `dict.update` does. A class: every sample holds it.
+/// A resource_metadata dict rendered once for all the samples that carry it: its JSON text
+/// (`"resource_metadata": {...}`) and the bytes it feeds the signature (`resource_metadata:flavor:ram` + `2048`, ...,
+/// every leaf in key order), each as a few pieces of bytes. A meter's few extra keys (`cpu_number`, `disk_name`)
+/// are merged in once per domain and set of keys (`merged`): they replace the same key in place or are appended, as
+/// Python's `dict.update` does. A merged dict renders only its extra keys; its pieces point into the dict it was
+/// merged into for the rest, so a domain's devices cost a few dozen bytes each rather than a copy of the whole dict.
+/// A class: every sample holds it.
 package final class RenderedMetadata: @unchecked Sendable {   // immutable: its buffers are written only in init
-    struct Entry: Sendable {
+    /// A top-level key and where its two forms lie in `bytes`: `"key": value` and the signature's input for every
+    /// leaf under the key.
+    private struct Entry {
         let key: String
-        /// `"key": value`.
-        let json: [UInt8]
-        /// The signature's input for every leaf under the key.
-        let signing: [UInt8]
+        let json: Range<Int>
+        let signing: Range<Int>
     }
 
-    /// In dict order.
+    /// The pieces of the JSON text, in order (freed with this object; they point into `bytes` and `base.bytes`).
+    let jsonPieces: UnsafeBufferPointer<UnsafeBufferPointer<UInt8>>
+    /// The pieces of the signature's input, in order (likewise).
+    let signingPieces: UnsafeBufferPointer<UnsafeBufferPointer<UInt8>>
+    /// The bytes of every piece, both forms.
+    let byteCount: Int
+    /// This dict's own bytes (freed with this object).
+    private let bytes: UnsafeBufferPointer<UInt8>
+    /// In dict order, with their places in `bytes` (a merged dict keeps none: it is not merged into again).
     private let entries: [Entry]
-    /// `"resource_metadata": ` and the whole dict, as a sample's JSON has it (freed with this object).
-    let jsonPiece: UnsafeBufferPointer<UInt8>
-    /// The whole dict, `{...}` (within `jsonPiece`).
-    var json: UnsafeBufferPointer<UInt8> {
-        UnsafeBufferPointer(rebasing: jsonPiece[SampleField.resourceMetadata.key(json: true).count...])
-    }
-    /// The signature's input of the whole dict: the entries' in key order (freed with this object).
-    let signing: UnsafeBufferPointer<UInt8>
+    /// The dict a merged one was merged into: its bytes are some of this one's pieces.
+    private let base: RenderedMetadata?
 
     /// An empty dict.
     package static let empty = RenderedMetadata([])
 
-    /// Renders the dict `pairs` (keys in the order given).
-    package convenience init(_ pairs: [(String, JSONValue)]) {
-        self.init(entries: pairs.map { key, value in
+    /// Renders the dict `pairs` (keys in the order given; a later duplicate replaces an earlier key, in its place).
+    package init(_ pairs: [(String, JSONValue)]) {
+        let rendered = Self.render(Self.unique(pairs))
+        // Laid out as `"resource_metadata": {` entry `, ` entry ... `}`, then the entries' signing bytes in key order.
+        var bytes = Array(SampleField.resourceMetadata.key(json: true))
+        bytes.append(UInt8(ascii: "{"))
+        var entries: [Entry] = []
+        for (index, entry) in rendered.enumerated() {
+            if index > 0 { bytes += Array(", ".utf8) }
+            let start = bytes.count
+            bytes += entry.json
+            entries.append(Entry(key: entry.key, json: start..<bytes.count, signing: 0..<0))
+        }
+        bytes.append(UInt8(ascii: "}"))
+        let jsonEnd = bytes.count
+        for index in entries.indices.sorted(by: { SampleField.precedes(entries[$0].key, entries[$1].key) }) {
+            let start = bytes.count
+            bytes += rendered[index].signing
+            entries[index] = Entry(key: entries[index].key, json: entries[index].json, signing: start..<bytes.count)
+        }
+        let own = FixedBytes.make(bytes)
+        self.bytes = own
+        self.entries = entries
+        base = nil
+        jsonPieces = FixedBytes.make([UnsafeBufferPointer(rebasing: own[..<jsonEnd])])
+        signingPieces = FixedBytes.make([UnsafeBufferPointer(rebasing: own[jsonEnd...])])
+        byteCount = own.count
+    }
+
+    /// A dict merged from `base` and `extra` (`merged(with:)`).
+    private init(base: RenderedMetadata, extra: [(key: String, json: [UInt8], signing: [UInt8])]) {
+        // The extra entries' bytes: for each, `, "key": value` (the separator is used when it is appended), then its
+        // signing bytes.
+        var bytes: [UInt8] = []
+        var extraJSON: [String: Range<Int>] = [:], extraSigning: [String: Range<Int>] = [:]
+        for entry in extra {
+            let start = bytes.count
+            bytes += Array(", ".utf8) + entry.json
+            extraJSON[entry.key] = start..<bytes.count
+            let signingStart = bytes.count
+            bytes += entry.signing
+            extraSigning[entry.key] = signingStart..<bytes.count
+        }
+        let own = FixedBytes.make(bytes)
+        let baseBytes = base.bytes
+        func ownPiece(_ range: Range<Int>) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: own[range]) }
+        func basePiece(_ range: Range<Int>) -> UnsafeBufferPointer<UInt8> {
+            UnsafeBufferPointer(rebasing: baseBytes[range])
+        }
+        // JSON: the base's text with each replaced entry's value swapped, then the new keys before the closing brace.
+        var json: [UnsafeBufferPointer<UInt8>] = []
+        var from = 0
+        for entry in base.entries {
+            guard let replacement = extraJSON[entry.key] else { continue }
+            json.append(basePiece(from..<entry.json.lowerBound))
+            json.append(ownPiece(replacement.lowerBound + 2..<replacement.upperBound))   // without its `, `
+            from = entry.json.upperBound
+        }
+        let closing = (base.jsonPieces[0].count) - 1
+        json.append(basePiece(from..<closing))
+        let baseKeys = Set(base.entries.map(\.key))
+        var separated = !base.entries.isEmpty
+        for entry in extra where !baseKeys.contains(entry.key) {
+            let range = extraJSON[entry.key]!
+            json.append(ownPiece(separated ? range : range.lowerBound + 2..<range.upperBound))
+            separated = true
+        }
+        json.append(basePiece(closing..<closing + 1))
+        // The signature's input: the base's entries in key order, the replaced ones left out, the extra ones in
+        // their places.
+        var signing: [UnsafeBufferPointer<UInt8>] = []
+        var extras = extra.map(\.key).sorted(by: SampleField.precedes)[...]
+        for entry in base.entries.sorted(by: { SampleField.precedes($0.key, $1.key) }) {
+            while let next = extras.first, SampleField.precedes(next, entry.key) {
+                signing.append(ownPiece(extraSigning[next]!))
+                extras.removeFirst()
+            }
+            if extraSigning[entry.key] == nil { signing.append(basePiece(entry.signing)) }
+        }
+        for key in extras { signing.append(ownPiece(extraSigning[key]!)) }
+        self.bytes = own
+        self.base = base
+        entries = []
+        // Adjacent pieces of the same buffer are joined, and empty ones dropped: fewer copies per sample.
+        jsonPieces = FixedBytes.make(Self.joined(json))
+        signingPieces = FixedBytes.make(Self.joined(signing))
+        byteCount = json.reduce(0) { $0 + $1.count } + signing.reduce(0) { $0 + $1.count }
+    }
+
+    deinit {
+        bytes.deallocate()
+        jsonPieces.deallocate()
+        signingPieces.deallocate()
+    }
+
+    /// This dict updated with `extra`'s keys (it cannot be merged into again).
+    package func merged(with extra: [(String, JSONValue)]) -> RenderedMetadata {
+        guard !extra.isEmpty else { return self }
+        precondition(base == nil, "RenderedMetadata: a merged dict is not merged into again")
+        return RenderedMetadata(base: self, extra: Self.render(Self.unique(extra)))
+    }
+
+    /// `pairs` with each key once, in the place of its first occurrence, with its last value (a Python dict's).
+    private static func unique(_ pairs: [(String, JSONValue)]) -> [(String, JSONValue)] {
+        var unique: [(String, JSONValue)] = []
+        for (key, value) in pairs {
+            if let index = unique.firstIndex(where: { $0.0 == key }) {
+                unique[index].1 = value
+            } else {
+                unique.append((key, value))
+            }
+        }
+        return unique
+    }
+
+    /// Each pair's JSON text (`"key": value`) and signing bytes.
+    private static func render(_ pairs: [(String, JSONValue)]) -> [(key: String, json: [UInt8], signing: [UInt8])] {
+        pairs.map { key, value in
             var json: [UInt8] = []
             JSONBytes.string(key, to: &json)
             json += Array(": ".utf8)
@@ -161,48 +281,26 @@ package final class RenderedMetadata: @unchecked Sendable {   // immutable: its 
                 signing += name.utf8
                 signing += text.utf8
             }
-            return Entry(key: key, json: json, signing: signing)
-        })
-    }
-
-    /// The dict of `entries`; `keepEntries` false keeps only the rendered dict (it cannot be merged into again), as a
-    /// domain keeps one per device for every cycle.
-    private init(entries: [Entry], keepEntries: Bool = true) {
-        // Sized exactly: a domain keeps these for every cycle, thousands of domains at once.
-        var json = Array(SampleField.resourceMetadata.key(json: true))
-        json.reserveCapacity(json.count + entries.reduce(2 + 2 * max(0, entries.count - 1)) { $0 + $1.json.count })
-        json.append(UInt8(ascii: "{"))
-        for (index, entry) in entries.enumerated() {
-            if index > 0 { json += Array(", ".utf8) }
-            json += entry.json
+            return (key, json, signing)
         }
-        json.append(UInt8(ascii: "}"))
-        self.entries = keepEntries ? entries : []
-        jsonPiece = FixedBytes.make(json)
-        var signing: [UInt8] = []
-        signing.reserveCapacity(entries.reduce(0) { $0 + $1.signing.count })
-        for entry in entries.sorted(by: { SampleField.precedes($0.key, $1.key) }) { signing += entry.signing }
-        self.signing = FixedBytes.make(signing)
     }
 
-    deinit {
-        jsonPiece.deallocate()
-        signing.deallocate()
-    }
-
-    /// This dict updated with `extra`'s keys (rendered only: the result is not merged into again).
-    package func merged(with extra: [(String, JSONValue)]) -> RenderedMetadata {
-        guard !extra.isEmpty else { return self }
-        var merged = entries
-        for entry in RenderedMetadata(extra).entries {
-            if let index = merged.firstIndex(where: { $0.key == entry.key }) {
-                merged[index] = entry
+    /// `pieces` without the empty ones, each run of pieces that follow one another in memory joined into one.
+    private static func joined(_ pieces: [UnsafeBufferPointer<UInt8>]) -> [UnsafeBufferPointer<UInt8>] {
+        var joined: [UnsafeBufferPointer<UInt8>] = []
+        for piece in pieces where piece.count > 0 {
+            if let last = joined.last, last.baseAddress! + last.count == piece.baseAddress! {
+                joined[joined.count - 1] = UnsafeBufferPointer(start: last.baseAddress, count: last.count + piece.count)
             } else {
-                merged.append(entry)
+                joined.append(piece)
             }
         }
-        return RenderedMetadata(entries: merged, keepEntries: false)
+        return joined
     }
+
+    /// The JSON text and the signing bytes, each in one piece (for tests and tools).
+    var jsonText: [UInt8] { jsonPieces.flatMap { Array($0) } }
+    var signingText: [UInt8] { signingPieces.flatMap { Array($0) } }
 }
 
 /// Some of a sample's fields, rendered once for all the samples that share them (a meter's, a resource's, a
@@ -295,8 +393,8 @@ package struct SampleEncoder: Sendable {
             self.resource = resource
             self.cycle = cycle
             self.metadata = metadata
-            bound = meter.byteCount + resource.byteCount + cycle.byteCount + metadata.jsonPiece.count
-                + metadata.signing.count + SampleField.keyBytes + 2 * SampleField.allCases.count + 2
+            bound = meter.byteCount + resource.byteCount + cycle.byteCount + metadata.byteCount
+                + SampleField.keyBytes + 2 * SampleField.allCases.count + 2
         }
     }
 
@@ -353,26 +451,36 @@ package struct SampleEncoder: Sendable {
                         out.add(UInt8(ascii: ","))
                         out.add(UInt8(ascii: " "))
                     }
+                    guard field != .resourceMetadata else {
+                        for piece in shared.metadata.jsonPieces { out.add(piece) }
+                        continue
+                    }
                     out.add(piece(field, json: true, shared, own))
                 }
                 out.add(UInt8(ascii: "\""))
             }
             sample.signingInput.write(bound: signing ? bound : 0) { out in
                 guard signing else { return }
-                for field in SampleField.signingOrder { out.add(piece(field, json: false, shared, own)) }
+                for field in SampleField.signingOrder {
+                    guard field != .resourceMetadata else {
+                        for piece in shared.metadata.signingPieces { out.add(piece) }
+                        continue
+                    }
+                    out.add(piece(field, json: false, shared, own))
+                }
             }
         }
     }
 
     /// Field `field`'s JSON form (`"key": value`; for the signature, its key and the opening quote of its value) or
-    /// its signing form (`key` + `str(value)`).
+    /// its signing form (`key` + `str(value)`); resource_metadata's are written from its pieces.
     private static func piece(_ field: SampleField, json: Bool, _ shared: borrowing Shared,
                               _ own: OwnValues.Pieces) -> UnsafeBufferPointer<UInt8> {
         switch field.scope {
         case .meter: return shared.meter.piece(field, json: json)
         case .resource: return shared.resource.piece(field, json: json)
         case .cycle: return shared.cycle.piece(field, json: json)
-        case .metadata: return json ? shared.metadata.jsonPiece : shared.metadata.signing
+        case .metadata: return UnsafeBufferPointer(start: nil, count: 0)   // in pieces (`RenderedMetadata`)
         case .sample: return own.piece(field, json: json)
         }
     }

@@ -145,6 +145,44 @@ struct GoldenTests {
         #expect(display.contains("caf\u{e9} \"quoted\" back\\slash tab\t 日本語 😀 \u{1}"))
     }
 
+    @Test("a merged resource_metadata renders as the updated dict would, from pieces of the one it was merged into")
+    func mergedMetadata() {
+        let base: [(String, JSONValue)] = [("display_name", .string("vm")), ("flavor", .object([("ram", .int(512))])),
+                                           ("state", .string("running")), ("vcpus", .int(2)), ("zeta", .null)]
+        let extras: [[(String, JSONValue)]] = [
+            [("disk_name", .string("vda"))],                                    // appended, sorts in the middle
+            [("display_name", .string("other"))],                               // replaces the first key
+            [("zeta", .int(1))],                                                // replaces the last key
+            [("state", .string("paused")), ("aaa", .bool(true)), ("zzz", .string("z"))],
+            [("cpu_number", .int(0)), ("cpu_number", .int(1))],                 // a repeated key: the last value
+            [("flavor", .object([("ram", .int(1024)), ("disk", .int(1))]))],    // replaces a nested dict
+        ]
+        func updated(_ pairs: [(String, JSONValue)], _ extra: [(String, JSONValue)]) -> [(String, JSONValue)] {
+            var result = pairs
+            for (key, value) in extra {
+                if let index = result.firstIndex(where: { $0.0 == key }) { result[index].1 = value }
+                else { result.append((key, value)) }
+            }
+            return result
+        }
+        for pairs in [base, []] {
+            let rendered = RenderedMetadata(pairs)
+            for extra in extras {
+                let merged = rendered.merged(with: extra)
+                let expected = RenderedMetadata(updated(pairs, extra))
+                #expect(merged.jsonText == expected.jsonText, "\(extra.map(\.0)) into \(pairs.count) keys")
+                #expect(merged.signingText == expected.signingText, "\(extra.map(\.0)) into \(pairs.count) keys")
+                #expect(merged.byteCount == expected.byteCount)
+                // The JSON text decodes to the updated dict.
+                let text = String(decoding: merged.jsonText, as: UTF8.self)
+                let prefix = "\"resource_metadata\": "
+                #expect(text.hasPrefix(prefix))
+                #expect((try? JSONValue.parse(String(text.dropFirst(prefix.count))))
+                        == .object(updated(pairs, extra)))
+            }
+        }
+    }
+
     @Test("odd numbers: integers stay integers, floats in Python's repr; NaN and infinities are refused")
     func oddNumbers() throws {
         let base = Sample(source: "openstack", name: "x", type: .gauge, unit: "u", volume: .int(0), userID: nil,
