@@ -27,14 +27,27 @@ package enum SampleClock {
         let micros = Int((nanoseconds % 1_000_000_000) / 1000)
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        func pad(_ value: Int, _ width: Int) -> String {
-            let digits = String(value)
-            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        let fields: [(value: Int, width: Int, then: UInt8?)] = [
+            (Int(parts.tm_year) + 1900, 4, UInt8(ascii: "-")), (Int(parts.tm_mon) + 1, 2, UInt8(ascii: "-")),
+            (Int(parts.tm_mday), 2, separator.asciiValue ?? UInt8(ascii: "T")), (Int(parts.tm_hour), 2, UInt8(ascii: ":")),
+            (Int(parts.tm_min), 2, UInt8(ascii: ":")), (Int(parts.tm_sec), 2, UInt8(ascii: ".")), (micros, 6, nil),
+        ]
+        return String(unsafeUninitializedCapacity: 26) { text in
+            var end = 0
+            for field in fields {
+                var value = max(0, field.value)
+                for index in stride(from: end + field.width - 1, through: end, by: -1) {
+                    text[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                    value /= 10
+                }
+                end += field.width
+                if let then = field.then {
+                    text[end] = then
+                    end += 1
+                }
+            }
+            return end
         }
-        return pad(Int(parts.tm_year) + 1900, 4) + "-" + pad(Int(parts.tm_mon) + 1, 2) + "-"
-            + pad(Int(parts.tm_mday), 2)
-            + String(separator) + pad(Int(parts.tm_hour), 2) + ":" + pad(Int(parts.tm_min), 2) + ":"
-            + pad(Int(parts.tm_sec), 2) + "." + pad(micros, 6)
     }
 }
 

@@ -23,10 +23,25 @@ struct BulkStats: Sendable {
         guard let params else { return }
         for index in 0..<Int(count) {
             let param = params[index]
-            let field = withUnsafeBytes(of: param.field) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            apply(field, param)
-            if !wanted.isEmpty { keep(field, param, wanted) }
+            withUnsafeBytes(of: param.field) { raw in
+                let name = UnsafeRawBufferPointer(rebasing: raw.prefix { $0 != 0 })
+                apply(Self.parts(of: name), param)
+                if !wanted.isEmpty { keep(String(decoding: name, as: UTF8.self), param, wanted) }
+            }
         }
+    }
+
+    /// A parameter's name split at its first two dots (`block`, `0`, `rd.bytes`); nil without a dot. Each part is
+    /// short enough for a string stored in place: no allocation per parameter.
+    private static func parts(of name: UnsafeRawBufferPointer) -> (String, String, String?)? {
+        func text(_ range: Range<Int>) -> String {
+            String(decoding: UnsafeRawBufferPointer(rebasing: name[range]), as: UTF8.self)
+        }
+        guard let first = name.firstIndex(of: UInt8(ascii: ".")) else { return nil }
+        guard let second = name[(first + 1)...].firstIndex(of: UInt8(ascii: ".")) else {
+            return (text(0..<first), text(first + 1..<name.count), nil)
+        }
+        return (text(0..<first), text(first + 1..<second), text(second + 1..<name.count))
     }
 
     /// Keeps the parameter when a declared meter reads it.
@@ -68,33 +83,33 @@ struct BulkStats: Sendable {
         }
     }
 
-    private mutating func apply(_ field: String, _ param: virTypedParameter) {
-        let parts = field.split(separator: ".", maxSplits: 2).map(String.init)
-        guard parts.count >= 2 else { return }
+    /// Applies a parameter named `group.key` or `group.N.key` (`parts(of:)`).
+    private mutating func apply(_ parts: (String, String, String?)?, _ param: virTypedParameter) {
+        guard let (group, second, rest) = parts else { return }
         let value = Self.number(param)
-        switch parts[0] {
-        case "state" where parts[1] == "state":
+        switch group {
+        case "state" where second == "state":
             state = value.flatMap { DomainState(rawValue: Int($0)) }
-        case "cpu" where parts[1] == "time":
+        case "cpu" where second == "time":
             cpuTime = value
         case "balloon":
-            applyBalloon(parts[1], value)
+            applyBalloon(second, value)
         case "vcpu":
-            if parts[1] == "current" { vcpuCount = value.map(Int.init) }
-            guard parts.count == 3, let n = Int(parts[1]) else { return }
-            if parts[2] == "time" { vcpuTimes[n, default: VCPUTime(time: nil, wait: nil)].time = value }
-            if parts[2] == "wait" { vcpuTimes[n, default: VCPUTime(time: nil, wait: nil)].wait = value }
-            if parts[2] == "delay" { vcpuTimes[n, default: VCPUTime(time: nil, wait: nil)].delay = value }
+            if second == "current" { vcpuCount = value.map(Int.init) }
+            guard let rest, let n = Int(second) else { return }
+            if rest == "time" { vcpuTimes[n, default: VCPUTime(time: nil, wait: nil)].time = value }
+            if rest == "wait" { vcpuTimes[n, default: VCPUTime(time: nil, wait: nil)].wait = value }
+            if rest == "delay" { vcpuTimes[n, default: VCPUTime(time: nil, wait: nil)].delay = value }
         case "block":
             hasBlockGroup = true
-            guard parts.count == 3, let n = Int(parts[1]) else { return }
-            applyBlock(&disks[n, default: DiskStats(name: "")], parts[2], param, value)
+            guard let rest, let n = Int(second) else { return }
+            applyBlock(&disks[n, default: DiskStats(name: "")], rest, param, value)
         case "net":
             hasInterfaceGroup = true
-            guard parts.count == 3, let n = Int(parts[1]) else { return }
-            applyInterface(&interfaces[n, default: InterfaceStats(name: "")], parts[2], param, value)
+            guard let rest, let n = Int(second) else { return }
+            applyInterface(&interfaces[n, default: InterfaceStats(name: "")], rest, param, value)
         case "perf":
-            switch parts[1] {
+            switch second {
             case "cpu_cycles": perf.cpuCycles = value
             case "instructions": perf.instructions = value
             case "cache_references": perf.cacheReferences = value

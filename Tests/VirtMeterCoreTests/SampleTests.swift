@@ -63,6 +63,9 @@ struct SampleTests {
         // 2024-05-01T12:00:00.123456Z
         #expect(SampleClock.utcTimestamp(nanoseconds: 1_714_564_800_123_456_789) == "2024-05-01T12:00:00.123456")
         #expect(SampleClock.utcTimestamp(nanoseconds: 1_714_564_800_123_456_789, separator: " ") == "2024-05-01 12:00:00.123456")
+        #expect(SampleClock.utcTimestamp(nanoseconds: 0) == "1970-01-01T00:00:00.000000")
+        #expect(SampleClock.utcTimestamp(nanoseconds: 1_000) == "1970-01-01T00:00:00.000001")
+        #expect(SampleClock.utcTimestamp(nanoseconds: 4_102_444_799_999_999_000) == "2099-12-31T23:59:59.999999")
     }
 
     @Test("a v1 UUID encodes the wall clock")
