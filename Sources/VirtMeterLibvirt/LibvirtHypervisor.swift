@@ -39,8 +39,18 @@ package struct InspectionCounters: Sendable, Equatable {
 package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     private struct CachedXML {
         var domainID: Int32
-        var xml: DomainXML
+        var xml: ParsedXML
         var readAt: Double
+    }
+
+    /// A domain's parsed XML, shared by the cache, the work items and their readings rather than copied (a copy of
+    /// `DomainXML` retains each of its many strings and arrays).
+    private final class ParsedXML: Sendable {
+        let xml: DomainXML
+
+        init(_ xml: DomainXML) {
+            self.xml = xml
+        }
     }
 
     /// What a worker reads for one domain beyond the bulk answer.
@@ -49,7 +59,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         /// The domain's bulk record; nil: read its stats first.
         let record: StatsRecord?
         /// The cached XML; nil: read it.
-        let xml: DomainXML?
+        let xml: ParsedXML?
         /// Whether the connection's driver returns the groups in stats records (nil: not known yet, the record
         /// decides); where it does not, per-domain calls fill them in.
         let servesGroups: Bool?
@@ -64,7 +74,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
 
     private enum Reading: Sendable {
         /// `record` is the stats record read here, if any: the connection learns from it what its driver serves.
-        case read(DomainSnapshot, xml: DomainXML?, malformedXML: String?, calls: Int, fellBack: Bool,
+        case read(DomainSnapshot, xml: ParsedXML?, malformedXML: String?, calls: Int, fellBack: Bool,
                   record: BulkStats?)
         case busy(calls: Int)
         case failed(LibvirtError, calls: Int)
@@ -293,8 +303,8 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             let item = DomainWork(domain: domain, record: record, xml: cachedXML(domain, now: readAt),
                                   servesGroups: connection.servesGroups, rssMeansAnswered: rssMeansAnswered,
                                   wanted: fields)
-            if let record, let xml = item.xml, connection.servesGroups == true, !xml.perfEnabled {
-                snapshots.append(Self.snapshot(domain, record.stats, xml, readAt: record.readAt))
+            if let record, let xml = item.xml, connection.servesGroups == true, !xml.xml.perfEnabled {
+                snapshots.append(Self.snapshot(domain, record.stats, xml.xml, readAt: record.readAt))
             } else {
                 work.append(item)
             }
@@ -306,7 +316,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             }
             let xml = cachedXML(domain, now: readAt)
             if let xml, !options.sampleShutOffDomains {
-                snapshots.append(Self.shutOffSnapshot(domain, xml, readAt: readAt))
+                snapshots.append(Self.shutOffSnapshot(domain, xml.xml, readAt: readAt))
             } else {
                 work.append(DomainWork(domain: domain, record: nil, xml: xml, servesGroups: nil,
                                        rssMeansAnswered: false, wanted: fields, shutOff: true,
@@ -461,7 +471,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
 
     /// The domain's cached XML while it is valid: same domain ID (no restart), younger than `xmlMaxAge`, and no
     /// lifecycle event since it was read.
-    private func cachedXML(_ domain: LibvirtDomain, now: Double) -> DomainXML? {
+    private func cachedXML(_ domain: LibvirtDomain, now: Double) -> ParsedXML? {
         guard let cached = xmlCache[domain.uuid], cached.domainID == domain.id, now - cached.readAt < xmlMaxAge
         else { return nil }
         return cached.xml
@@ -488,7 +498,8 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
                 if work.rssMeansAnswered, isBusy(answer) { return .busy(calls: calls) }
                 (record, read) = (answer, answer.stats)
             }
-            let (xml, readXML, malformed) = try xml(work, calls: &calls)
+            let (parsed, readXML, malformed) = try xml(work, calls: &calls)
+            let xml = parsed.xml
             var snapshot = snapshot(work.domain, record.stats, xml, readAt: record.readAt)
             var fellBack = false
             if !(work.servesGroups ?? (record.stats.cpuTime != nil)) {
@@ -510,7 +521,8 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     private static func readShutOff(_ work: DomainWork) -> Reading {
         var calls = 0
         do throws(LibvirtError) {
-            let (xml, readXML, malformed) = try xml(work, calls: &calls)
+            let (parsed, readXML, malformed) = try xml(work, calls: &calls)
+            let xml = parsed.xml
             var snapshot = shutOffSnapshot(work.domain, xml, readAt: SampleClock.monotonic())
             if work.sampleShutOff {
                 snapshot.metadataOnly = false
@@ -532,11 +544,12 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     /// The work's XML: the cached one, or read (`read` is then set, for the cache; `malformed` says why an
     /// unparsable one was read as empty).
     private static func xml(_ work: DomainWork, calls: inout Int)
-        throws(LibvirtError) -> (xml: DomainXML, read: DomainXML?, malformed: String?) {
+        throws(LibvirtError) -> (xml: ParsedXML, read: ParsedXML?, malformed: String?) {
         if let xml = work.xml { return (xml, nil, nil) }
         calls += 1
         let parsed = try DomainCalls.xml(work.domain)
-        return (parsed.xml, parsed.xml, parsed.malformed)
+        let xml = ParsedXML(parsed.xml)
+        return (xml, xml, parsed.malformed)
     }
 
     /// The perf group, for a domain whose XML enables perf events (the bulk call does not ask for it).
@@ -628,10 +641,10 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         guard let domain = LibvirtDomain(referencing: pointer) else { throw LibvirtError.last("virDomainGetUUIDString") }
         let xml: DomainXML
         if let cached = cachedXML(domain, now: readAt) {
-            xml = cached
+            xml = cached.xml
         } else {
             xml = try DomainCalls.xml(domain).xml
-            xmlCache[uuid] = CachedXML(domainID: domain.id, xml: xml, readAt: readAt)
+            xmlCache[uuid] = CachedXML(domainID: domain.id, xml: ParsedXML(xml), readAt: readAt)
         }
         var snapshot = Self.snapshot(domain, bulk, xml, readAt: readAt)
         var calls = 0
