@@ -237,7 +237,7 @@ package final class RenderedMetadata: @unchecked Sendable {   // immutable: its 
         self.bytes = own
         self.base = base
         entries = []
-        // Adjacent pieces of the same buffer are joined, and empty ones dropped: fewer copies per sample.
+        // Pieces that follow one another in memory are joined, and empty ones dropped: fewer copies per sample.
         jsonPieces = FixedBytes.make(Self.joined(json))
         signingPieces = FixedBytes.make(Self.joined(signing))
         byteCount = json.reduce(0) { $0 + $1.count } + signing.reduce(0) { $0 + $1.count }
@@ -317,6 +317,8 @@ package final class RenderedFields: @unchecked Sendable {   // immutable: its bu
     /// The fields of `scope`, with the values of `sample`.
     package init(_ sample: Sample, scope: SampleField.Scope) {
         var bytes: [UInt8] = [], marks: [UInt32] = [0]
+        bytes.reserveCapacity(256)
+        marks.reserveCapacity(2 * SampleField.allCases.count + 1)
         for field in SampleField.allCases {
             let value = field.scope == scope ? sample.value(of: field) : nil
             if let value { SampleEncoder.appendJSON(field, value, to: &bytes) }
