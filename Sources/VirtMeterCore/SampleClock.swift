@@ -29,8 +29,9 @@ package enum SampleClock {
         gmtime_r(&seconds, &parts)
         let fields: [(value: Int, width: Int, then: UInt8?)] = [
             (Int(parts.tm_year) + 1900, 4, UInt8(ascii: "-")), (Int(parts.tm_mon) + 1, 2, UInt8(ascii: "-")),
-            (Int(parts.tm_mday), 2, separator.asciiValue ?? UInt8(ascii: "T")), (Int(parts.tm_hour), 2, UInt8(ascii: ":")),
-            (Int(parts.tm_min), 2, UInt8(ascii: ":")), (Int(parts.tm_sec), 2, UInt8(ascii: ".")), (micros, 6, nil),
+            (Int(parts.tm_mday), 2, separator.asciiValue ?? UInt8(ascii: "T")),
+            (Int(parts.tm_hour), 2, UInt8(ascii: ":")), (Int(parts.tm_min), 2, UInt8(ascii: ":")),
+            (Int(parts.tm_sec), 2, UInt8(ascii: ".")), (micros, 6, nil),
         ]
         return String(unsafeUninitializedCapacity: 26) { text in
             var end = 0

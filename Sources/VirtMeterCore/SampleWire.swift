@@ -453,37 +453,28 @@ package struct SampleEncoder: Sendable {
                         out.add(UInt8(ascii: ","))
                         out.add(UInt8(ascii: " "))
                     }
-                    guard field != .resourceMetadata else {
-                        for piece in shared.metadata.jsonPieces { out.add(piece) }
-                        continue
-                    }
-                    out.add(piece(field, json: true, shared, own))
+                    add(field, json: true, shared, own, to: &out)
                 }
                 out.add(UInt8(ascii: "\""))
             }
             sample.signingInput.write(bound: signing ? bound : 0) { out in
                 guard signing else { return }
-                for field in SampleField.signingOrder {
-                    guard field != .resourceMetadata else {
-                        for piece in shared.metadata.signingPieces { out.add(piece) }
-                        continue
-                    }
-                    out.add(piece(field, json: false, shared, own))
-                }
+                for field in SampleField.signingOrder { add(field, json: false, shared, own, to: &out) }
             }
         }
     }
 
-    /// Field `field`'s JSON form (`"key": value`; for the signature, its key and the opening quote of its value) or
-    /// its signing form (`key` + `str(value)`); resource_metadata's are written from its pieces.
-    private static func piece(_ field: SampleField, json: Bool, _ shared: borrowing Shared,
-                              _ own: OwnValues.Pieces) -> UnsafeBufferPointer<UInt8> {
+    /// Adds field `field` in its JSON form (`"key": value`; for the signature, its key and the opening quote of its
+    /// value) or its signing form (`key` + `str(value)`).
+    private static func add(_ field: SampleField, json: Bool, _ shared: borrowing Shared, _ own: OwnValues.Pieces,
+                            to out: inout ByteCursor) {
         switch field.scope {
-        case .meter: return shared.meter.piece(field, json: json)
-        case .resource: return shared.resource.piece(field, json: json)
-        case .cycle: return shared.cycle.piece(field, json: json)
-        case .metadata: return UnsafeBufferPointer(start: nil, count: 0)   // in pieces (`RenderedMetadata`)
-        case .sample: return own.piece(field, json: json)
+        case .meter: out.add(shared.meter.piece(field, json: json))
+        case .resource: out.add(shared.resource.piece(field, json: json))
+        case .cycle: out.add(shared.cycle.piece(field, json: json))
+        case .metadata:
+            for piece in json ? shared.metadata.jsonPieces : shared.metadata.signingPieces { out.add(piece) }
+        case .sample: out.add(own.piece(field, json: json))
         }
     }
 
