@@ -187,24 +187,48 @@ void virtmeter_sha256_blocks(uint32_t state[8], const uint8_t *data, size_t bloc
     blocks_portable(state, data, blocks);
 }
 
-void virtmeter_sha256_finish(uint32_t state[8], const uint8_t *data, size_t length, uint64_t prefix,
-                             uint8_t digest[32]) {
-    size_t whole = length / 64;
-    virtmeter_sha256_blocks(state, data, whole);
-    size_t rest = length - 64 * whole;
-    uint8_t tail[128] = {0};
-    memcpy(tail, data + 64 * whole, rest);
-    tail[rest] = 0x80;
+// A message as SHA-256 compresses it: its whole blocks where they lie, then its last bytes with the padding and the
+// length in bits (of `prefix` bytes compressed before and the message) in one or two blocks of `tail`.
+typedef struct {
+    const uint8_t *data;
+    size_t whole;
+    size_t blocks;
+    uint8_t tail[128];
+} padded_message;
+
+static void pad(padded_message *message, const uint8_t *data, size_t length, uint64_t prefix) {
+    message->data = data;
+    message->whole = length / 64;
+    size_t rest = length - 64 * message->whole;
+    memset(message->tail, 0, sizeof message->tail);
+    memcpy(message->tail, data + 64 * message->whole, rest);
+    message->tail[rest] = 0x80;
     size_t tail_length = rest < 56 ? 64 : 128;
     uint64_t bits = (prefix + length) * 8;
-    for (int i = 0; i < 8; i++) tail[tail_length - 1 - i] = (uint8_t)(bits >> (8 * i));
-    virtmeter_sha256_blocks(state, tail, tail_length / 64);
+    for (int i = 0; i < 8; i++) message->tail[tail_length - 1 - i] = (uint8_t)(bits >> (8 * i));
+    message->blocks = message->whole + tail_length / 64;
+}
+
+static const uint8_t *block_at(const padded_message *message, size_t index) {
+    return index < message->whole ? message->data + 64 * index : message->tail + 64 * (index - message->whole);
+}
+
+static void write_digest(const uint32_t state[8], uint8_t digest[32]) {
     for (int i = 0; i < 8; i++) {
         digest[4 * i] = (uint8_t)(state[i] >> 24);
         digest[4 * i + 1] = (uint8_t)(state[i] >> 16);
         digest[4 * i + 2] = (uint8_t)(state[i] >> 8);
         digest[4 * i + 3] = (uint8_t)state[i];
     }
+}
+
+void virtmeter_sha256_finish(uint32_t state[8], const uint8_t *data, size_t length, uint64_t prefix,
+                             uint8_t digest[32]) {
+    padded_message message;
+    pad(&message, data, length, prefix);
+    virtmeter_sha256_blocks(state, data, message.whole);
+    virtmeter_sha256_blocks(state, message.tail, message.blocks - message.whole);
+    write_digest(state, digest);
 }
 
 void virtmeter_hmac_sha256(const uint32_t inner[8], const uint32_t outer[8], const uint8_t *message, size_t length,
@@ -222,22 +246,31 @@ void virtmeter_hmac_sha256_pair(const uint32_t inner[8], const uint32_t outer[8]
                                 uint8_t first_mac[32], uint8_t second_mac[32]) {
 #if defined(__x86_64__)
     if (virtmeter_sha256_hardware()) {
-        // The whole blocks both messages have go through side by side; each one's rest, its padding and the outer
-        // hashes (one block each) one at a time.
+        // Both messages' blocks go through side by side, their padded last blocks and the outer hashes (one block
+        // each) too; only the blocks one has beyond the other's go alone.
         uint32_t first_state[8], second_state[8];
         uint8_t first_digest[32], second_digest[32];
+        padded_message a, b;
+        pad(&a, first, first_length, 64);
+        pad(&b, second, second_length, 64);
         memcpy(first_state, inner, sizeof first_state);
         memcpy(second_state, inner, sizeof second_state);
-        size_t common = (first_length < second_length ? first_length : second_length) / 64;
+        size_t common = a.whole < b.whole ? a.whole : b.whole, both = a.blocks < b.blocks ? a.blocks : b.blocks;
         blocks_hardware_pair(first_state, first, second_state, second, common);
-        virtmeter_sha256_finish(first_state, first + 64 * common, first_length - 64 * common, 64 + 64 * common,
-                                first_digest);
-        virtmeter_sha256_finish(second_state, second + 64 * common, second_length - 64 * common, 64 + 64 * common,
-                                second_digest);
+        for (size_t k = common; k < both; k++) {
+            blocks_hardware_pair(first_state, block_at(&a, k), second_state, block_at(&b, k), 1);
+        }
+        for (size_t k = both; k < a.blocks; k++) blocks_hardware(first_state, block_at(&a, k), 1);
+        for (size_t k = both; k < b.blocks; k++) blocks_hardware(second_state, block_at(&b, k), 1);
+        write_digest(first_state, first_digest);
+        write_digest(second_state, second_digest);
+        pad(&a, first_digest, 32, 64);
+        pad(&b, second_digest, 32, 64);
         memcpy(first_state, outer, sizeof first_state);
-        virtmeter_sha256_finish(first_state, first_digest, 32, 64, first_mac);
         memcpy(second_state, outer, sizeof second_state);
-        virtmeter_sha256_finish(second_state, second_digest, 32, 64, second_mac);
+        blocks_hardware_pair(first_state, a.tail, second_state, b.tail, 1);
+        write_digest(first_state, first_mac);
+        write_digest(second_state, second_mac);
         return;
     }
 #endif

@@ -76,7 +76,7 @@ package struct NotificationEnvelope: Sendable, Equatable {
         field("timestamp", SampleClock.utcTimestamp(nanoseconds: wallNanoseconds, separator: " "))
         JSONBytes.string("_unique_id", to: &inner)
         inner += Array(": ".utf8)
-        JSONBytes.string(RandomUUID.string().filter { $0 != "-" }, to: &inner)
+        JSONBytes.string(RandomUUID.string(dashes: false), to: &inner)
         inner.append(UInt8(ascii: "}"))
 
         let opening = Array("{\"oslo.version\": \"2.0\", \"oslo.message\": \"".utf8), closing = Array("\"}".utf8)

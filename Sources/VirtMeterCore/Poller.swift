@@ -36,7 +36,6 @@ package struct Poller {
     private let defaultGroup: PollingGroup
     private let stamper: SampleStamper
     private var encoder: SampleEncoder
-    private let samplesPerRecord: Int
     /// Sealed records are handed over once the buffer holds this many bytes.
     private let chunkBytes: Int
     private let logger: Logger
@@ -46,6 +45,8 @@ package struct Poller {
     private var prepared: [String: SampleStamper.PreparedDomain] = [:]
     /// "meter uuid" pairs already warned about, so each problem is logged once per domain.
     private var warned: Set<String> = []
+    /// Writes each cycle's records (its buffers are kept from cycle to cycle).
+    private var writer: RecordWriter
 
     /// A poller whose `cycle(deliver:)` polls `meters`; `cycle(_:deliver:)` polls any groups.
     package init(hypervisor: any Hypervisor, meters: [any Meter] = [], stamper: SampleStamper,
@@ -54,9 +55,9 @@ package struct Poller {
         self.defaultGroup = PollingGroup(name: "default", meters: meters)
         self.stamper = stamper
         self.encoder = SampleEncoder(signer: stamper.signer)
-        self.samplesPerRecord = samplesPerRecord
         self.chunkBytes = chunkBytes
         self.logger = logger
+        writer = RecordWriter(samplesPerRecord: samplesPerRecord, capacity: chunkBytes + (256 << 10))
     }
 
     /// Polls once for the meters given at init. Throws only when the hypervisor cannot be read at all.
@@ -73,14 +74,15 @@ package struct Poller {
         let snapshots = try await hypervisor.poll()
         var result = CycleResult(domains: snapshots.count, inspectSeconds: SampleClock.monotonic() - start)
         let built = SampleClock.monotonic()
-        var writer = RecordWriter(samplesPerRecord: samplesPerRecord, capacity: chunkBytes + (256 << 10))
-        func hand(_ records: SampleRecords) async throws {
+        writer.recycle(writer.takeAll())   // what a cycle that failed to deliver left
+        func hand(_ records: consuming SampleRecords) async throws {
             guard !records.spans.isEmpty else { return }
             result.samples += records.sampleCount
             result.records += records.spans.count
             let handing = SampleClock.monotonic()
             try await deliver(records)
             result.deliverSeconds += SampleClock.monotonic() - handing
+            writer.recycle(records)
         }
         var currentPrepared: [String: SampleStamper.PreparedDomain] = [:]
         currentPrepared.reserveCapacity(snapshots.count)

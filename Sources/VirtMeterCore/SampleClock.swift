@@ -119,17 +119,50 @@ package final class UUIDv1Generator: Sendable {
 
 /// Random (version 4) UUIDs, as oslo.messaging gives its messages.
 package enum RandomUUID {
-    /// A new random UUID, `xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`.
-    package static func string() -> String {
-        var generator = SystemRandomNumberGenerator()
-        var high = generator.next() as UInt64, low = generator.next() as UInt64
+    /// Random bytes read from the kernel 4 KiB at a time: every message takes two ids, and a system call for each
+    /// (`SystemRandomNumberGenerator`'s) cost more than the rest of its envelope.
+    private struct Pool: ~Copyable {
+        let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
+        var used = 4096
+
+        mutating func next() -> (UInt64, UInt64) {
+            if used == bytes.count {
+                var filled = 0
+                let file = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
+                while file >= 0 && filled < bytes.count {
+                    let got = read(file, bytes.baseAddress! + filled, bytes.count - filled)
+                    if got > 0 { filled += got } else if got == 0 || errno != EINTR { break }
+                }
+                if file >= 0 { close(file) }
+                if filled < bytes.count {   // no /dev/urandom: the standard generator
+                    var generator = SystemRandomNumberGenerator()
+                    for offset in stride(from: 0, to: bytes.count, by: 8) {
+                        bytes.storeBytes(of: generator.next() as UInt64, toByteOffset: offset, as: UInt64.self)
+                    }
+                }
+                used = 0
+            }
+            defer { used += 16 }
+            return (bytes.load(fromByteOffset: used, as: UInt64.self),
+                    bytes.load(fromByteOffset: used + 8, as: UInt64.self))
+        }
+
+        deinit { bytes.deallocate() }
+    }
+
+    private static let pool = Mutex(Pool())
+
+    /// A new random UUID, `xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`, or its 32 hex digits alone (`dashes` false, as
+    /// oslo.messaging's `_unique_id`).
+    package static func string(dashes: Bool = true) -> String {
+        var (high, low) = pool.withLock { $0.next() }
         high = high & ~0xF000 | 0x4000                                 // version 4
         low = low & 0x3FFF_FFFF_FFFF_FFFF | 0x8000_0000_0000_0000     // RFC 4122 variant
         return String(unsafeUninitializedCapacity: 36) { buffer in
             let digits: StaticString = "0123456789abcdef"
             var position = 0
-            for (index, nibble) in (0..<32).enumerated() {
-                if index == 8 || index == 12 || index == 16 || index == 20 {
+            for nibble in 0..<32 {
+                if dashes && (nibble == 8 || nibble == 12 || nibble == 16 || nibble == 20) {
                     buffer[position] = UInt8(ascii: "-")
                     position += 1
                 }

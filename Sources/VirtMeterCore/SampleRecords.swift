@@ -94,6 +94,9 @@ package struct RecordWriter: Sendable {
     /// Where the open record's header starts, and how many samples it holds.
     private var openStart: Int?
     private var openSamples = 0
+    /// A buffer given back by `recycle`, emptied, for the next `takeSealed`: a cycle's chunks take turns with two
+    /// buffers rather than each touching new memory.
+    private var spare: [UInt8] = []
 
     /// `capacity` bytes are reserved up front (and again after each `takeSealed`).
     package init(samplesPerRecord: Int, capacity: Int = 0) {
@@ -143,6 +146,7 @@ package struct RecordWriter: Sendable {
     /// Takes the sealed records away; the open record stays and keeps filling.
     package mutating func takeSealed() -> SampleRecords {
         var open: [UInt8] = []
+        swap(&open, &spare)
         open.reserveCapacity(capacity)
         if let start = openStart {
             open += records.bytes[start...]
@@ -152,6 +156,14 @@ package struct RecordWriter: Sendable {
         let sealed = records
         records = SampleRecords(bytes: open, spans: [])
         return sealed
+    }
+
+    /// Gives back the bytes of records taken before, once delivered, to be written over.
+    package mutating func recycle(_ records: consuming SampleRecords) {
+        var bytes: [UInt8] = []
+        swap(&bytes, &records.bytes)   // the only reference left, or `removeAll` would allocate anew
+        bytes.removeAll(keepingCapacity: true)
+        if bytes.capacity > spare.capacity { spare = bytes }
     }
 
     /// Seals the open record and takes everything.

@@ -81,8 +81,9 @@ package struct SampleStamper: Sendable {
         // Samples are signed two at a time (`SampleEncoder.signPrepared`): the first of a pair waits, prepared in the
         // encoder's slot 0, for the second; the last one of the domain goes alone.
         var waiting = false
-        for meter in meters {
-            var meterFields = encoder.knownMeterFields(meter.name, type: meter.type, unit: meter.unit)
+        for (position, meter) in meters.enumerated() {
+            var meterFields = encoder.knownMeterFields(meter.name, type: meter.type, unit: meter.unit,
+                                                       position: position)
             for reading in meter.readings(now, previous: previous) {
                 // The monotonic time is the snapshot's, as ceilometer's is the time the instance was inspected.
                 guard now.monotonicTime.isFinite else {

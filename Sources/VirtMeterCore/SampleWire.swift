@@ -352,6 +352,8 @@ package struct SampleEncoder: Sendable {
     package let signer: SampleSigner
     /// The rendered fields of each meter seen so far, by name (with the type and unit they were rendered with).
     private var meters: [String: (type: SampleType, unit: String, fields: RenderedFields)] = [:]
+    /// The meter last found at each place of a meter list (`knownMeterFields(_:type:unit:position:)`).
+    private var lastFound: [(name: String, type: SampleType, unit: String, fields: RenderedFields)?] = []
     /// The samples prepared and not yet written, at most two (signed together), reused from sample to sample.
     private var first = Prepared(), second = Prepared()
 
@@ -412,6 +414,21 @@ package struct SampleEncoder: Sendable {
     package func knownMeterFields(_ name: String, type: SampleType, unit: String) -> RenderedFields? {
         guard let known = meters[name], known.type == type, known.unit == unit else { return nil }
         return known.fields
+    }
+
+    /// The same, for the meter at `position` in a list of meters: the stamper goes through the same list for every
+    /// domain, so the meter found last at that place is compared first (a string compared with itself costs less
+    /// than hashing it, which is done for each meter of each domain otherwise).
+    package mutating func knownMeterFields(_ name: String, type: SampleType, unit: String, position: Int)
+        -> RenderedFields? {
+        if position < lastFound.count, let last = lastFound[position], last.name == name, last.type == type,
+           last.unit == unit {
+            return last.fields
+        }
+        guard let fields = knownMeterFields(name, type: type, unit: unit) else { return nil }
+        if lastFound.count <= position { lastFound += repeatElement(nil, count: position + 1 - lastFound.count) }
+        lastFound[position] = (name, type, unit, fields)
+        return fields
     }
 
     /// Appends a sample to `out`, signed: its own values (the message id's bytes unescaped), and the renderings it
@@ -685,7 +702,7 @@ enum JSONBytes {
 
     static func content<Sink: ByteSink>(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout Sink) {
         // Most strings need no escape: one append.
-        guard bytes.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) else {
+        guard needsEscape(bytes) else {
             out.add(bytes)
             return
         }
@@ -710,5 +727,29 @@ enum JSONBytes {
             }
         }
         out.add(UnsafeBufferPointer(rebasing: bytes[start...]))
+    }
+
+    /// Whether `bytes` holds a quote, a backslash or a control character, looked for eight bytes at a time (a
+    /// sample's message id is checked for every sample).
+    static func needsEscape(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let base = bytes.baseAddress else { return false }
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        // Some byte of `word` is zero iff `(word - ones) & ~word & highs` is not; a byte is below 0x20 iff its top
+        // three bits are zero.
+        func hasZero(_ word: UInt64) -> Bool { (word &- ones) & ~word & highs != 0 }
+        var index = 0
+        while index + 8 <= bytes.count {
+            let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
+            if hasZero(word ^ (0x22 &* ones)) || hasZero(word ^ (0x5C &* ones)) || hasZero(word & (0xE0 &* ones)) {
+                return true
+            }
+            index += 8
+        }
+        while index < bytes.count {
+            let byte = base[index]
+            if byte < 0x20 || byte == 0x22 || byte == 0x5C { return true }
+            index += 1
+        }
+        return false
     }
 }

@@ -261,6 +261,43 @@ struct GoldenTests {
         }
     }
 
+    @Test("the check whether a string needs escaping finds each special byte at every place, and nothing else")
+    func needsEscapeAtEveryPlace() {
+        let special: [UInt8] = [0x00, 0x01, 0x0A, 0x1F, 0x22, 0x5C]
+        let plain: [UInt8] = [0x20, 0x21, 0x23, 0x2D, 0x5B, 0x5D, 0x7F, 0x80, 0xA2, 0xDC, 0xE0, 0xFF]
+        for length in 0..<40 {
+            for base in plain {
+                let text = [UInt8](repeating: base, count: length)
+                #expect(!text.withUnsafeBufferPointer(JSONBytes.needsEscape), "\(base) x \(length)")
+                for place in 0..<length {
+                    for byte in special + plain {
+                        var changed = text
+                        changed[place] = byte
+                        #expect(changed.withUnsafeBufferPointer(JSONBytes.needsEscape) == special.contains(byte),
+                                "\(byte) at \(place) of \(length)")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("random message ids: version 4, RFC 4122 variant, with and without dashes, none repeated")
+    func randomUUIDs() {
+        // More ids than one read of random bytes serves (256), so the pool is refilled on the way.
+        let ids = (0..<1_000).map { RandomUUID.string(dashes: $0 % 2 == 0) }
+        #expect(Set(ids).count == ids.count)
+        for (index, id) in ids.enumerated() {
+            let digits = Array(id.filter { $0 != "-" })
+            #expect(digits.count == 32 && digits.allSatisfy { $0.isHexDigit && !$0.isUppercase }, "\(id)")
+            #expect(digits[12] == "4" && "89ab".contains(digits[16]), "\(id)")
+            if index % 2 == 0 {
+                #expect(id.count == 36 && [8, 13, 18, 23].allSatisfy { Array(id)[$0] == "-" }, "\(id)")
+            } else {
+                #expect(id.count == 32, "\(id)")
+            }
+        }
+    }
+
     @Test("a record's payload is JSON lines as it stands, and one escaping pass makes it the envelope's list")
     func payloadShapes() throws {
         let samples = try NotificationEnvelope.decode(try wireExample()).samples().compactMap(\.sample)

@@ -236,3 +236,59 @@ struct BadValueTests {
         #expect(second.allSatisfy { $0.volume.doubleValue.isFinite })
     }
 }
+
+@Suite("records between cycles")
+struct RecordBufferTests {
+    struct DeliveryFailed: Error {}
+
+    @Test("a recycled buffer is written over in place and gives the bytes a new writer gives")
+    func recycledBuffer() {
+        func fill(_ writer: inout RecordWriter, _ text: String) {
+            for index in 0..<7 { writer.append { $0 += Array("\(text) \(index)".utf8); return true } }
+        }
+        var fresh = RecordWriter(samplesPerRecord: 3, capacity: 4096)
+        fill(&fresh, "second")
+        let expected = fresh.takeAll()
+
+        var writer = RecordWriter(samplesPerRecord: 3, capacity: 4096)
+        fill(&writer, "first")
+        let first = writer.takeSealed()
+        #expect(first.spans.count == 2)
+        let storage = first.bytes.withUnsafeBufferPointer { $0.baseAddress }
+        writer.recycle(consume first)
+        _ = writer.takeAll()   // the open record left from "first"
+        fill(&writer, "second")
+        let sealed = writer.takeSealed()
+        #expect(sealed.bytes.withUnsafeBufferPointer { $0.baseAddress } == storage, "the recycled buffer is reused")
+        var rest = writer.takeAll()
+        rest.spans = rest.spans.map {
+            SampleRecords.Span(start: $0.start + sealed.bytes.count, payloadLength: $0.payloadLength,
+                               samples: $0.samples)
+        }
+        #expect(sealed.bytes + rest.bytes == expected.bytes)
+        #expect(sealed.spans + rest.spans == expected.spans)
+    }
+
+    @Test("samples a failed delivery left in the writer do not reach the next cycle")
+    func failedDeliveryLeavesNothing() async throws {
+        let domains = (0..<40).map { index in
+            snapshot(uuid: "a6b2c4d8-1234-4e5f-9abc-" + String(repeating: "0", count: 12 - String(index).count)
+                + String(index))
+        }
+        var poller = Poller(hypervisor: FakeHypervisor([domains, domains]), meters: [VCPUsMeter()],
+                            stamper: SampleStamper(host: "compute-1", signer: SampleSigner(secret: "")),
+                            samplesPerRecord: 3, chunkBytes: 2048, logger: Logger(label: "test"))
+        var handed = 0
+        await #expect(throws: DeliveryFailed.self) {
+            _ = try await poller.cycle { records in
+                handed += records.sampleCount
+                throw DeliveryFailed()
+            }
+        }
+        #expect(handed > 0 && handed < domains.count, "the first chunk failed mid-cycle")
+        var delivered: [JSONValue] = []
+        let result = try await poller.cycle { delivered += try $0.decodedDicts() }
+        #expect(result.samples == domains.count && delivered.count == domains.count)
+        #expect(Set(delivered.compactMap { $0["resource_id"]?.stringValue }).count == domains.count)
+    }
+}
