@@ -88,10 +88,16 @@ package enum SpoolError: Error, CustomStringConvertible {
 /// logged once per outage), never what was already spooled; delivered records give their space back as soon as
 /// everything written is delivered, not only when a segment rolls over.
 ///
-/// Files, all private to the owner: `NNNNNNNNNNNNNNNNNNNN.seg` (records back to back, see `SampleRecords`), `head`
-/// (the acknowledged position, written in place: `"VMH1"`, segment and offset as UInt64 LE, CRC-32C of the 16
-/// bytes before it, so a full disk can never keep it from being updated), `lock` (flock'ed by the one agent using
-/// the directory, holding its PID).
+/// A delivered segment is not removed but kept as `spare` and written over by the next segment (while the file system
+/// has room to spare): creating, filling and removing a file per cycle cost the kernel about as much again as writing
+/// the records. Its old records are told from new ones by their CRC: on disk each record's CRC-32C is XORed with the
+/// low 32 bits of its segment's id (0 in files of earlier versions, still read), so a record left from an earlier use
+/// of the file checks with an older id, and a recovery scan ends the segment there.
+///
+/// Files, all private to the owner: `NNNNNNNNNNNNNNNNNNNN.seg` (records back to back, see `SampleRecords`), `spare`
+/// (a delivered segment, to be written over), `head` (the acknowledged position, written in place: `"VMH1"`, segment
+/// and offset as UInt64 LE, CRC-32C of the 16 bytes before it, so a full disk can never keep it from being updated),
+/// `lock` (flock'ed by the one agent using the directory, holding its PID).
 ///
 /// All file work runs on a serial queue of its own, which is why the class may be `@unchecked Sendable`; readers
 /// are woken through an `AsyncStream` doorbell (one reader at a time).
@@ -102,6 +108,8 @@ package final class Spool: @unchecked Sendable {
         var bytes: Int
         /// Records and samples not yet acknowledged.
         var pending: Tally
+        /// Made by this run, every record in it tagged with its id: it may become the spare once delivered.
+        var recyclable = false
     }
 
     package let configuration: SpoolConfiguration
@@ -158,6 +166,8 @@ package final class Spool: @unchecked Sendable {
             }
         }
         lockDescriptor = try Self.lock(directory)
+        // A spare from an earlier run: its records' ids are not this run's to compare with.
+        unlink(directory + "/spare")
         headDescriptor = open(directory + "/head", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard headDescriptor >= 0 else {
             close(lockDescriptor)
@@ -177,7 +187,7 @@ package final class Spool: @unchecked Sendable {
             head = saved
         }
         for id in ids {
-            let scanned = Self.scan(Self.path(directory, id), from: id == head.segment ? head.offset : 0)
+            let scanned = Self.scan(Self.path(directory, id), id: id, from: id == head.segment ? head.offset : 0)
             segments.append(Segment(id: id, bytes: scanned.end, pending: scanned.tally))
         }
         readPosition = head
@@ -260,20 +270,6 @@ package final class Spool: @unchecked Sendable {
     private func writeOnQueue(_ records: SampleRecords) {
         let tally = Tally(records: records.spans.count, samples: records.sampleCount)
         let recordBytes = records.spans.reduce(0) { $0 + $1.record.count }
-        // Each record's header with its CRC, apart: the records' bytes are written as they are, not copied.
-        var headers = [UInt8](repeating: 0, count: records.spans.count * SampleRecords.headerBytes)
-        records.bytes.withUnsafeBytes { raw in
-            headers.withUnsafeMutableBytes { out in
-                for (index, span) in records.spans.enumerated() {
-                    let header = out.baseAddress! + index * SampleRecords.headerBytes
-                    header.copyMemory(from: raw.baseAddress! + span.start, byteCount: 12)
-                    var crc = virtmeter_crc32c(virtmeter_crc32c(0, raw.baseAddress! + span.start + 8, 4),
-                                               raw.baseAddress! + span.payload.lowerBound, span.payloadLength)
-                    crc = crc.littleEndian
-                    (header + 12).copyMemory(from: &crc, byteCount: 4)
-                }
-            }
-        }
         do throws(FileError) {
             // A segment rolls over between cycles only, so a cycle's uncommitted records are all in the last one.
             if writer < 0 || writerBroken || (uncommitted.records == 0 && segments.last.map({ $0.bytes > 0
@@ -286,6 +282,22 @@ package final class Spool: @unchecked Sendable {
         }
         let last = segments.count - 1
         let start = segments[last].bytes
+        // Each record's header with its CRC tagged with the segment, apart: the records' bytes are written as they
+        // are, not copied.
+        let tag = Self.tag(segments[last].id)
+        var headers = [UInt8](repeating: 0, count: records.spans.count * SampleRecords.headerBytes)
+        records.bytes.withUnsafeBytes { raw in
+            headers.withUnsafeMutableBytes { out in
+                for (index, span) in records.spans.enumerated() {
+                    let header = out.baseAddress! + index * SampleRecords.headerBytes
+                    header.copyMemory(from: raw.baseAddress! + span.start, byteCount: 12)
+                    var crc = virtmeter_crc32c(virtmeter_crc32c(0, raw.baseAddress! + span.start + 8, 4),
+                                               raw.baseAddress! + span.payload.lowerBound, span.payloadLength)
+                    crc = (crc ^ tag).littleEndian
+                    (header + 12).copyMemory(from: &crc, byteCount: 4)
+                }
+            }
+        }
         let failure: FileError? = records.bytes.withUnsafeBytes { raw in
             headers.withUnsafeBytes { headerBytes in
                 var pieces: [iovec] = []
@@ -360,7 +372,9 @@ package final class Spool: @unchecked Sendable {
         if writer >= 0 { close(writer) }
         writer = -1
         let id = (segments.last?.id ?? head.segment - 1) + 1
-        let descriptor = open(path(id), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        // The spare, if there is one, is written over: its records are told from the new ones by their tags.
+        let reused = rename(sparePath, path(id)) == 0
+        let descriptor = open(path(id), O_WRONLY | O_CREAT | (reused ? 0 : O_TRUNC) | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw FileError("open", path: path(id)) }
         writer = descriptor
         writerBroken = false
@@ -369,8 +383,24 @@ package final class Spool: @unchecked Sendable {
             unlink(path(last.id))
             segments.removeLast()
         }
-        segments.append(Segment(id: id, bytes: 0, pending: Tally()))
+        segments.append(Segment(id: id, bytes: 0, pending: Tally(), recyclable: true))
     }
+
+    private var sparePath: String { configuration.directory + "/spare" }
+
+    /// Removes a delivered segment's file, or keeps it as the spare that the next segment writes over: when this run
+    /// made it and the file system has a tenth of its space free (else a full disk gets the space back).
+    private func retire(_ segment: Segment) {
+        var fs = statvfs()
+        if segment.recyclable, statvfs(configuration.directory, &fs) == 0, fs.f_bavail >= fs.f_blocks / 10,
+           rename(path(segment.id), sparePath) == 0 {
+            return
+        }
+        unlink(path(segment.id))
+    }
+
+    /// The tag XORed into the CRC of every record of segment `id` on disk: the id's low 32 bits.
+    static func tag(_ id: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: id) }
 
     private func commitOnQueue() {
         guard uncommitted.records > 0 else { return }
@@ -444,7 +474,7 @@ package final class Spool: @unchecked Sendable {
         var tally = Tally(), offset = 0, corrupt = 0
         let windowEndsEarly = position.offset + bytes.count < limit
         records: while spans.count < maxRecords, offset < bytes.count {
-            switch bytes.withUnsafeBytes({ Self.record(in: $0, at: offset) }) {
+            switch bytes.withUnsafeBytes({ Self.record(in: $0, at: offset, tag: Self.tag(id)) }) {
             case .record(let span):
                 spans.append(span)
                 tally.records += 1
@@ -459,6 +489,11 @@ package final class Spool: @unchecked Sendable {
                 corrupt += 1
                 // A record's magic may straddle the window's end: look at the last bytes again next time.
                 offset = next == bytes.count && windowEndsEarly ? max(offset + 1, next - 3) : next
+            case .stale:
+                // Never before the end of what this run wrote (which `limit` keeps to): damaged bytes that happen to
+                // check with an older tag.
+                corrupt += 1
+                offset = bytes.count
             }
         }
         if corrupt > 0 {
@@ -498,7 +533,7 @@ package final class Spool: @unchecked Sendable {
         if let last = segments.last, last.id == head.segment, head.offset >= last.bytes, uncommitted.records == 0 {
             if writer >= 0 { close(writer) }
             writer = -1
-            unlink(path(last.id))
+            retire(last)
             segments.removeAll()
             head = SpoolPosition(segment: last.id + 1, offset: 0)
             readPosition = head
@@ -598,19 +633,26 @@ package final class Spool: @unchecked Sendable {
         return descriptor
     }
 
-    /// The end of the segment file and the whole records in it from `offset` on.
-    static func scan(_ file: String, from offset: Int) -> (end: Int, tally: Tally) {
+    /// The end of segment `id`'s records in its file and the whole records from `offset` on. A file written over
+    /// (the spare) ends where a record of its earlier use begins, or before the bytes left of one: bytes after the
+    /// last whole record that begin with a record's magic are a record cut short (a crash mid-write), which the
+    /// read skips and counts; any others are what is left of an older record.
+    static func scan(_ file: String, id: UInt64, from offset: Int) -> (end: Int, tally: Tally) {
         guard let data = FileManager.default.contents(atPath: file) else { return (0, Tally()) }
         let bytes = [UInt8](data)
-        var position = offset, tally = Tally()
+        var position = offset, tally = Tally(), afterWhole = offset
         while position < bytes.count {
-            switch bytes.withUnsafeBytes({ record(in: $0, at: position) }) {
+            switch bytes.withUnsafeBytes({ record(in: $0, at: position, tag: tag(id)) }) {
             case .record(let span):
                 tally.records += 1
                 tally.samples += span.samples
                 position = span.record.upperBound
+                afterWhole = position
             case .corrupt(let next): position = next
             case .incomplete: position = bytes.count
+            case .stale:
+                let cutShort = bytes[afterWhole...].starts(with: SampleRecords.magic)
+                return (cutShort ? position : afterWhole, tally)
             }
         }
         return (bytes.count, tally)
@@ -622,10 +664,13 @@ package final class Spool: @unchecked Sendable {
         case corrupt(next: Int)
         /// A header whose record does not end within the bytes.
         case incomplete
+        /// A whole record from an earlier use of the file: its CRC checks with an older segment's tag.
+        case stale
     }
 
-    /// The record at `offset`, or where to resume after damaged bytes.
-    static func record(in bytes: UnsafeRawBufferPointer, at offset: Int) -> Parsed {
+    /// The record at `offset` of a segment whose records' CRCs carry `tag` (or 0: written by an earlier version), or
+    /// where to resume after damaged bytes.
+    static func record(in bytes: UnsafeRawBufferPointer, at offset: Int, tag: UInt32) -> Parsed {
         let magic = SampleRecords.magic
         func resync() -> Parsed {
             var position = offset + 1
@@ -649,7 +694,10 @@ package final class Spool: @unchecked Sendable {
         guard header.payloadLength <= bytes.count - start else { return .incomplete }
         let crc = virtmeter_crc32c(virtmeter_crc32c(0, bytes.baseAddress! + offset + 8, 4),
                                    bytes.baseAddress! + start, header.payloadLength)
-        guard crc == header.checksum, header.samples > 0 else { return resync() }
+        // Undamaged, the stored CRC is the computed one XORed with the tag the record was written with.
+        let written = crc ^ header.checksum
+        guard header.samples > 0, written == tag || written < tag else { return resync() }
+        guard written == tag || written == 0 else { return .stale }
         return .record(SampleRecords.Span(start: offset, payloadLength: header.payloadLength, samples: header.samples))
     }
 

@@ -134,6 +134,85 @@ struct SpoolTests {
         #expect(reopened.currentCounters.corruptRecords == 2)
     }
 
+    /// The segment files in `directory`, by name.
+    static func segments(_ directory: URL) throws -> [URL] {
+        try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".seg") }.sorted()
+            .map { directory.appendingPathComponent($0) }
+    }
+
+    /// Writes 60 samples and delivers them, then writes 15 more into the spare the first ones left (two records, of
+    /// 10 and 5 samples, shorter than the first two), and returns the segment they are in, with the crash to follow.
+    static func writeOverSpare(_ directory: URL) async throws -> URL {
+        let spool = try openSpool(directory)
+        await spool.append(makeRecords(60))
+        #expect(try await drainSpool(spool).count == 60)
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("spare").path),
+                "the delivered segment is kept to be written over")
+        #expect(try segments(directory).isEmpty)
+        await spool.append(makeRecords(15, from: 100))
+        let segment = try #require(try segments(directory).first)
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: segment.path)[.size] as? Int)
+        #expect(size > makeRecords(60).bytes.count - 100, "the new segment is the spare, written over")
+        return segment
+    }
+
+    @Test("a delivered segment is written over; after a crash only the new records come out, none counted as damaged")
+    func spareWrittenOver() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        _ = try await Self.writeOverSpare(directory)   // and the process dies
+        let reopened = try openSpool(directory)
+        #expect(reopened.currentCounters.pendingRecords == 2)
+        let out = try await drainSpool(reopened)
+        #expect(out.map(\.messageID) == (100..<115).map { "id-\($0)" })
+        #expect(reopened.currentCounters.corruptRecords == 0)
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("spare").path)
+                || reopened.currentCounters.pendingRecords == 0)
+    }
+
+    @Test("a record cut short in a segment written over is skipped and counted once; the one before it comes out")
+    func spareWithRecordCutShort() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let segment = try await Self.writeOverSpare(directory)
+        var bytes = [UInt8](try Data(contentsOf: segment))
+        // The second new record, as a crash mid-write leaves it: its end is still the old record's bytes.
+        let first = try #require(bytes.withUnsafeBytes { SampleRecords.header(in: $0, at: 0) })
+        let second = SampleRecords.headerBytes + first.payloadLength
+        bytes[second + SampleRecords.headerBytes + 40] ^= 0xFF
+        try Data(bytes).write(to: segment)
+        let reopened = try openSpool(directory)
+        let out = try await drainSpool(reopened)
+        #expect(out.map(\.messageID) == (100..<110).map { "id-\($0)" })
+        #expect(reopened.currentCounters.corruptRecords == 1)
+    }
+
+    @Test("records an earlier version wrote (their CRCs without the segment's tag) are read")
+    func untaggedRecords() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        do {
+            let spool = try openSpool(directory)
+            await spool.append(makeRecords(25))
+        }
+        let segment = try #require(try Self.segments(directory).first)
+        let tag = Spool.tag(try #require(UInt64(segment.deletingPathExtension().lastPathComponent)))
+        #expect(tag > 0)
+        var bytes = [UInt8](try Data(contentsOf: segment))
+        var offset = 0
+        while let header = bytes.withUnsafeBytes({ SampleRecords.header(in: $0, at: offset) }) {
+            withUnsafeBytes(of: (header.checksum ^ tag).littleEndian) {
+                bytes.replaceSubrange(offset + 12..<offset + 16, with: $0)
+            }
+            offset += SampleRecords.headerBytes + header.payloadLength
+        }
+        #expect(offset == bytes.count)
+        try Data(bytes).write(to: segment)
+        let reopened = try openSpool(directory)
+        #expect(try await drainSpool(reopened).map(\.messageID) == (0..<25).map { "id-\($0)" })
+        #expect(reopened.currentCounters.corruptRecords == 0)
+    }
+
     @Test("next waits for an append, and returns nil once the spool is finished and drained")
     func waiting() async throws {
         let directory = try temporaryDirectory()
@@ -163,7 +242,7 @@ struct SpoolTests {
         #expect(try await drainSpool(first).count == 10)
     }
 
-    @Test("delivered records give their space back at once, not when a segment rolls over")
+    @Test("delivered records leave no segment at once (the file may stay as the spare), not when a segment rolls over")
     func spaceReturned() async throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
