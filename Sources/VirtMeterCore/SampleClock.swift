@@ -68,8 +68,8 @@ package final class UUIDv1Generator: Sendable {
         let node = (UInt64.random(in: 0...0xFFFF_FFFF_FFFF, using: &rng)) | 0x0100_0000_0000
         var tail = [UInt8](repeating: UInt8(ascii: "-"), count: Self.length - 18)
         tail.withUnsafeMutableBufferPointer { tail in
-            Self.writeHex(UInt64(clockSequence | 0x8000), digits: 4, to: tail.baseAddress! + 1)
-            Self.writeHex(node, digits: 12, to: tail.baseAddress! + 6)
+            SampleSigner.writeHex(UInt64(clockSequence | 0x8000), digits: 4, to: tail.baseAddress! + 1)
+            SampleSigner.writeHex(node, digits: 12, to: tail.baseAddress! + 6)
         }
         self.tail = tail
     }
@@ -100,21 +100,14 @@ package final class UUIDv1Generator: Sendable {
             state.lastTicks = max(now, state.lastTicks + 1)
             return state.lastTicks
         }
-        Self.writeHex(ticks & 0xFFFF_FFFF, digits: 8, to: out)
+        SampleSigner.writeHex(ticks & 0xFFFF_FFFF, digits: 8, to: out)
         out[8] = UInt8(ascii: "-")
-        Self.writeHex((ticks >> 32) & 0xFFFF, digits: 4, to: out + 9)
+        SampleSigner.writeHex((ticks >> 32) & 0xFFFF, digits: 4, to: out + 9)
         out[13] = UInt8(ascii: "-")
-        Self.writeHex((ticks >> 48) & 0x0FFF | 0x1000, digits: 4, to: out + 14)
+        SampleSigner.writeHex((ticks >> 48) & 0x0FFF | 0x1000, digits: 4, to: out + 14)
         tail.withUnsafeBufferPointer { (out + 18).update(from: $0.baseAddress!, count: $0.count) }
     }
 
-    /// Writes `value`'s low `digits` hex digits at `out`.
-    private static func writeHex(_ value: UInt64, digits: Int, to out: UnsafeMutablePointer<UInt8>) {
-        let hex: StaticString = "0123456789abcdef"
-        for index in 0..<digits {
-            out[index] = hex.utf8Start[Int((value >> UInt64(4 * (digits - 1 - index))) & 0xF)]
-        }
-    }
 }
 
 /// Random (version 4) UUIDs, as oslo.messaging gives its messages.

@@ -89,10 +89,29 @@ package struct SampleSigner: Sendable {
 
     /// Writes `bytes` in lowercase hex at `out` (twice as many bytes).
     static func writeHex(_ bytes: UnsafeRawBufferPointer, to out: UnsafeMutablePointer<UInt8>) {
-        let digits: StaticString = "0123456789abcdef"
+        let raw = UnsafeMutableRawPointer(out)
         for (index, byte) in bytes.enumerated() {
-            out[2 * index] = digits.utf8Start[Int(byte >> 4)]
-            out[2 * index + 1] = digits.utf8Start[Int(byte & 0x0F)]
+            raw.storeBytes(of: hexPairs[Int(byte)], toByteOffset: 2 * index, as: UInt16.self)
         }
     }
+
+    /// Writes the low `digits` hex digits of `value` (an even number) at `out`, the most significant first.
+    static func writeHex(_ value: UInt64, digits: Int, to out: UnsafeMutablePointer<UInt8>) {
+        let raw = UnsafeMutableRawPointer(out)
+        for index in 0..<digits / 2 {
+            let byte = UInt8(truncatingIfNeeded: value >> UInt64(8 * (digits / 2 - 1 - index)))
+            raw.storeBytes(of: hexPairs[Int(byte)], toByteOffset: 2 * index, as: UInt16.self)
+        }
+    }
+
+    /// Each byte's two hex digits as they lie in memory, one store per byte: every sample's signature and message id
+    /// are written in hex. Immutable once made.
+    nonisolated(unsafe) private static let hexPairs: UnsafeBufferPointer<UInt16> = {
+        let digits = Array("0123456789abcdef".utf8)
+        let table = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: 256)
+        for byte in 0..<256 {
+            table[byte] = (UInt16(digits[byte >> 4]) | UInt16(digits[byte & 0xF]) << 8).littleEndian
+        }
+        return UnsafeBufferPointer(table)
+    }()
 }

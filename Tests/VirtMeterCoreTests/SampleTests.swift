@@ -75,6 +75,11 @@ struct SampleTests {
         let ticks = UInt64(parts[2].dropFirst(), radix: 16)! << 48 | UInt64(parts[1], radix: 16)! << 32
             | UInt64(parts[0], radix: 16)!
         #expect((ticks - 0x01B2_1DD2_1381_4000) * 100 == 1_714_564_800_000_000_000)
+        // Lowercase hex in 8-4-4-4-12, version 1, variant 10, a multicast node (as Python's uuid1 without a MAC).
+        let hex = Set("0123456789abcdef")
+        #expect(parts.map(\.count) == [8, 4, 4, 4, 12] && parts.allSatisfy { $0.allSatisfy(hex.contains) }, "\(id)")
+        #expect(parts[2].first == "1" && "89ab".contains(parts[3].first!), "\(id)")
+        #expect(UInt8(parts[4].prefix(2), radix: 16)! & 1 == 1, "\(id)")
     }
 
     @Test("JSON text round-trips through the parser, numbers keep their kind")
