@@ -86,11 +86,11 @@ package enum SpoolError: Error, CustomStringConvertible {
 /// delivered first, in order. Each record carries a CRC-32C; a damaged or truncated record is skipped and counted,
 /// the records around it are kept. A full disk costs the samples of the cycles that could not be written (counted,
 /// logged once per outage), never what was already spooled; delivered records give their space back as soon as
-/// everything written is delivered, not only when a segment rolls over.
+/// everything written is delivered, not only when a segment rolls over (but for the spare, while the disk has room).
 ///
-/// A delivered segment is not removed but kept as `spare` and written over by the next segment (while the file system
-/// has room to spare): creating, filling and removing a file per cycle cost the kernel about as much again as writing
-/// the records. Its old records are told from new ones by their CRC: on disk each record's CRC-32C is XORed with the
+/// The last delivered segment is not removed but kept as `spare` and written over by the next segment (while the file
+/// system has a tenth of its space free): creating, filling and removing a file per cycle cost the kernel about as
+/// much again as writing the records. Its old records are told from new ones by their CRC: on disk each record's CRC-32C is XORed with the
 /// low 32 bits of its segment's id (0 in files of earlier versions, still read), so a record left from an earlier use
 /// of the file checks with an older id, and a recovery scan ends the segment there.
 ///
