@@ -90,9 +90,9 @@ package enum SpoolError: Error, CustomStringConvertible {
 ///
 /// The last delivered segment is not removed but kept as `spare` and written over by the next segment (while the file
 /// system has a tenth of its space free): creating, filling and removing a file per cycle cost the kernel about as
-/// much again as writing the records. Its old records are told from new ones by their CRC: on disk each record's CRC-32C is XORed with the
-/// low 32 bits of its segment's id (0 in files of earlier versions, still read), so a record left from an earlier use
-/// of the file checks with an older id, and a recovery scan ends the segment there.
+/// much again as writing the records. Its old records are told from new ones by their CRC: on disk each record's
+/// CRC-32C is XORed with the low 32 bits of its segment's id (0 in files of earlier versions, still read), so a record
+/// left from an earlier use of the file checks with an older id, and a recovery scan ends the segment there.
 ///
 /// Files, all private to the owner: `NNNNNNNNNNNNNNNNNNNN.seg` (records back to back, see `SampleRecords`), `spare`
 /// (a delivered segment, to be written over), `head` (the acknowledged position, written in place: `"VMH1"`, segment
