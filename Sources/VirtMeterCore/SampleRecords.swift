@@ -8,7 +8,7 @@
 /// The payload is the samples' JSON dicts, exactly as published, separated by "\n" (compact JSON never contains a
 /// raw newline): as it stands it is JSON lines for the stdout and file publishers, and one escaping pass makes it the
 /// sample list of an oslo.messaging envelope. The CRC is zero in memory: the spool fills it in, in the copy of the
-/// header it writes to disk beside the record's payload.
+/// header it writes to disk beside the record's payload (XORed with the segment's number there, see `Spool`).
 package struct SampleRecords: Sendable {
     /// One record's place in `bytes`.
     package struct Span: Sendable, Equatable {
