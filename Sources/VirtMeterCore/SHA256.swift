@@ -30,7 +30,7 @@ enum SHA224 {
     /// The lowercase hex digest of `text`'s UTF-8 bytes.
     static func hexDigest(_ text: String) -> String {
         var hex: [UInt8] = []
-        SHA256.digest(Array(text.utf8), sha224: true).withUnsafeBytes { SampleSigner.appendHex($0, to: &hex) }
+        SHA256.digest(Array(text.utf8), sha224: true).withUnsafeBytes { Hex.append($0, to: &hex) }
         return String(decoding: hex, as: UTF8.self)
     }
 }

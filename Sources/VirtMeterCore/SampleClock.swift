@@ -68,8 +68,8 @@ package final class UUIDv1Generator: Sendable {
         let node = (UInt64.random(in: 0...0xFFFF_FFFF_FFFF, using: &rng)) | 0x0100_0000_0000
         var tail = [UInt8](repeating: UInt8(ascii: "-"), count: Self.length - 18)
         tail.withUnsafeMutableBufferPointer { tail in
-            SampleSigner.writeHex(UInt64(clockSequence | 0x8000), digits: 4, to: tail.baseAddress! + 1)
-            SampleSigner.writeHex(node, digits: 12, to: tail.baseAddress! + 6)
+            Hex.write(UInt64(clockSequence | 0x8000), digits: 4, to: tail.baseAddress! + 1)
+            Hex.write(node, digits: 12, to: tail.baseAddress! + 6)
         }
         self.tail = tail
     }
@@ -100,11 +100,11 @@ package final class UUIDv1Generator: Sendable {
             state.lastTicks = max(now, state.lastTicks + 1)
             return state.lastTicks
         }
-        SampleSigner.writeHex(ticks & 0xFFFF_FFFF, digits: 8, to: out)
+        Hex.write(ticks & 0xFFFF_FFFF, digits: 8, to: out)
         out[8] = UInt8(ascii: "-")
-        SampleSigner.writeHex((ticks >> 32) & 0xFFFF, digits: 4, to: out + 9)
+        Hex.write((ticks >> 32) & 0xFFFF, digits: 4, to: out + 9)
         out[13] = UInt8(ascii: "-")
-        SampleSigner.writeHex((ticks >> 48) & 0x0FFF | 0x1000, digits: 4, to: out + 14)
+        Hex.write((ticks >> 48) & 0x0FFF | 0x1000, digits: 4, to: out + 14)
         tail.withUnsafeBufferPointer { (out + 18).update(from: $0.baseAddress!, count: $0.count) }
     }
 
@@ -152,18 +152,19 @@ package enum RandomUUID {
         high = high & ~0xF000 | 0x4000                                 // version 4
         low = low & 0x3FFF_FFFF_FFFF_FFFF | 0x8000_0000_0000_0000     // RFC 4122 variant
         return String(unsafeUninitializedCapacity: 36) { buffer in
-            let digits: StaticString = "0123456789abcdef"
-            var position = 0
-            for nibble in 0..<32 {
-                if dashes && (nibble == 8 || nibble == 12 || nibble == 16 || nibble == 20) {
-                    buffer[position] = UInt8(ascii: "-")
-                    position += 1
-                }
-                let word = nibble < 16 ? high : low
-                buffer[position] = digits.utf8Start[Int((word >> UInt64(60 - (nibble % 16) * 4)) & 0xF)]
-                position += 1
+            let out = buffer.baseAddress!
+            guard dashes else {
+                Hex.write(high, digits: 16, to: out)
+                Hex.write(low, digits: 16, to: out + 16)
+                return 32
             }
-            return position
+            Hex.write(high >> 32, digits: 8, to: out)
+            Hex.write(high >> 16 & 0xFFFF, digits: 4, to: out + 9)
+            Hex.write(high & 0xFFFF, digits: 4, to: out + 14)
+            Hex.write(low >> 48, digits: 4, to: out + 19)
+            Hex.write(low & 0xFFFF_FFFF_FFFF, digits: 12, to: out + 24)
+            for dash in [8, 13, 18, 23] { out[dash] = UInt8(ascii: "-") }
+            return 36
         }
     }
 }

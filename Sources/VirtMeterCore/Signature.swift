@@ -32,7 +32,7 @@ package struct SampleSigner: Sendable {
     /// Appends the signature of `input`, in hex, to `out` (nothing when this signer does not sign).
     func appendSignature(ofInput input: [UInt8], to out: inout [UInt8]) {
         guard let secret else { return }
-        input.withUnsafeBufferPointer { secret.withCode(of: $0) { Self.appendHex($0, to: &out) } }
+        input.withUnsafeBufferPointer { secret.withCode(of: $0) { Hex.append($0, to: &out) } }
     }
 
     /// The length of a signature in hex.
@@ -41,7 +41,7 @@ package struct SampleSigner: Sendable {
     /// Writes the signature of `input` in hex at `out`; returns its length (0 when this signer does not sign).
     func writeSignature(of input: UnsafeBufferPointer<UInt8>, to out: UnsafeMutablePointer<UInt8>) -> Int {
         guard let secret else { return 0 }
-        secret.withCode(of: input) { Self.writeHex($0, to: out) }
+        secret.withCode(of: input) { Hex.write($0, to: out) }
         return Self.hexLength
     }
 
@@ -51,8 +51,8 @@ package struct SampleSigner: Sendable {
                          to out: UnsafeMutablePointer<UInt8>) -> Int {
         guard let secret else { return 0 }
         secret.withCodes(of: first, second) { firstCode, secondCode in
-            Self.writeHex(firstCode, to: out)
-            Self.writeHex(secondCode, to: out + Self.hexLength)
+            Hex.write(firstCode, to: out)
+            Hex.write(secondCode, to: out + Self.hexLength)
         }
         return Self.hexLength
     }
@@ -78,35 +78,38 @@ package struct SampleSigner: Sendable {
             }
         }
     }
+}
 
-    /// `bytes` in lowercase hex, appended to `out` in one piece.
-    static func appendHex(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+/// Lowercase hex, from a table of each byte's two digits (one store per byte): every sample's signature and message
+/// id, and the host hash, are written with it.
+enum Hex {
+    /// `bytes` in hex, appended to `out` in one piece.
+    static func append(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2 * bytes.count) { text in
-            writeHex(bytes, to: text.baseAddress!)
+            write(bytes, to: text.baseAddress!)
             out.append(contentsOf: text)
         }
     }
 
-    /// Writes `bytes` in lowercase hex at `out` (twice as many bytes).
-    static func writeHex(_ bytes: UnsafeRawBufferPointer, to out: UnsafeMutablePointer<UInt8>) {
+    /// Writes `bytes` in hex at `out` (twice as many bytes).
+    static func write(_ bytes: UnsafeRawBufferPointer, to out: UnsafeMutablePointer<UInt8>) {
         let raw = UnsafeMutableRawPointer(out)
         for (index, byte) in bytes.enumerated() {
-            raw.storeBytes(of: hexPairs[Int(byte)], toByteOffset: 2 * index, as: UInt16.self)
+            raw.storeBytes(of: pairs[Int(byte)], toByteOffset: 2 * index, as: UInt16.self)
         }
     }
 
     /// Writes the low `digits` hex digits of `value` (an even number) at `out`, the most significant first.
-    static func writeHex(_ value: UInt64, digits: Int, to out: UnsafeMutablePointer<UInt8>) {
+    static func write(_ value: UInt64, digits: Int, to out: UnsafeMutablePointer<UInt8>) {
         let raw = UnsafeMutableRawPointer(out)
         for index in 0..<digits / 2 {
             let byte = UInt8(truncatingIfNeeded: value >> UInt64(8 * (digits / 2 - 1 - index)))
-            raw.storeBytes(of: hexPairs[Int(byte)], toByteOffset: 2 * index, as: UInt16.self)
+            raw.storeBytes(of: pairs[Int(byte)], toByteOffset: 2 * index, as: UInt16.self)
         }
     }
 
-    /// Each byte's two hex digits as they lie in memory, one store per byte: every sample's signature and message id
-    /// are written in hex. Immutable once made.
-    nonisolated(unsafe) private static let hexPairs: UnsafeBufferPointer<UInt16> = {
+    /// Each byte's two digits as they lie in memory. Immutable once made.
+    nonisolated(unsafe) private static let pairs: UnsafeBufferPointer<UInt16> = {
         let digits = Array("0123456789abcdef".utf8)
         let table = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: 256)
         for byte in 0..<256 {

@@ -137,7 +137,7 @@ struct SHA224Tests {
 struct SHA256Tests {
     static func hex(_ bytes: [UInt8]) -> String {
         var text: [UInt8] = []
-        bytes.withUnsafeBytes { SampleSigner.appendHex($0, to: &text) }
+        bytes.withUnsafeBytes { Hex.append($0, to: &text) }
         return String(decoding: text, as: UTF8.self)
     }
 
