@@ -108,6 +108,8 @@ package struct SampleStamper: Sendable {
                     }
                 }
                 guard let meterFields, let resourceFields, let cycle else { continue }
+                // `Shared` does not keep these alive; they live until this call returns: the encoder keeps the meter
+                // fields, `domain` its resources' fields and merged metadata, and `cycle` is this call's.
                 let shared = SampleEncoder.Shared(meter: meterFields, resource: resourceFields, cycle: cycle,
                                                   metadata: domain.metadata(with: reading.metadata))
                 let prepared = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: UUIDv1Generator.length) { id in

@@ -350,19 +350,21 @@ package final class RenderedFields: @unchecked Sendable {   // immutable: its bu
 /// in the wire order and, for the signature, the signing order of `SampleField`.
 package struct SampleEncoder: Sendable {
     package let signer: SampleSigner
-    /// The rendered fields of each meter seen so far, by name (with the type and unit they were rendered with).
-    private var meters: [String: (type: SampleType, unit: String, fields: RenderedFields)] = [:]
+    /// The rendered fields of each meter seen so far, by name, type and unit; never removed, as a prepared sample
+    /// (`Shared`) may still point at them.
+    private var meters: [MeterKey: RenderedFields] = [:]
     /// The meter last found at each place of a meter list (`knownMeterFields(_:type:unit:position:)`).
     private var lastFound: [(name: String, type: SampleType, unit: String, fields: RenderedFields)?] = []
     /// The samples prepared and not yet written, at most two (signed together), reused from sample to sample.
     private var first = Prepared(), second = Prepared()
 
-    /// A sample between `prepare` and `writePrepared`: its JSON text, which `prepare` writes up to the signature's
-    /// value and `signPrepared` finishes, and its signature's input.
+    /// A sample between `prepare` and `writePrepared`: its own values, what it shares, its signature's input and
+    /// (once `signPrepared` ran) its signature. Its JSON text is written once, straight to where it goes.
     private struct Prepared {
         var own = OwnValues()
-        var json = ScratchBytes()
+        var shared: Shared?
         var signingInput = ScratchBytes()
+        var signature = ScratchBytes()
     }
 
     package init(signer: SampleSigner) {
@@ -376,18 +378,31 @@ package struct SampleEncoder: Sendable {
         guard sample.monotonicTime.isFinite else { return false }
         var metadata = RenderedMetadata.empty
         if case .object(let pairs) = sample.resourceMetadata { metadata = RenderedMetadata(pairs) }
-        let shared = Shared(meter: RenderedFields(sample, scope: .meter),
-                            resource: RenderedFields(sample, scope: .resource),
-                            cycle: RenderedFields(sample, scope: .cycle), metadata: metadata)
-        return Array(sample.messageID.utf8).withUnsafeBufferPointer {
-            write(volume: sample.volume, messageID: $0, shared: shared, to: &out)
+        let renderings = (meter: RenderedFields(sample, scope: .meter),
+                          resource: RenderedFields(sample, scope: .resource),
+                          cycle: RenderedFields(sample, scope: .cycle), metadata: metadata)
+        return withExtendedLifetime(renderings) {
+            let shared = Shared(meter: renderings.meter, resource: renderings.resource, cycle: renderings.cycle,
+                                metadata: renderings.metadata)
+            return Array(sample.messageID.utf8).withUnsafeBufferPointer {
+                write(volume: sample.volume, messageID: $0, shared: shared, to: &out)
+            }
         }
     }
 
-    /// The renderings a sample shares with others.
+    /// What a meter's rendered fields are kept by.
+    private struct MeterKey: Hashable {
+        let name: String, type: SampleType, unit: String
+    }
+
+    /// The renderings a sample shares with others. It does not keep them alive (it is made for every sample, and
+    /// holding them would retain and release four objects each time): whoever makes it keeps them until the sample
+    /// is written (`writePrepared`).
     package struct Shared {
-        let meter: RenderedFields, resource: RenderedFields, cycle: RenderedFields
-        let metadata: RenderedMetadata
+        unowned(unsafe) let meter: RenderedFields
+        unowned(unsafe) let resource: RenderedFields
+        unowned(unsafe) let cycle: RenderedFields
+        unowned(unsafe) let metadata: RenderedMetadata
         /// Bytes enough for a sample's JSON text or signature input, but for its own values.
         let bound: Int
 
@@ -406,14 +421,13 @@ package struct SampleEncoder: Sendable {
     package mutating func meterFields(_ sample: Sample) -> RenderedFields {
         if let known = knownMeterFields(sample.name, type: sample.type, unit: sample.unit) { return known }
         let fields = RenderedFields(sample, scope: .meter)
-        meters[sample.name] = (sample.type, sample.unit, fields)
+        meters[MeterKey(name: sample.name, type: sample.type, unit: sample.unit)] = fields
         return fields
     }
 
     /// The meter fields of `name` if they were rendered with `type` and `unit`.
     package func knownMeterFields(_ name: String, type: SampleType, unit: String) -> RenderedFields? {
-        guard let known = meters[name], known.type == type, known.unit == unit else { return nil }
-        return known.fields
+        meters[MeterKey(name: name, type: type, unit: unit)]
     }
 
     /// The same, for the meter at `position` in a list of meters: the stamper goes through the same list for every
@@ -435,7 +449,7 @@ package struct SampleEncoder: Sendable {
     /// shares. Returns false, writing nothing, when its volume cannot be written (NaN or infinite: Python's json
     /// writes `NaN`, which is not JSON, and no consumer could verify it).
     @discardableResult
-    package mutating func write(volume: Volume, messageID: UnsafeBufferPointer<UInt8>, shared: borrowing Shared,
+    package mutating func write(volume: Volume, messageID: UnsafeBufferPointer<UInt8>, shared: Shared,
                                 to out: inout [UInt8]) -> Bool {
         guard prepare(0, volume: volume, messageID: messageID, shared: shared) else { return false }
         signPrepared(1)
@@ -443,11 +457,10 @@ package struct SampleEncoder: Sendable {
         return true
     }
 
-    /// Prepares a sample in `slot` (0 or 1), as `write` would write it: its JSON text up to the signature and its
-    /// signature's input. Returns false when its volume cannot be written (see `write`). Then `signPrepared` and
-    /// `writePrepared`.
+    /// Prepares a sample in `slot` (0 or 1), as `write` would write it: its own values and its signature's input.
+    /// Returns false when its volume cannot be written (see `write`). Then `signPrepared` and `writePrepared`.
     package mutating func prepare(_ slot: Int, volume: Volume, messageID: UnsafeBufferPointer<UInt8>,
-                                  shared: borrowing Shared) -> Bool {
+                                  shared: Shared) -> Bool {
         if case .double(let value) = volume, !value.isFinite { return false }
         if slot == 0 {
             Self.prepare(&first, volume, messageID, shared, signing: signer.isSigning)
@@ -458,32 +471,22 @@ package struct SampleEncoder: Sendable {
     }
 
     private static func prepare(_ sample: inout Prepared, _ volume: Volume, _ messageID: UnsafeBufferPointer<UInt8>,
-                                _ shared: borrowing Shared, signing: Bool) {
+                                _ shared: Shared, signing: Bool) {
         sample.own.set(volume, messageID: messageID)
-        let values = sample.own
-        let bound = shared.bound + values.count
-        values.withPieces { own in
-            sample.json.write(bound: bound) { out in
-                out.add(UInt8(ascii: "{"))
-                for field in SampleField.wireOrder {
-                    if field != .source {
-                        out.add(UInt8(ascii: ","))
-                        out.add(UInt8(ascii: " "))
-                    }
-                    add(field, json: true, shared, own, to: &out)
+        if signing {
+            let bound = shared.bound + sample.own.count
+            sample.own.withPieces { own in
+                sample.signingInput.write(bound: bound) { out in
+                    for field in SampleField.signingOrder { add(field, json: false, shared, own, to: &out) }
                 }
-                out.add(UInt8(ascii: "\""))
-            }
-            sample.signingInput.write(bound: signing ? bound : 0) { out in
-                guard signing else { return }
-                for field in SampleField.signingOrder { add(field, json: false, shared, own, to: &out) }
             }
         }
+        sample.shared = shared
     }
 
     /// Adds field `field` in its JSON form (`"key": value`; for the signature, its key and the opening quote of its
     /// value) or its signing form (`key` + `str(value)`).
-    private static func add(_ field: SampleField, json: Bool, _ shared: borrowing Shared, _ own: OwnValues.Pieces,
+    private static func add(_ field: SampleField, json: Bool, _ shared: Shared, _ own: OwnValues.Pieces,
                             to out: inout ByteCursor) {
         switch field.scope {
         case .meter: out.add(shared.meter.piece(field, json: json))
@@ -496,7 +499,7 @@ package struct SampleEncoder: Sendable {
     }
 
     /// Signs the samples prepared in the first `count` slots (1 or 2): two are signed together, which costs about
-    /// what one does (`SampleSigner.writeSignatures`). Their JSON texts are then complete.
+    /// what one does (`SampleSigner.writeSignatures`).
     package mutating func signPrepared(_ count: Int) {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2 * SampleSigner.hexLength) { hex in
             let length = first.signingInput.withBytes { firstInput in
@@ -505,16 +508,43 @@ package struct SampleEncoder: Sendable {
                     signer.writeSignatures(of: firstInput, secondInput, to: hex.baseAddress!)
                 }
             }
-            first.json.finish(signature: UnsafeBufferPointer(rebasing: hex[0..<length]))
+            first.signature.write(bound: length) { $0.add(UnsafeBufferPointer(rebasing: hex[0..<length])) }
             if count == 2 {
-                second.json.finish(signature: UnsafeBufferPointer(rebasing: hex[length..<2 * length]))
+                second.signature.write(bound: length) { $0.add(UnsafeBufferPointer(rebasing: hex[length..<2 * length])) }
             }
         }
     }
 
-    /// Appends the sample prepared and signed in `slot` to `out`.
-    package func writePrepared(_ slot: Int, to out: inout [UInt8]) {
-        (slot == 0 ? first : second).json.withBytes { out.append(contentsOf: $0) }
+    /// Appends the sample prepared and signed in `slot` to `out`: its JSON text, written there and nowhere else.
+    package mutating func writePrepared(_ slot: Int, to out: inout [UInt8]) {
+        if slot == 0 { Self.writeJSON(&first, to: &out) } else { Self.writeJSON(&second, to: &out) }
+    }
+
+    private static func writeJSON(_ sample: inout Prepared, to out: inout [UInt8]) {
+        guard let shared = sample.shared.take() else { return }
+        let bound = shared.bound + sample.own.count + sample.signature.count + 3
+        sample.own.withPieces { own in
+            sample.signature.withBytes { signature in
+                out.append(addingCapacity: bound) { span in
+                    span.withUnsafeMutableBufferPointer { buffer, initialized in
+                        var cursor = ByteCursor(buffer, count: initialized)
+                        cursor.add(UInt8(ascii: "{"))
+                        for field in SampleField.wireOrder {
+                            if field != .source {
+                                cursor.add(UInt8(ascii: ","))
+                                cursor.add(UInt8(ascii: " "))
+                            }
+                            add(field, json: true, shared, own, to: &cursor)
+                        }
+                        cursor.add(UInt8(ascii: "\""))
+                        cursor.add(signature)
+                        cursor.add(UInt8(ascii: "\""))
+                        cursor.add(UInt8(ascii: "}"))
+                        initialized = cursor.count
+                    }
+                }
+            }
+        }
     }
 
     /// Appends `"key": ` and the JSON text of a shared value.
@@ -619,29 +649,13 @@ struct ScratchBytes {
 
     /// Replaces the bytes with what `body` writes, at most `bound` bytes.
     mutating func write(bound: Int, _ body: (inout ByteCursor) -> Void) {
-        count = 0
-        append(bound: bound, body)
-    }
-
-    /// Appends what `body` writes, at most `bound` bytes.
-    mutating func append(bound: Int, _ body: (inout ByteCursor) -> Void) {
-        if storage.count < count + bound {
-            storage.append(contentsOf: repeatElement(0, count: max(count + bound, 2 * storage.count) - storage.count))
+        if storage.count < bound {
+            storage.append(contentsOf: repeatElement(0, count: max(bound, 2 * storage.count) - storage.count))
         }
-        let start = count
         count = storage.withUnsafeMutableBufferPointer { buffer in
-            var cursor = ByteCursor(buffer, count: start)
+            var cursor = ByteCursor(buffer, count: 0)
             body(&cursor)
             return cursor.count
-        }
-    }
-
-    /// Ends a sample's JSON text prepared up to its signature: the signature, the closing quote and brace.
-    mutating func finish(signature: UnsafeBufferPointer<UInt8>) {
-        append(bound: signature.count + 2) { out in
-            out.add(signature)
-            out.add(UInt8(ascii: "\""))
-            out.add(UInt8(ascii: "}"))
         }
     }
 

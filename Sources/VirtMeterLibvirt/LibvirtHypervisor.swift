@@ -267,6 +267,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         let domains: [LibvirtDomain]
         if let bulk = try bulkStats(connection, stuck: stuck) {
             domains = bulk.map(\.domain)
+            records.reserveCapacity(bulk.count)
             for record in bulk { records[record.domain.uuid] = record }
         } else {
             counters.readInBulk = false
@@ -290,6 +291,8 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         var silentNow: [(LibvirtDomain, String)] = []
         var snapshots: [DomainSnapshot] = []
         var work: [DomainWork] = []
+        snapshots.reserveCapacity(domains.count + shutOff.count)
+        work.reserveCapacity(domains.count + shutOff.count)
         for domain in domains {
             if stuck.contains(domain.uuid) {
                 silentNow.append((domain, "a call from an earlier poll has not returned"))

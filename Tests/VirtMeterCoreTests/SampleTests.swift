@@ -58,6 +58,32 @@ struct SampleTests {
         #expect(Set(samples.map(\.messageID)).count == samples.count)
     }
 
+    /// A meter giving one reading of `volume`, under any name, type and unit.
+    struct OneReading: Meter {
+        let name: String, type: SampleType, unit: String, volume: Int64
+        var summary: String { "test" }
+        func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] { [Reading(.int(volume))] }
+    }
+
+    @Test("one meter name with two units in a list: each sample keeps its own unit, cycle after cycle")
+    func sameNameTwoUnits() async throws {
+        // The first sample waits (unsigned) for the second, of a meter with the same name rendered apart: each is
+        // written from its own rendering, which the encoder keeps while a sample may point at it.
+        let meters: [any Meter] = [
+            OneReading(name: "x", type: .gauge, unit: "B", volume: 1),
+            OneReading(name: "x", type: .cumulative, unit: "MiB", volume: 2),
+            OneReading(name: "y", type: .gauge, unit: "%", volume: 3),
+        ]
+        let cycles = try await run(meters, [[snapshot()], [snapshot()]], secret: "s")
+        for samples in cycles {
+            #expect(samples.map(\.unit) == ["B", "MiB", "%"])
+            #expect(samples.map(\.type) == [.gauge, .cumulative, .gauge])
+            #expect(samples.map(\.volume) == [.int(1), .int(2), .int(3)])
+        }
+        let dicts = try await runDicts(meters, [[snapshot()]], secret: "s")[0]
+        #expect(dicts.allSatisfy { SampleSigner(secret: "s").verify($0) })
+    }
+
     @Test("the UTC timestamp is computed correctly")
     func utc() {
         // 2024-05-01T12:00:00.123456Z
