@@ -508,9 +508,10 @@ package struct SampleEncoder: Sendable {
                     signer.writeSignatures(of: firstInput, secondInput, to: hex.baseAddress!)
                 }
             }
-            first.signature.write(bound: length) { $0.add(UnsafeBufferPointer(rebasing: hex[0..<length])) }
+            first.signature.write(bound: length) { $0.add(UnsafeBufferPointer(rebasing: hex[..<length])) }
             if count == 2 {
-                second.signature.write(bound: length) { $0.add(UnsafeBufferPointer(rebasing: hex[length..<2 * length])) }
+                let signature = UnsafeBufferPointer(rebasing: hex[length..<2 * length])
+                second.signature.write(bound: length) { $0.add(signature) }
             }
         }
     }
