@@ -132,11 +132,12 @@ struct ClusterTests {
         print("FIGURE cluster failover: node \(cluster.ports[victim]) killed -> first publish confirmed by node "
               + "\(cluster.ports[newNode!]) after \(String(format: "%.2f", seconds)) s")
         #expect(seconds < 10, "failover took \(seconds) s")
-        // Each switch is one line naming the node and its user (a channel opened on a node while the quorum queue
-        // elects its new leader may be nacked: the retry moves on once more, one more line).
+        // Each switch is one line naming the node and its user. While the quorum queue elects its new leader, a node
+        // may refuse the channel: the retry moves on to the other live node, one more line each time (seen: three
+        // within the same second). A few lines, never a flood, and the last one names the node that confirmed.
         let switches = agent.log.dropFirst(before).split(separator: "\n")
             .filter { $0.contains("switched to another node") }
-        #expect((1...2).contains(switches.count) && switches.last!.contains("127.0.0.1:\(cluster.ports[newNode!])"),
+        #expect((1...4).contains(switches.count) && switches.last!.contains("127.0.0.1:\(cluster.ports[newNode!])"),
                 "\(switches)")
         for line in switches {
             let node = line.split(separator: " ").first { $0.hasPrefix("virtmeter.amqp.node=") }
