@@ -607,9 +607,9 @@ enum FixedBytes {
     }
 }
 
-/// A sample's own values as the bytes its two forms copy, one after the other: `"counter_volume": ` and the volume,
-/// `"message_id": ` and the message id quoted and escaped (JSON); `counter_volume` and the volume, `message_id` and
-/// the message id (the signature's input).
+/// A sample's own values as the bytes its two forms copy, one after the other: `, "counter_volume": ` and the volume,
+/// `, "message_id": ` and the message id quoted and escaped (JSON); `counter_volume` and the volume, `message_id` and
+/// the message id (the signature's input, one stretch).
 private struct OwnValues {
     private var bytes = ScratchBytes()
     /// Where each piece ends in `bytes`: JSON volume, JSON message id, signing volume, signing message id.
