@@ -208,8 +208,9 @@ struct BenchmarkCommand: AsyncParsableCommand {
         let meters = MeterRegistry.builtIn.meters
         hypervisor.request(StatsFieldRequest(meters: meters))
         let stamper = SampleStamper(host: "bench-host", signer: SampleSigner(secret: "bench secret"))
-        let previous = Array(try await hypervisor.poll().prefix(40))
+        let earlier = try await hypervisor.poll()
         let snapshots = Array(try await hypervisor.poll().prefix(40))
+        let previous = snapshots.map { now in earlier.first { $0.uuid == now.uuid } }
         var encoder = SampleEncoder(signer: stamper.signer)
         var prepared = snapshots.map { stamper.prepare($0) }
         var writer = RecordWriter(samplesPerRecord: 50, capacity: 4 << 20)
