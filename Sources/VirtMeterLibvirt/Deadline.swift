@@ -20,13 +20,13 @@ final class DeadlineBatch<Item: Sendable, Output: Sendable>: Sendable {
     }
 
     private let items: [Item]
-    private let work: @Sendable (Item) -> Output
+    private let worker: @Sendable () -> (Item) -> Output
     private let state: Mutex<State>
     private let done = DispatchSemaphore(value: 0)
 
-    private init(_ items: [Item], work: @escaping @Sendable (Item) -> Output) {
+    private init(_ items: [Item], worker: @escaping @Sendable () -> (Item) -> Output) {
         self.items = items
-        self.work = work
+        self.worker = worker
         state = Mutex(State(outputs: Array(repeating: nil, count: items.count)))
     }
 
@@ -35,8 +35,17 @@ final class DeadlineBatch<Item: Sendable, Output: Sendable>: Sendable {
     /// started by the deadline are not started at all.
     static func run(_ items: [Item], workers: Int, seconds: Double, work: @escaping @Sendable (Item) -> Output)
         -> (outputs: [Output?], abandoned: [Item]) {
+        run(items, workers: workers, seconds: seconds, eachWorker: { work })
+    }
+
+    /// Like `run(_:workers:seconds:work:)`, with a work function of each worker's own: `eachWorker` runs on the
+    /// worker's thread when it starts, and what it returns is called on that thread only (it may keep state, such as
+    /// a connection of the worker's own).
+    static func run(_ items: [Item], workers: Int, seconds: Double,
+                    eachWorker: @escaping @Sendable () -> (Item) -> Output)
+        -> (outputs: [Output?], abandoned: [Item]) {
         guard !items.isEmpty else { return ([], []) }
-        let batch = DeadlineBatch(items, work: work)
+        let batch = DeadlineBatch(items, worker: eachWorker)
         for _ in 0..<max(1, min(workers, items.count)) {
             let thread = Thread { batch.drain() }
             thread.name = "virtmeter.libvirt.call"
@@ -51,6 +60,7 @@ final class DeadlineBatch<Item: Sendable, Output: Sendable>: Sendable {
 
     /// One worker: takes the next item until none is left or the batch was abandoned.
     private func drain() {
+        let work = worker()
         while let index = state.withLock({ state -> Int? in
             guard !state.abandoned, state.next < items.count else { return nil }
             defer { state.next += 1 }

@@ -99,6 +99,19 @@ enum DomainCalls {
         return .success(domains)
     }
 
+    /// The domain with `uuid` on `connection` (`virDomainLookupByUUIDString`).
+    static func lookup(_ connection: LibvirtConnection, uuid: String) throws(LibvirtError) -> LibvirtDomain {
+        let operation = "virDomainLookupByUUIDString(\(uuid))"
+        guard let pointer = virDomainLookupByUUIDString(connection.pointer, uuid) else {
+            throw LibvirtError.last(operation)
+        }
+        defer { virDomainFree(pointer) }
+        guard let domain = LibvirtDomain(referencing: pointer) else {
+            throw LibvirtError(operation: operation, code: Int32(VIR_ERR_NO_DOMAIN.rawValue), message: "no uuid")
+        }
+        return domain
+    }
+
     /// The domain's XML, parsed; unparsable XML is an empty `DomainXML` and `malformed` says why.
     static func xml(_ domain: LibvirtDomain) throws(LibvirtError) -> (xml: DomainXML, malformed: String?) {
         guard let text = virDomainGetXMLDesc(domain.pointer, 0) else {

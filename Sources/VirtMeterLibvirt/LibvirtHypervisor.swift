@@ -22,6 +22,8 @@ package struct InspectionCounters: Sendable, Equatable {
     /// Whether the stats came from one bulk call (false: it missed its deadline, or an earlier one is still stuck,
     /// and the domains were read one by one).
     package var readInBulk = true
+    /// Workers that read domains on a connection of their own (while the bulk call is stuck; 0 while it serves).
+    package var ownConnections = 0
 }
 
 /// The libvirt inspector: reads every running domain with one `virConnectGetAllDomainStats` call per cycle
@@ -30,8 +32,9 @@ package struct InspectionCounters: Sendable, Equatable {
 ///
 /// No libvirt call can stall a cycle: each runs on a worker thread with a deadline (`callTimeout`), and one that
 /// misses it is abandoned (it holds only its own thread and, until it returns, its domain). When the bulk call
-/// misses its deadline, or an earlier one is still stuck, the domains are listed and read one by one in parallel,
-/// so that only the stuck one is left out. A domain that stops answering is logged once, and once when it is back.
+/// misses its deadline, or an earlier one is still stuck, the domains are listed on a connection without stuck
+/// calls and read one by one in parallel, each worker on a connection of its own, so that only the stuck one is left
+/// out. A domain that stops answering is logged once, and once when it is back.
 /// Shut-off domains are listed each poll and read on the same workers, with the same deadlines (their XML, cached;
 /// their info and disk sizes when `options` sample them).
 /// Polls run one at a time on a serial queue, never on Swift's cooperative pool; the state they share with the
@@ -55,7 +58,8 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
 
     /// What a worker reads for one domain beyond the bulk answer.
     private struct DomainWork: Sendable {
-        let domain: LibvirtDomain
+        /// On the poll's connection; looked up again on a worker's own one (`ownConnectionReader`).
+        var domain: LibvirtDomain
         /// The domain's bulk record; nil: read its stats first.
         let record: StatsRecord?
         /// The cached XML; nil: read it.
@@ -192,17 +196,27 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     /// Runs `work` for each key on the workers with one deadline; marks each key in flight while its call runs.
     private func runTracked<T: Sendable>(_ keys: [String], connection: LibvirtConnection?,
                                          _ work: @escaping @Sendable (Int) -> T) -> [T?] {
+        runTracked(keys, connection: connection, eachWorker: { work })
+    }
+
+    /// Like `runTracked(_:connection:_:)`, with a work function of each worker's own (made on its thread).
+    /// `connection` is the one the calls are made on, if it is shared: its stuck calls are counted.
+    private func runTracked<T: Sendable>(_ keys: [String], connection: LibvirtConnection?,
+                                         eachWorker: @escaping @Sendable () -> (Int) -> T) -> [T?] {
         // The workers hold `self` (its locked state only) and the connection until their call returns.
-        DeadlineBatch.run(Array(keys.indices), workers: Self.workers, seconds: callTimeout) { index in
-            self.inFlight.withLock { _ = $0.insert(keys[index]) }
-            connection?.stuckCalls.withLock { $0 += 1 }
-            defer {
-                connection?.stuckCalls.withLock { $0 -= 1 }
-                self.inFlight.withLock { _ = $0.remove(keys[index]) }
+        DeadlineBatch.run(Array(keys.indices), workers: Self.workers, seconds: callTimeout, eachWorker: {
+            let work = eachWorker()
+            return { index in
+                self.inFlight.withLock { _ = $0.insert(keys[index]) }
+                connection?.stuckCalls.withLock { $0 += 1 }
+                defer {
+                    connection?.stuckCalls.withLock { $0 -= 1 }
+                    self.inFlight.withLock { _ = $0.remove(keys[index]) }
+                }
+                self.beforeCall?(keys[index])
+                return work(index)
             }
-            self.beforeCall?(keys[index])
-            return work(index)
-        }.outputs
+        }).outputs
     }
 
     // MARK: The connection
@@ -225,8 +239,10 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             learnt = (connection.servesGroups, connection.servesRSS)
         }
         if connection != nil {
+            // A connection that died may have missed lifecycle events, so the XML cached goes with it; one replaced
+            // for its stuck calls delivers them until it closes.
+            if learnt == nil { xmlCache = [:] }
             connection = nil
-            xmlCache = [:]
         }
         if let late = lateConnection.withLock({ let late = $0; $0 = nil; return late }), late.isAlive {
             connection = late
@@ -256,7 +272,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     /// Reads every running domain; runs on `queue`.
     private func readAll() throws(LibvirtError) -> [DomainSnapshot] {
         let started = SampleClock.monotonic()
-        let connection = try liveConnection()
+        var current = try liveConnection()
         for uuid in events.take() { xmlCache[uuid] = nil }
         var counters = InspectionCounters()
         let stuck = inFlight.withLock { $0 }
@@ -265,17 +281,20 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         //    domains listed, their stats read one by one in step 2.
         var records: [String: StatsRecord] = [:]
         let domains: [LibvirtDomain]
-        if let bulk = try bulkStats(connection, stuck: stuck) {
+        if let bulk = try bulkStats(current, stuck: stuck) {
             domains = bulk.map(\.domain)
             records.reserveCapacity(bulk.count)
             for record in bulk { records[record.domain.uuid] = record }
         } else {
             counters.readInBulk = false
-            guard let listed = withDeadline("list", connection: connection, {
-                DomainCalls.runningDomains(connection)
+            // A bulk call that just missed its deadline clogs its connection: the listings go on another one.
+            current = try liveConnection()
+            guard let listed = withDeadline("list", connection: current, { [current] in
+                DomainCalls.runningDomains(current)
             }) else { throw LibvirtError.timedOut("virConnectListAllDomains(\(uri))", seconds: callTimeout) }
             domains = try listed.get()
         }
+        let connection = current
         counters.domains = domains.count
         learn(from: records.values.map(\.stats), connection)
         let shutOff = shutOffDomains(connection, running: domains)
@@ -284,7 +303,7 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         //    groups a driver never returns, the perf group of a domain with perf events; the shut-off domains' XML
         //    not cached, and their info and disk sizes when they are sampled. A domain still stuck from an earlier
         //    poll gets no new call; a busy one (NOWAIT left out the groups that need its job) gets none either: they
-        //    would wait for the same job.
+        //    would wait for the same job. While the bulk call is stuck, each worker reads on a connection of its own.
         let readAt = SampleClock.monotonic()
         let rssMeansAnswered = connection.servesGroups == true && connection.servesRSS
         let fields = wanted.withLock { $0 }
@@ -327,8 +346,17 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             }
         }
         let items = work
-        let readings = runTracked(items.map(\.domain.uuid), connection: connection) { index in
-            Self.read(items[index], connection: connection)
+        let keys = items.map(\.domain.uuid)
+        let readings: [Reading?]
+        if counters.readInBulk {
+            readings = runTracked(keys, connection: connection) { index in
+                Self.read(items[index], connection: connection)
+            }
+        } else {
+            readings = runTracked(keys, connection: nil, eachWorker: { [uri, readOnly] in
+                Self.ownConnectionReader(uri: uri, readOnly: readOnly, items: items)
+            })
+            counters.ownConnections = min(Self.workers, items.count)
         }
         for (item, reading) in zip(work, readings) {
             switch reading {
@@ -482,10 +510,37 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
 
     // MARK: Per domain (on a worker)
 
-    /// Reads what `work` lacks: stats, XML, the groups the driver never returns, perf. Runs on a worker thread.
-    private static func read(_ work: DomainWork, connection: LibvirtConnection) -> Reading {
-        if work.shutOff { return readShutOff(work) }
-        var calls = 0
+    /// A worker's reads while the bulk call is stuck, on a connection of the worker's own, opened at its first item,
+    /// each domain looked up on it by uuid. A domain read one by one then may hang as the bulk call did, and a call
+    /// hung on a connection holds up the others on it (`maxStuckCalls`): on its own connection it holds up no other
+    /// worker, and none of the next poll's calls.
+    private static func ownConnectionReader(uri: String, readOnly: Bool, items: [DomainWork]) -> (Int) -> Reading {
+        var own: Result<LibvirtConnection, LibvirtError>?
+        return { index in
+            let opened = own ?? Result { () throws(LibvirtError) in
+                try LibvirtConnection(uri: uri, readOnly: readOnly, events: nil)
+            }
+            own = opened
+            let connection: LibvirtConnection
+            switch opened {
+            case .success(let opened): connection = opened
+            case .failure(let error): return .failed(error, calls: 0)
+            }
+            var work = items[index]
+            do throws(LibvirtError) {
+                work.domain = try DomainCalls.lookup(connection, uuid: work.domain.uuid)
+            } catch {
+                return .failed(error, calls: 1)
+            }
+            return read(work, connection: connection, calls: 1)
+        }
+    }
+
+    /// Reads what `work` lacks: stats, XML, the groups the driver never returns, perf. Runs on a worker thread;
+    /// `calls` were made for it already.
+    private static func read(_ work: DomainWork, connection: LibvirtConnection, calls made: Int = 0) -> Reading {
+        if work.shutOff { return readShutOff(work, calls: made) }
+        var calls = made
         do throws(LibvirtError) {
             let record: StatsRecord
             var read: BulkStats?
@@ -521,8 +576,8 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
 
     /// A shut-off domain: its metadata, and its state, vCPUs, memory and disk sizes when it is sampled (as
     /// ceilometer's `report_stopped_instance_metrics`). Runs on a worker thread.
-    private static func readShutOff(_ work: DomainWork) -> Reading {
-        var calls = 0
+    private static func readShutOff(_ work: DomainWork, calls made: Int) -> Reading {
+        var calls = made
         do throws(LibvirtError) {
             let (parsed, readXML, malformed) = try xml(work, calls: &calls)
             let xml = parsed.xml
@@ -641,7 +696,9 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     /// groups the record lacks. Runs on `queue`.
     func snapshot(_ pointer: virDomainPtr, _ bulk: BulkStats, readAt: Double) throws(LibvirtError) -> DomainSnapshot {
         let uuid = try uuidString(pointer)
-        guard let domain = LibvirtDomain(referencing: pointer) else { throw LibvirtError.last("virDomainGetUUIDString") }
+        guard let domain = LibvirtDomain(referencing: pointer) else {
+            throw LibvirtError.last("virDomainGetUUIDString")
+        }
         let xml: DomainXML
         if let cached = cachedXML(domain, now: readAt) {
             xml = cached.xml

@@ -99,12 +99,15 @@ struct DeadlineTests {
             #expect(SampleClock.monotonic() - started < Self.timeout + 4)
             #expect(snapshots.count == 4 && snapshots.allSatisfy { $0.cpuTime != nil && $0.maxMemoryKiB > 0 })
             #expect(!hypervisor.lastCounters.readInBulk && hypervisor.lastCounters.notAnswering == 0)
+            // Each of the three workers on a connection of its own; the listing not on the bulk call's connection.
+            #expect(hypervisor.lastCounters.ownConnections == 3)
         }
         #expect(gate.calls("bulk") == 1 && gate.calls("list") == 2)
+        #expect(gate.calls("open") == 2, "the first connection, and one when the bulk call missed its deadline")
         gate.open()
         try await Task.sleep(for: .milliseconds(100))
         #expect(try await hypervisor.poll().count == 4)
-        #expect(hypervisor.lastCounters.readInBulk)
+        #expect(hypervisor.lastCounters.readInBulk && hypervisor.lastCounters.ownConnections == 0)
         #expect(gate.calls("bulk") == 2)
         #expect(store.count("bulk stats call missed its deadline: reading domains one by one until it returns") == 1)
     }
