@@ -72,7 +72,7 @@ package enum SampleField: Int, CaseIterable, Sendable {
     private static func stretches(_ order: [SampleField]) -> UnsafeBufferPointer<Stretch> {
         var stretches: [Stretch] = []
         for field in order {
-            if let last = stretches.last, last.scope == field.scope, field.scope != .metadata {
+            if let last = stretches.last, last.scope == field.scope {
                 stretches[stretches.count - 1] = Stretch(scope: last.scope, first: last.first, last: field)
             } else {
                 stretches.append(Stretch(scope: field.scope, first: field, last: field))
@@ -348,7 +348,7 @@ package final class RenderedFields: @unchecked Sendable {   // immutable: its bu
                 marks[mark] = UInt32(bytes.count)
                 if field.scope == scope, let value = sample.value(of: field) {
                     if json {
-                        if field != SampleField.wireOrder[0] { bytes += Array(", ".utf8) }
+                        if field != SampleField.wireOrder[0] { bytes.append(contentsOf: ", ".utf8) }
                         SampleEncoder.appendJSON(field, value, to: &bytes)
                     } else {
                         SampleEncoder.appendSigning(field, value, to: &bytes)
