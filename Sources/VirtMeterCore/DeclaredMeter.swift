@@ -81,9 +81,11 @@ package struct DeclaredMeter: Meter {
                     ("name", .string(device)), ("mac", .string(now.interfaces.first { $0.name == device }?.mac)),
                     ("fref", .null), ("vnic_name", .string(device)),
                 ]
-                return Reading(volume, resourceID: "\(now.name)-\(now.uuid)-\(device)", metadata: metadata)
+                return Reading(volume,
+                               device: DeviceResource(id: "\(now.name)-\(now.uuid)-\(device)", metadata: metadata))
             }
-            return Reading(volume, resourceID: "\(now.uuid)-\(device)", metadata: [("disk_name", .string(device))])
+            return Reading(volume, device: DeviceResource(id: "\(now.uuid)-\(device)",
+                                                          metadata: [("disk_name", .string(device))]))
         }
     }
 

@@ -7,7 +7,8 @@ package final class DeviceResource: Sendable, Equatable {
     package let id: String
     package let metadata: [(String, JSONValue)]
 
-    private init(id: String, metadata: [(String, JSONValue)]) {
+    /// A device's resource (`disk(_:domainUUID:)` and `interface(_:domainName:domainUUID:)` are ceilometer's).
+    package init(id: String, metadata: [(String, JSONValue)]) {
         self.id = id
         self.metadata = metadata
     }
@@ -51,7 +52,7 @@ package struct DiskMeter: Meter {
         now.disks.compactMap { disk in
             counter(disk).map {
                 let resource = disk.resource ?? .disk(disk.name, domainUUID: now.uuid)
-                return Reading(.counter($0), resourceID: resource.id, metadata: resource.metadata)
+                return Reading(.counter($0), device: resource)
             }
         }
     }
@@ -110,7 +111,7 @@ package struct NetworkMeter: Meter {
                 if let before, value >= before { value -= before } else if before == nil { value = 0 }
             }
             let resource = interface.resource ?? .interface(interface, domainName: now.name, domainUUID: now.uuid)
-            return Reading(.counter(value), resourceID: resource.id, metadata: resource.metadata)
+            return Reading(.counter(value), device: resource)
         }
     }
 }

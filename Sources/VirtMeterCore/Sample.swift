@@ -24,16 +24,28 @@ package enum Volume: Sendable, Equatable {
 /// What a meter measured for one resource, before it is stamped into a wire `Sample`.
 package struct Reading: Sendable {
     package var volume: Volume
-    /// The resource's id; nil means the domain's uuid.
-    package var resourceID: String?
-    /// Keys that this meter adds to the domain's resource_metadata, or replaces in it (`cpu_number`, `disk_name`).
-    package var metadata: [(String, JSONValue)]
+    /// The device read (its resource id and metadata keys, one object for all its readings); nil: the domain.
+    package var device: DeviceResource?
+    /// Keys a reading of the domain itself adds to its resource_metadata (`cpu_number`).
+    private var domainMetadata: [(String, JSONValue)]
 
-    package init(_ volume: Volume, resourceID: String? = nil, metadata: [(String, JSONValue)] = []) {
+    /// A reading of the domain, adding `metadata` to its resource_metadata.
+    package init(_ volume: Volume, metadata: [(String, JSONValue)] = []) {
         self.volume = volume
-        self.resourceID = resourceID
-        self.metadata = metadata
+        domainMetadata = metadata
     }
+
+    /// A reading of a device.
+    package init(_ volume: Volume, device: DeviceResource) {
+        self.volume = volume
+        self.device = device
+        domainMetadata = []
+    }
+
+    /// The resource's id; nil means the domain's uuid.
+    package var resourceID: String? { device?.id }
+    /// Keys that this meter adds to the domain's resource_metadata, or replaces in it (`cpu_number`, `disk_name`).
+    package var metadata: [(String, JSONValue)] { device?.metadata ?? domainMetadata }
 }
 
 /// One sample as a value: every key of ceilometer's sample dict. What tools and tests hold; polling writes samples

@@ -23,8 +23,10 @@ package struct SampleStamper: Sendable {
         /// The metadata with a meter's extra keys merged in (`disk_name: vda`), per set of extra keys seen so far:
         /// device meters repeat the same keys for every meter of a device, cycle after cycle.
         var merged: [(extra: [(String, JSONValue)], metadata: RenderedMetadata)] = []
-        /// The fields of each resource seen so far (the domain, its disks and interfaces), by resource id.
-        var resources: [(id: String, fields: RenderedFields)] = []
+        /// The fields of the domain's own resource, once a reading of it was written.
+        var domainFields: RenderedFields?
+        /// The fields of each device seen so far (disks, interfaces), with the object it was seen by.
+        var devices: [(device: DeviceResource, fields: RenderedFields)] = []
 
         mutating func metadata(with extra: [(String, JSONValue)]) -> RenderedMetadata {
             if extra.isEmpty { return metadata }
@@ -40,8 +42,15 @@ package struct SampleStamper: Sendable {
             return new
         }
 
-        func resource(_ id: String) -> RenderedFields? {
-            resources.first(where: { $0.id == id })?.fields
+        /// The fields of `device`'s resource (nil: the domain's): found by the object, which the built-in meters'
+        /// readings share cycle after cycle, else by its id (a declared meter makes its devices each cycle).
+        func resource(_ device: DeviceResource?) -> RenderedFields? {
+            guard let device else { return domainFields }
+            return (devices.first { $0.device === device } ?? devices.first { $0.device.id == device.id })?.fields
+        }
+
+        mutating func keep(_ fields: RenderedFields, for device: DeviceResource?) {
+            if let device { devices.append((device, fields)) } else { domainFields = fields }
         }
     }
 
@@ -90,20 +99,19 @@ package struct SampleStamper: Sendable {
                     refused += 1
                     continue
                 }
-                let resourceID = reading.resourceID ?? now.uuid
-                var resourceFields = domain.resource(resourceID)
+                var resourceFields = domain.resource(reading.device)
                 if meterFields == nil || resourceFields == nil || cycle == nil {
                     // First sample of this meter, resource or cycle: render what it shares with later ones.
                     let template = Sample(
                         source: source, name: meter.name, type: meter.type, unit: meter.unit, volume: reading.volume,
                         userID: now.nova?.userID, userName: now.nova?.userName, projectID: now.nova?.projectID,
-                        projectName: now.nova?.projectName, resourceID: resourceID, timestamp: timestamp,
-                        resourceMetadata: .null, messageID: "", monotonicTime: now.monotonicTime)
+                        projectName: now.nova?.projectName, resourceID: reading.device?.id ?? now.uuid,
+                        timestamp: timestamp, resourceMetadata: .null, messageID: "", monotonicTime: now.monotonicTime)
                     meterFields = meterFields ?? encoder.meterFields(template)
                     cycle = cycle ?? RenderedFields(template, scope: .cycle)
                     if resourceFields == nil {
                         let fields = RenderedFields(template, scope: .resource)
-                        domain.resources.append((resourceID, fields))
+                        domain.keep(fields, for: reading.device)
                         resourceFields = fields
                     }
                 }
