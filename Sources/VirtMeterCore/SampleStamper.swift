@@ -31,11 +31,17 @@ package struct SampleStamper: Sendable {
         mutating func metadata(with extra: [(String, JSONValue)]) -> RenderedMetadata {
             if extra.isEmpty { return metadata }
             // A device's keys come in the one array its `DeviceResource` holds: found by its storage first (which
-            // `merged` keeps alive, so no other array can have it), else by content.
+            // `merged` keeps alive, so no other array can have it), else by content, and then that array is kept
+            // instead (the XML read again made new devices: found by storage again from the next sample on).
             let storage = extra.withUnsafeBufferPointer { $0.baseAddress }
-            if let hit = merged.first(where: { $0.extra.withUnsafeBufferPointer { $0.baseAddress } == storage })
-                ?? merged.first(where: { $0.extra.elementsEqual(extra, by: { $0.0 == $1.0 && $0.1 == $1.1 }) }) {
+            if let hit = merged.first(where: { $0.extra.withUnsafeBufferPointer { $0.baseAddress } == storage }) {
                 return hit.metadata
+            }
+            if let index = merged.firstIndex(where: {
+                $0.extra.elementsEqual(extra, by: { $0.0 == $1.0 && $0.1 == $1.1 })
+            }) {
+                merged[index].extra = extra
+                return merged[index].metadata
             }
             let new = metadata.merged(with: extra)
             merged.append((extra, new))
@@ -43,10 +49,14 @@ package struct SampleStamper: Sendable {
         }
 
         /// The fields of `device`'s resource (nil: the domain's): found by the object, which the built-in meters'
-        /// readings share cycle after cycle, else by its id (a declared meter makes its devices each cycle).
-        func resource(_ device: DeviceResource?) -> RenderedFields? {
+        /// readings share cycle after cycle, else by its id, and then that object is kept instead (the XML read
+        /// again made new devices; a declared meter makes its devices each cycle).
+        mutating func resource(_ device: DeviceResource?) -> RenderedFields? {
             guard let device else { return domainFields }
-            return (devices.first { $0.device === device } ?? devices.first { $0.device.id == device.id })?.fields
+            if let hit = devices.first(where: { $0.device === device }) { return hit.fields }
+            guard let index = devices.firstIndex(where: { $0.device.id == device.id }) else { return nil }
+            devices[index].device = device
+            return devices[index].fields
         }
 
         mutating func keep(_ fields: RenderedFields, for device: DeviceResource?) {

@@ -84,6 +84,44 @@ struct SampleTests {
         #expect(dicts.allSatisfy { SampleSigner(secret: "s").verify($0) })
     }
 
+    @Test("a domain's XML read again (its devices new objects, the same ids): the same samples, nothing kept twice")
+    func devicesMadeAgain() throws {
+        let stamper = SampleStamper(host: "h", signer: SampleSigner(secret: "s"))
+        var encoder = SampleEncoder(signer: stamper.signer)
+        /// The domain with one disk, its resource made anew as a read of its XML makes it.
+        func read() -> DomainSnapshot {
+            var now = snapshot()
+            var disk = DiskStats(name: "vda")
+            disk.readBytes = 7
+            disk.resource = .disk("vda", domainUUID: now.uuid)
+            now.disks = [disk]
+            return now
+        }
+        func storage(_ keys: [(String, JSONValue)]) -> UnsafePointer<(String, JSONValue)>? {
+            keys.withUnsafeBufferPointer { $0.baseAddress }
+        }
+        let meters = DiskMeters.all
+        var prepared = stamper.prepare(read())
+        var cycles: [[Sample]] = []
+        var resources: [DeviceResource] = []
+        for _ in 0..<3 {
+            let now = read()
+            var writer = RecordWriter(samplesPerRecord: 100)
+            stamper.write(now, previous: nil, meters: meters, prepared: &prepared, encoder: &encoder, to: &writer)
+            cycles.append(try writer.takeAll().decodedSamples())
+            resources.append(try #require(now.disks[0].resource))
+            // One entry per device and per set of metadata keys, holding the latest objects (found by them next).
+            let latest = try #require(resources.last)
+            #expect(prepared.devices.count == 1 && prepared.devices[0].device === latest)
+            #expect(prepared.merged.count == 1 && storage(prepared.merged[0].extra) == storage(latest.metadata))
+        }
+        #expect(resources[0] !== resources[1])
+        for samples in cycles {
+            #expect(samples.map(\.resourceID) == ["\(snapshot().uuid)-vda"])
+            #expect(samples.map { $0.resourceMetadata["disk_name"] } == [.string("vda")])
+        }
+    }
+
     @Test("the UTC timestamp is computed correctly")
     func utc() {
         // 2024-05-01T12:00:00.123456Z
