@@ -179,9 +179,7 @@ struct BenchmarkCommand: AsyncParsableCommand {
     /// `prometheus`, each cycle also makes the endpoint's exposition, as `virtmeter run` does with it on.
     private func pollRow(uri: String, meters: [any Meter], secret: String = "bench secret",
                          prometheus: Bool = false) async throws -> Row {
-        let hypervisor = try LibvirtHypervisor(uri: uri)
-        hypervisor.request(StatsFieldRequest(meters: meters))
-        let stamper = SampleStamper(host: "bench-host", signer: SampleSigner(secret: secret))
+        let (hypervisor, stamper) = try Self.setUp(uri: uri, meters: meters, secret: secret)
         let exposition = prometheus ? CeilometerExposition(stamper: stamper) : nil
         var poller = Poller(hypervisor: exposition?.observing(hypervisor) ?? hypervisor, stamper: stamper,
                             logger: Logger(label: "virtmeter.bench"))
@@ -199,15 +197,22 @@ struct BenchmarkCommand: AsyncParsableCommand {
                    samples: samples, peakRSSMiB: Self.peakRSSMiB())
     }
 
+    /// What a poll row and the stamper row read with: the hypervisor, asked for what `meters` read, and a stamper
+    /// signing with `secret` ("": unsigned).
+    private static func setUp(uri: String, meters: [any Meter], secret: String) throws
+        -> (LibvirtHypervisor, SampleStamper) {
+        let hypervisor = try LibvirtHypervisor(uri: uri)
+        hypervisor.request(StatsFieldRequest(meters: meters))
+        return (hypervisor, SampleStamper(host: "bench-host", signer: SampleSigner(secret: secret)))
+    }
+
     static let stamperPasses = 3_000
 
     /// The stamper alone over the first 40 domains' snapshots (every meter, signed, the second poll: with rates), the
     /// fastest of `stamperPasses` passes: its wall time as `cpuMs` (one thread, nothing else running in it).
     private func stamperRow(uri: String) async throws -> Row {
-        let hypervisor = try LibvirtHypervisor(uri: uri)
         let meters = MeterRegistry.builtIn.meters
-        hypervisor.request(StatsFieldRequest(meters: meters))
-        let stamper = SampleStamper(host: "bench-host", signer: SampleSigner(secret: "bench secret"))
+        let (hypervisor, stamper) = try Self.setUp(uri: uri, meters: meters, secret: "bench secret")
         let earlier = try await hypervisor.poll()
         let snapshots = Array(try await hypervisor.poll().prefix(40))
         let previous = snapshots.map { now in earlier.first { $0.uuid == now.uuid } }
