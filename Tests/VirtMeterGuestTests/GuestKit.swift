@@ -78,20 +78,25 @@ struct GuestKit: Sendable {
         return String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\r", with: "")
     }
 
-    /// The last `VMTEST mem` line of the guest's serial log.
+    /// The last whole `VMTEST mem` line of the guest's serial log. The guest writes its console a byte at a time, so
+    /// the log's last line may be cut short (or have a kernel message in it) when it is read: such a line is passed
+    /// over for the one before it.
     func latestMemory(_ name: String) -> GuestMemory? {
-        guard let line = serialLog(name).split(separator: "\n").last(where: { $0.hasPrefix("VMTEST mem ") })
-        else { return nil }
-        var fields: [String: String] = [:]
-        for word in line.split(separator: " ") {
-            let pair = word.split(separator: "=", maxSplits: 1)
-            if pair.count == 2 { fields[String(pair[0])] = String(pair[1]) }
+        var lines = serialLog(name).split(separator: "\n", omittingEmptySubsequences: false)
+        lines.removeLast()  // what follows the last newline: an unfinished line, or "".
+        for line in lines.reversed() where line.hasPrefix("VMTEST mem ") {
+            var fields: [String: String] = [:]
+            for word in line.split(separator: " ") {
+                let pair = word.split(separator: "=", maxSplits: 1)
+                if pair.count == 2 { fields[String(pair[0])] = String(pair[1]) }
+            }
+            if let uptime = fields["uptime"].flatMap(Double.init), let total = fields["MemTotal"].flatMap(UInt64.init),
+               let free = fields["MemFree"].flatMap(UInt64.init),
+               let available = fields["MemAvailable"].flatMap(UInt64.init) {
+                return GuestMemory(uptime: uptime, total: total, free: free, available: available)
+            }
         }
-        guard let uptime = fields["uptime"].flatMap(Double.init), let total = fields["MemTotal"].flatMap(UInt64.init),
-              let free = fields["MemFree"].flatMap(UInt64.init),
-              let available = fields["MemAvailable"].flatMap(UInt64.init)
-        else { return nil }
-        return GuestMemory(uptime: uptime, total: total, free: free, available: available)
+        return nil
     }
 
     /// The qemu process's resident set on the host, KiB (`VmRSS` of the PID libvirt wrote for the domain).
