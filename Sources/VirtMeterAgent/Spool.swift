@@ -282,19 +282,17 @@ package final class Spool: @unchecked Sendable {
         }
         let last = segments.count - 1
         let start = segments[last].bytes
-        // Each record's header with its CRC tagged with the segment, apart: the records' bytes are written as they
-        // are, not copied.
+        // Each record's header with its CRC (taken when it was sealed) tagged with the segment, apart: the records'
+        // bytes are written as they are, not copied.
         let tag = Self.tag(segments[last].id)
         var headers = [UInt8](repeating: 0, count: records.spans.count * SampleRecords.headerBytes)
         records.bytes.withUnsafeBytes { raw in
             headers.withUnsafeMutableBytes { out in
                 for (index, span) in records.spans.enumerated() {
                     let header = out.baseAddress! + index * SampleRecords.headerBytes
-                    header.copyMemory(from: raw.baseAddress! + span.start, byteCount: 12)
-                    var crc = virtmeter_crc32c(virtmeter_crc32c(0, raw.baseAddress! + span.start + 8, 4),
-                                               raw.baseAddress! + span.payload.lowerBound, span.payloadLength)
-                    crc = (crc ^ tag).littleEndian
-                    (header + 12).copyMemory(from: &crc, byteCount: 4)
+                    header.copyMemory(from: raw.baseAddress! + span.start, byteCount: SampleRecords.headerBytes)
+                    let crc = header.loadUnaligned(fromByteOffset: 12, as: UInt32.self).littleEndian
+                    header.storeBytes(of: (crc ^ tag).littleEndian, toByteOffset: 12, as: UInt32.self)
                 }
             }
         }
@@ -475,7 +473,11 @@ package final class Spool: @unchecked Sendable {
         let windowEndsEarly = position.offset + bytes.count < limit
         records: while spans.count < maxRecords, offset < bytes.count {
             switch bytes.withUnsafeBytes({ Self.record(in: $0, at: offset, tag: Self.tag(id)) }) {
-            case .record(let span):
+            case .record(let span, let checksum):
+                // In memory a record's header holds its CRC untagged, as `RecordWriter` sealed it.
+                bytes.withUnsafeMutableBytes {
+                    $0.storeBytes(of: checksum.littleEndian, toByteOffset: span.start + 12, as: UInt32.self)
+                }
                 spans.append(span)
                 tally.records += 1
                 tally.samples += span.samples
@@ -643,7 +645,7 @@ package final class Spool: @unchecked Sendable {
         var position = offset, tally = Tally(), afterWhole = offset
         while position < bytes.count {
             switch bytes.withUnsafeBytes({ record(in: $0, at: position, tag: tag(id)) }) {
-            case .record(let span):
+            case .record(let span, _):
                 tally.records += 1
                 tally.samples += span.samples
                 position = span.record.upperBound
@@ -659,7 +661,8 @@ package final class Spool: @unchecked Sendable {
     }
 
     enum Parsed {
-        case record(SampleRecords.Span)
+        /// A whole record, and its CRC (untagged).
+        case record(SampleRecords.Span, checksum: UInt32)
         /// Damaged bytes; reading resumes at `next`, the next record's magic (or the end).
         case corrupt(next: Int)
         /// A header whose record does not end within the bytes.
@@ -698,7 +701,8 @@ package final class Spool: @unchecked Sendable {
         let written = crc ^ header.checksum
         guard header.samples > 0, written == tag || written < tag else { return resync() }
         guard written == tag || written == 0 else { return .stale }
-        return .record(SampleRecords.Span(start: offset, payloadLength: header.payloadLength, samples: header.samples))
+        return .record(SampleRecords.Span(start: offset, payloadLength: header.payloadLength, samples: header.samples),
+                       checksum: crc)
     }
 
     /// `length` bytes of `file` from `offset` (fewer if the file is shorter).

@@ -1,3 +1,5 @@
+import CChecksum
+
 /// Samples as they travel from a poll cycle to the publishers: their final JSON bytes, signed, grouped in records.
 ///
 /// A record holds the samples of one published message (at most the batch size) and is laid out as
@@ -7,8 +9,8 @@
 ///
 /// The payload is the samples' JSON dicts, exactly as published, separated by "\n" (compact JSON never contains a
 /// raw newline): as it stands it is JSON lines for the stdout and file publishers, and one escaping pass makes it the
-/// sample list of an oslo.messaging envelope. The CRC is zero in memory: the spool fills it in, in the copy of the
-/// header it writes to disk beside the record's payload (XORed with the segment's number there, see `Spool`).
+/// sample list of an oslo.messaging envelope. The CRC is taken when the record is sealed, while its bytes are still in
+/// the cache of the thread that wrote them; on disk the spool XORs it with the segment's number (see `Spool`).
 package struct SampleRecords: Sendable {
     /// One record's place in `bytes`.
     package struct Span: Sendable, Equatable {
@@ -130,13 +132,17 @@ package struct RecordWriter: Sendable {
         return true
     }
 
-    /// Seals the open record, if any.
+    /// Seals the open record, if any: its length, sample count and CRC go in its header.
     package mutating func seal() {
         guard let start = openStart else { return }
         let length = records.bytes.count - start - SampleRecords.headerBytes
-        withUnsafeBytes(of: UInt32(length).littleEndian) { records.bytes.replaceSubrange(start + 4 ..< start + 8, with: $0) }
-        withUnsafeBytes(of: UInt32(openSamples).littleEndian) {
-            records.bytes.replaceSubrange(start + 8 ..< start + 12, with: $0)
+        let samples = UInt32(openSamples)
+        records.bytes.withUnsafeMutableBytes { raw in
+            let header = raw.baseAddress! + start
+            header.storeBytes(of: UInt32(length).littleEndian, toByteOffset: 4, as: UInt32.self)
+            header.storeBytes(of: samples.littleEndian, toByteOffset: 8, as: UInt32.self)
+            let crc = virtmeter_crc32c(virtmeter_crc32c(0, header + 8, 4), header + SampleRecords.headerBytes, length)
+            header.storeBytes(of: crc.littleEndian, toByteOffset: 12, as: UInt32.self)
         }
         records.spans.append(SampleRecords.Span(start: start, payloadLength: length, samples: openSamples))
         openStart = nil

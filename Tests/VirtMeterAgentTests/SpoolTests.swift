@@ -72,6 +72,34 @@ struct SpoolTests {
         #expect(spool.currentCounters.pendingRecords == 0)
     }
 
+    @Test("a record's CRC is taken when it is sealed; read back, the records are the bytes written, headers and all")
+    func sealedChecksum() async throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let written = makeRecords(40)
+        for span in written.spans {
+            let header = try #require(written.bytes.withUnsafeBytes { SampleRecords.header(in: $0, at: span.start) })
+            let counted = ChecksumTests.crc(written.bytes[span.start + 8 ..< span.start + 12])
+            #expect(header.checksum == ChecksumTests.crc(written.bytes[span.payload], from: counted))
+        }
+        let spool = try openSpool(directory)
+        await spool.append(written)
+        let segment = try #require(try Self.segments(directory).first)
+        let tag = Spool.tag(try #require(UInt64(segment.deletingPathExtension().lastPathComponent)))
+        let onDisk = [UInt8](try Data(contentsOf: segment))
+        let first = try #require(onDisk.withUnsafeBytes { SampleRecords.header(in: $0, at: 0) })
+        #expect(first.checksum ^ tag == written.bytes.withUnsafeBytes { SampleRecords.header(in: $0, at: 0) }?.checksum)
+        var read: [UInt8] = []
+        while let batch = await spool.next(maxRecords: 3) {
+            for span in batch.records.spans { read += batch.records.bytes[span.record] }
+            await spool.acknowledge(batch)
+            if spool.currentCounters.pendingRecords == 0 { break }
+        }
+        let expected = written.spans.flatMap { written.bytes[$0.record] }
+        let same = read == expected   // (compared apart: the bytes would fill the failure's message)
+        #expect(same, "the records read back differ from those written (\(read.count) and \(expected.count) bytes)")
+    }
+
     @Test("a crash before the acknowledgement: on start, what was left comes first, in order")
     func survivesCrash() async throws {
         let directory = try temporaryDirectory()
