@@ -511,6 +511,8 @@ package struct SampleEncoder: Sendable {
                     for stretch in SampleField.signingStretches { add(stretch, json: false, shared, own, to: &out) }
                 }
             }
+        } else {
+            sample.signingInput.write(bound: 0) { _ in }   // unsigned: no input left from an earlier sample
         }
         sample.shared = shared
     }

@@ -281,7 +281,7 @@ struct BenchmarkCommand: AsyncParsableCommand {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
         process.arguments = ["run", "--config", config.path, "--secret-file", secret.path]
-        let port = prometheus ? Self.freePort() : 0
+        let port = prometheus ? freePort() : 0
         if prometheus { process.arguments! += ["--prometheus-listen", "127.0.0.1:\(port)"] }
         let errors = Pipe()
         process.standardError = errors
@@ -372,23 +372,6 @@ struct BenchmarkCommand: AsyncParsableCommand {
         else { return nil }
         let series = text.split(separator: 0x0A).filter { $0.starts(with: Array("ceilometer_".utf8)) }.count
         return (seconds * 1000, bytes, series)
-    }
-
-    /// A TCP port on 127.0.0.1 that was free a moment ago.
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-        }
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     /// `count` declared meters, through the YAML parser, over the two fields libvirt 9's test driver returns in bulk
