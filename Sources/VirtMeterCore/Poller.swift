@@ -90,7 +90,8 @@ package struct Poller {
         seen.reserveCapacity(snapshots.count)
         for snapshot in snapshots {
             seen[snapshot.uuid] = snapshot
-            var domain = prepared[snapshot.uuid] ?? stamper.prepare(snapshot)
+            // Taken out of `prepared`, so that what the stamper adds to it is added in place, not to a copy.
+            var domain = prepared.removeValue(forKey: snapshot.uuid) ?? stamper.prepare(snapshot)
             if domain.key != SampleStamper.MetadataKey(snapshot) { domain = stamper.prepare(snapshot) }
             for group in groups {
                 warnOnce(about: snapshot, meters: group.meters)
