@@ -384,8 +384,11 @@ package struct SampleEncoder: Sendable {
     /// The rendered fields of each meter seen so far, by name, type and unit; never removed, as a prepared sample
     /// (`Shared`) may still point at them.
     private var meters: [MeterKey: RenderedFields] = [:]
-    /// The meter last found at each place of a meter list (`knownMeterFields(_:type:unit:position:)`).
-    private var lastFound: [(name: String, type: SampleType, unit: String, fields: RenderedFields)?] = []
+    /// What was last found for the meter at each place of a meter list (`knownMeterFields(_:type:unit:position:)`):
+    /// its fields, or none while `meters` held `rendered` meters (a meter without readings is looked for again only
+    /// once another meter was rendered).
+    private var lastFound: [(name: String, type: SampleType, unit: String, fields: RenderedFields?, rendered: Int)?]
+        = []
     /// The samples prepared and not yet written, at most two (signed together), reused from sample to sample.
     private var first = Prepared(), second = Prepared()
 
@@ -467,12 +470,12 @@ package struct SampleEncoder: Sendable {
     package mutating func knownMeterFields(_ name: String, type: SampleType, unit: String, position: Int)
         -> RenderedFields? {
         if position < lastFound.count, let last = lastFound[position], last.name == name, last.type == type,
-           last.unit == unit {
+           last.unit == unit, last.fields != nil || last.rendered == meters.count {
             return last.fields
         }
-        guard let fields = knownMeterFields(name, type: type, unit: unit) else { return nil }
+        let fields = knownMeterFields(name, type: type, unit: unit)
         if lastFound.count <= position { lastFound += repeatElement(nil, count: position + 1 - lastFound.count) }
-        lastFound[position] = (name, type, unit, fields)
+        lastFound[position] = (name, type, unit, fields, meters.count)
         return fields
     }
 

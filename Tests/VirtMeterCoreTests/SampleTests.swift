@@ -84,6 +84,33 @@ struct SampleTests {
         #expect(dicts.allSatisfy { SampleSigner(secret: "s").verify($0) })
     }
 
+    /// A meter with a reading only for the domains whose vCPU count is in `vcpus`.
+    struct SomeDomains: Meter {
+        let name: String, type: SampleType, unit: String, vcpus: Set<Int>
+        var summary: String { "test" }
+        func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
+            vcpus.contains(now.vcpuCount) ? [Reading(.int(Int64(now.vcpuCount)))] : []
+        }
+    }
+
+    @Test("a meter without readings for a cycle's first domains has its own unit and type in the later ones' samples")
+    func meterLateInCycle() async throws {
+        // The encoder remembers that the first domains found no rendering of "late": the rendering made for the third
+        // one must be found from then on, and "early"'s must not be taken for it.
+        let meters: [any Meter] = [
+            SomeDomains(name: "early", type: .gauge, unit: "B", vcpus: [1, 2, 3, 4, 5]),
+            SomeDomains(name: "late", type: .cumulative, unit: "ns", vcpus: [3, 5]),
+        ]
+        let domains = (1...5).map { snapshot(uuid: "a6b2c4d8-1234-4e5f-9abc-00000000000\($0)", vcpus: $0) }
+        let cycles = try await run(meters, [domains, domains], secret: "s")
+        for samples in cycles {
+            #expect(samples.map(\.name) == ["early", "early", "early", "late", "early", "early", "late"])
+            #expect(samples.map(\.volume) == [1, 2, 3, 3, 4, 5, 5].map { .int($0) })
+            #expect(samples.filter { $0.name == "late" }.allSatisfy { $0.unit == "ns" && $0.type == .cumulative })
+            #expect(samples.filter { $0.name == "early" }.allSatisfy { $0.unit == "B" && $0.type == .gauge })
+        }
+    }
+
     @Test("a domain's XML read again (its devices new objects, the same ids): the same samples, nothing kept twice")
     func devicesMadeAgain() throws {
         let stamper = SampleStamper(host: "h", signer: SampleSigner(secret: "s"))
