@@ -22,7 +22,8 @@ package struct InspectionCounters: Sendable, Equatable {
     /// Whether the stats came from one bulk call (false: it missed its deadline, or an earlier one is still stuck,
     /// and the domains were read one by one).
     package var readInBulk = true
-    /// Workers that read domains on a connection of their own (while the bulk call is stuck; 0 while it serves).
+    /// Connections the workers opened to read domains on one of their own (while the bulk call is stuck; at most one
+    /// per worker; 0 while it serves).
     package var ownConnections = 0
 }
 
@@ -353,10 +354,11 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
                 Self.read(items[index], connection: connection)
             }
         } else {
+            let opened = OpenCount()
             readings = runTracked(keys, connection: nil, eachWorker: { [uri, readOnly] in
-                Self.ownConnectionReader(uri: uri, readOnly: readOnly, items: items)
+                Self.ownConnectionReader(uri: uri, readOnly: readOnly, items: items, opened: opened)
             })
-            counters.ownConnections = min(Self.workers, items.count)
+            counters.ownConnections = opened.value.withLock { $0 }
         }
         for (item, reading) in zip(work, readings) {
             switch reading {
@@ -510,15 +512,23 @@ package final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
 
     // MARK: Per domain (on a worker)
 
+    /// The connections one poll's workers opened for reads of their own.
+    private final class OpenCount: Sendable {
+        let value = Mutex(0)
+    }
+
     /// A worker's reads while the bulk call is stuck, on a connection of the worker's own, opened at its first item,
     /// each domain looked up on it by uuid. A domain read one by one then may hang as the bulk call did, and a call
     /// hung on a connection holds up the others on it (`maxStuckCalls`): on its own connection it holds up no other
     /// worker, and none of the next poll's calls.
-    private static func ownConnectionReader(uri: String, readOnly: Bool, items: [DomainWork]) -> (Int) -> Reading {
+    private static func ownConnectionReader(uri: String, readOnly: Bool, items: [DomainWork], opened count: OpenCount)
+        -> (Int) -> Reading {
         var own: Result<LibvirtConnection, LibvirtError>?
         return { index in
             let opened = own ?? Result { () throws(LibvirtError) in
-                try LibvirtConnection(uri: uri, readOnly: readOnly, events: nil)
+                let connection = try LibvirtConnection(uri: uri, readOnly: readOnly, events: nil)
+                count.value.withLock { $0 += 1 }
+                return connection
             }
             own = opened
             let connection: LibvirtConnection

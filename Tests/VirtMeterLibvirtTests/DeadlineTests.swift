@@ -99,8 +99,9 @@ struct DeadlineTests {
             #expect(SampleClock.monotonic() - started < Self.timeout + 4)
             #expect(snapshots.count == 4 && snapshots.allSatisfy { $0.cpuTime != nil && $0.maxMemoryKiB > 0 })
             #expect(!hypervisor.lastCounters.readInBulk && hypervisor.lastCounters.notAnswering == 0)
-            // Each of the three workers on a connection of its own; the listing not on the bulk call's connection.
-            #expect(hypervisor.lastCounters.ownConnections == 3)
+            // The workers read on connections of their own (one each at most: a worker may take every domain before
+            // the others start); the listing not on the bulk call's connection.
+            #expect((1...3).contains(hypervisor.lastCounters.ownConnections))
         }
         #expect(gate.calls("bulk") == 1 && gate.calls("list") == 2)
         #expect(gate.calls("open") == 2, "the first connection, and one when the bulk call missed its deadline")
