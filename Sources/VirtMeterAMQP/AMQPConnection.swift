@@ -58,6 +58,8 @@ final class AMQPConnection {
     private(set) var isOpen = false
     /// The last delivery tag used on the channel, in confirm mode.
     var lastDeliveryTag: UInt64 = 0
+    /// The frames of the messages this connection writes itself (plain TCP), made at its first publish.
+    private var frames: PublishFrames?
 
     /// A new, unopened connection state for `url`.
     init(url: AMQPURL) throws(AMQPError) {
@@ -189,10 +191,24 @@ final class AMQPConnection {
     }
 
     /// Sends one message (does not wait for anything). Returns librabbitmq's status; non-zero means the connection
-    /// is no longer usable.
-    func publish(exchange: amqp_bytes_t, routingKey: amqp_bytes_t, properties: inout amqp_basic_properties_t,
-                 body: amqp_bytes_t) -> Int32 {
-        let status = amqp_basic_publish(state, Self.channel, exchange, routingKey, 0, 0, &properties, body)
+    /// is no longer usable. On plain TCP the frames are written here (`PublishFrames`), on TLS by librabbitmq.
+    func publish(_ body: UnsafeRawBufferPointer, as message: OutgoingMessage, timeoutSeconds: Double) -> Int32 {
+        let status: Int32
+        if url.tls {
+            var properties = message.properties
+            status = amqp_basic_publish(state, Self.channel, message.exchange.bytes, message.routingKey.bytes, 0, 0,
+                                        &properties, amqp_bytes_t(len: body.count,
+                                                                  bytes: UnsafeMutableRawPointer(mutating: body.baseAddress)))
+        } else {
+            if frames == nil {
+                frames = message.frames(channel: Self.channel, frameMax: Int(amqp_get_frame_max(state)))
+            }
+            guard let frames else { return AMQP_STATUS_INVALID_PARAMETER.rawValue }
+            let failure = frames.send(body, to: amqp_get_sockfd(state),
+                                      timeoutMilliseconds: Int32(clamping: Int(timeoutSeconds * 1000)))
+            status = failure == 0 ? AMQP_STATUS_OK.rawValue
+                : (failure == ETIMEDOUT ? AMQP_STATUS_TIMEOUT : AMQP_STATUS_SOCKET_ERROR).rawValue
+        }
         if status == AMQP_STATUS_OK.rawValue {
             lastDeliveryTag += 1
         } else {

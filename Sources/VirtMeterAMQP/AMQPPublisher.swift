@@ -2,6 +2,7 @@ import CRabbitMQ
 import Dispatch
 import Foundation
 import Logging
+import Synchronization
 import VirtMeterCore
 
 /// How `AMQPPublisher` reaches the broker and routes samples; the defaults are ceilometer's.
@@ -80,6 +81,7 @@ package final class AMQPPublisher: Publisher {
     private let logger: Logger
     private let queue: DispatchQueue
     private let link: PublisherLink
+    private let buffers = BodyBuffers()
 
     /// A publisher for `configuration`; nothing connects until `connect()` or the first `publish`.
     package init(configuration: AMQPPublisherConfiguration, logger: Logger = Logger(label: "virtmeter.amqp")) {
@@ -102,8 +104,8 @@ package final class AMQPPublisher: Publisher {
     package func publish(_ records: SampleRecords) async throws {
         guard !records.spans.isEmpty else { return }
         let publisherID = configuration.publisherID
-        let failure = try await send(count: records.spans.count) { index in
-            NotificationEnvelope.sampleBody(records.payload(index), publisherID: publisherID)
+        let failure = try await send(count: records.spans.count) { index, body in
+            NotificationEnvelope.writeSampleBody(records.payload(index), publisherID: publisherID, to: &body)
         }
         if let (failed, reason) = failure {
             let samples = failed.reduce(0) { $0 + records.spans[$1].samples }
@@ -119,20 +121,25 @@ package final class AMQPPublisher: Publisher {
 
     /// Publishes bodies as they are, with confirms (for tests that need malformed messages on the bus).
     func publish(rawBodies: [[UInt8]]) async throws {
-        if let (_, reason) = try await send(count: rawBodies.count, body: { rawBodies[$0] }) { throw reason }
+        if let (_, reason) = try await send(count: rawBodies.count, body: { $1 = rawBodies[$0] }) { throw reason }
     }
 
-    /// Encodes `count` messages with `body` on the caller's thread, a chunk at a time, while the connection's
-    /// queue publishes the chunks before (a pipeline: encoding overlaps sending and the broker's work), then waits
-    /// for the remaining confirms. Returns the indexes not confirmed and why, or nil.
-    private func send(count: Int, body: (Int) -> [UInt8])
+    /// Encodes `count` messages with `body` (which writes message `index` over the buffer it is given) on the
+    /// caller's thread, a chunk at a time, while the connection's queue publishes the chunks before (a pipeline:
+    /// encoding overlaps sending and the broker's work), then waits for the remaining confirms. The buffers of the
+    /// chunks sent come back for the next ones. Returns the indexes not confirmed and why, or nil.
+    private func send(count: Int, body: (_ index: Int, _ buffer: inout [UInt8]) -> Void)
         async throws(AMQPError) -> (failed: [Int], reason: AMQPError)? {
-        let link = self.link
+        let link = self.link, buffers = self.buffers
         let run = try await onQueue { () throws(AMQPError) in try link.begin() }
         let chunk = 16
         for start in stride(from: 0, to: count, by: chunk) {
-            let bodies = (start..<min(start + chunk, count)).map(body)
-            queue.async { link.send(bodies, firstIndex: start, run: run) }
+            let bodies = buffers.take(min(chunk, count - start))
+            for offset in bodies.buffers.indices { body(start + offset, &bodies.buffers[offset]) }
+            queue.async {
+                link.send(bodies.buffers, firstIndex: start, run: run)
+                buffers.giveBack(bodies)
+            }
         }
         return try await onQueue { () throws(AMQPError) in link.finish(run) }
     }
@@ -177,10 +184,7 @@ final class PublisherLink: @unchecked Sendable {
     private var runs: [PublishRun] = []
     /// Since when the broker has blocked this connection (its memory or disk alarm), if it has.
     private var blockedSince: Double?
-    private let exchange: OwnedBytes
-    private let routingKey: OwnedBytes
-    private let contentType = OwnedBytes("application/json")
-    private let contentEncoding = OwnedBytes("utf-8")
+    private let message: OutgoingMessage
     var queueName: String { configuration.routingKey }
 
     init(configuration: AMQPPublisherConfiguration, logger: Logger, queue: DispatchQueue) {
@@ -188,8 +192,7 @@ final class PublisherLink: @unchecked Sendable {
         self.logger = logger
         self.queue = queue
         nodes = configuration.shuffleNodes ? configuration.nodes.shuffled() : configuration.nodes
-        exchange = OwnedBytes(configuration.exchange)
-        routingKey = OwnedBytes(configuration.routingKey)
+        message = OutgoingMessage(exchange: configuration.exchange, routingKey: configuration.routingKey)
     }
 
     deinit {
@@ -289,18 +292,9 @@ final class PublisherLink: @unchecked Sendable {
             run.window.failed.formUnion(firstIndex..<(firstIndex + bodies.count))
             return
         }
-        var properties = amqp_basic_properties_t()
-        properties._flags = amqp_flags_t(AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_CONTENT_ENCODING_FLAG
-                                         | AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_PRIORITY_FLAG)
-        properties.content_type = contentType.bytes
-        properties.content_encoding = contentEncoding.bytes
-        properties.delivery_mode = 2
-        properties.priority = 0
         for (offset, body) in bodies.enumerated() {
-            let status = body.withUnsafeBytes { raw in
-                connection.publish(exchange: exchange.bytes, routingKey: routingKey.bytes, properties: &properties,
-                                   body: amqp_bytes_t(len: raw.count,
-                                                      bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress)))
+            let status = body.withUnsafeBytes {
+                connection.publish($0, as: message, timeoutSeconds: configuration.timeoutSeconds)
             }
             guard status == AMQP_STATUS_OK.rawValue else {
                 fail(AMQPError.library(status, operation: "publish to exchange '\(configuration.exchange)'",
@@ -472,5 +466,33 @@ struct ConfirmWindow {
     mutating func failAll() {
         failed.formUnion(outstanding.map(\.index))
         outstanding.removeAll()
+    }
+}
+
+/// The message buffers the publisher writes bodies into: those of a chunk once sent are kept (up to `limit`) for the
+/// next chunk, since a body is a record's payload and more (~100 KB), and new memory costs a page fault per 4 KB.
+final class BodyBuffers: Sendable {
+    /// A chunk's buffers, handed from the encoding thread to the connection's queue and back.
+    final class Chunk: @unchecked Sendable {
+        /// Written by the encoder, then read on the connection's queue: never by both at once.
+        var buffers: [[UInt8]]
+        init(_ buffers: [[UInt8]]) { self.buffers = buffers }
+    }
+
+    private let spare = Mutex<[[UInt8]]>([])
+    private let limit = 64
+
+    /// `count` buffers, kept ones first, then new ones.
+    func take(_ count: Int) -> Chunk {
+        Chunk(spare.withLock { spare in (0..<count).map { _ in spare.popLast() ?? [] } })
+    }
+
+    /// Keeps `chunk`'s buffers for the next `take`: moved out of the chunk while the lock is held, so that a buffer
+    /// taken again is only referenced there, and written in place.
+    func giveBack(_ chunk: Chunk) {
+        spare.withLock { spare in
+            while let buffer = chunk.buffers.popLast(), spare.count < limit { spare.append(buffer) }
+            chunk.buffers.removeAll()
+        }
     }
 }

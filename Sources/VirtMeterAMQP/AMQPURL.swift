@@ -116,7 +116,7 @@ package struct AMQPURL: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// `host:port`, for messages about the network.
-    package var endpoint: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    package var endpoint: String { host.utf8.contains(UInt8(ascii: ":")) ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
     static func percentDecoded(_ text: Substring, what: String) throws(AMQPError) -> String {
         guard text.contains("%") else { return String(text) }

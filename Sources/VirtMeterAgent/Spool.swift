@@ -308,7 +308,13 @@ package final class Spool: @unchecked Sendable {
                                                                            + span.payload.lowerBound),
                                         iov_len: span.payloadLength))
                 }
-                guard Self.writeAll(writer, &pieces, at: start) else {
+                var offset = start
+                let written = writeAll(&pieces) { pieces, count in
+                    let written = pwritev(writer, pieces, count, off_t(offset))
+                    if written > 0 { offset += written }
+                    return written
+                }
+                guard written else {
                     return FileError("write", path: path(segments[last].id))
                 }
                 return nil
@@ -327,33 +333,6 @@ package final class Spool: @unchecked Sendable {
         uncommitted.samples += tally.samples
         enforceCap()
         recount()
-    }
-
-    /// Writes `pieces` at `offset`, however many calls it takes (`pwritev` may write less than asked, and takes at
-    /// most `IOV_MAX` pieces a call). Returns false (errno set) when a call fails.
-    private static func writeAll(_ descriptor: Int32, _ pieces: inout [iovec], at offset: Int) -> Bool {
-        var offset = offset, first = 0
-        return pieces.withUnsafeMutableBufferPointer { pieces in
-            while first < pieces.count {
-                let written = pwritev(descriptor, pieces.baseAddress! + first, Int32(min(pieces.count - first, 1024)),
-                                      off_t(offset))
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    return false
-                }
-                offset += written
-                var left = written
-                while first < pieces.count, left >= pieces[first].iov_len {
-                    left -= pieces[first].iov_len
-                    first += 1
-                }
-                if left > 0 {
-                    pieces[first].iov_base += left
-                    pieces[first].iov_len -= left
-                }
-            }
-            return true
-        }
     }
 
     private func lose(_ samples: Int, _ error: FileError) {

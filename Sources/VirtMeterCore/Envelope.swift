@@ -58,6 +58,16 @@ package struct NotificationEnvelope: Sendable, Equatable {
     /// copied once, escaped as the content of the `oslo.message` string on the way, and never parsed.
     package static func sampleBody(_ payload: ArraySlice<UInt8>, publisherID: String = defaultPublisherID,
                                   wallNanoseconds: Int64 = SampleClock.wallNanoseconds()) -> [UInt8] {
+        var body: [UInt8] = []
+        writeSampleBody(payload, publisherID: publisherID, wallNanoseconds: wallNanoseconds, to: &body)
+        return body
+    }
+
+    /// `sampleBody`, written over `body`, whose storage is kept: the publisher hands its buffers round rather than
+    /// touching new memory for every message.
+    package static func writeSampleBody(_ payload: ArraySlice<UInt8>, publisherID: String = defaultPublisherID,
+                                       wallNanoseconds: Int64 = SampleClock.wallNanoseconds(),
+                                       to body: inout [UInt8]) {
         var inner: [UInt8] = [UInt8(ascii: "{")]
         inner.reserveCapacity(256)
         func field(_ key: String, _ value: String) {
@@ -81,14 +91,17 @@ package struct NotificationEnvelope: Sendable, Equatable {
 
         let opening = Array("{\"oslo.version\": \"2.0\", \"oslo.message\": \"".utf8), closing = Array("\"}".utf8)
         let bound = opening.count + 2 * (head.count + payload.count + inner.count) + closing.count
-        return [UInt8](unsafeUninitializedCapacity: bound) { out, count in
-            let base = out.baseAddress!
-            var position = opening.withUnsafeBufferPointer { copy($0, to: base) }
-            for part in [head[...], payload, inner[...]] {
-                position += part.withUnsafeBufferPointer { escapeNested($0, to: base + position) }
+        body.removeAll(keepingCapacity: true)
+        body.append(addingCapacity: bound) { span in
+            span.withUnsafeMutableBufferPointer { out, count in
+                let base = out.baseAddress!
+                var position = opening.withUnsafeBufferPointer { copy($0, to: base) }
+                for part in [head[...], payload, inner[...]] {
+                    position += part.withUnsafeBufferPointer { escapeNested($0, to: base + position) }
+                }
+                position += closing.withUnsafeBufferPointer { copy($0, to: base + position) }
+                count = position
             }
-            position += closing.withUnsafeBufferPointer { copy($0, to: base + position) }
-            count = position
         }
     }
 

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import Testing
-import VirtMeterAMQP
+@testable import VirtMeterAMQP
 import VirtMeterCore
 import VirtMeterLibvirt
 import VirtMeterTestSupport
@@ -61,6 +61,29 @@ struct PublishTests {
             #expect(got.json == sent)
         }
         #expect(Set(received.compactMap { $0.sample?.messageID }).count == published.count)
+    }
+
+    /// The publisher writes a message's frames itself on plain TCP: a body in one frame, one that fills a frame to the
+    /// byte, one just over, one of several frames, and none, all arrive whole, in order, with their properties.
+    @Test("bodies of no, one and several frames arrive whole, in order")
+    func frames() async throws {
+        let url = try TestBroker.url()
+        let topic = uniqueName("vmtest-frames")
+        let publisher = AMQPPublisher(configuration: AMQPPublisherConfiguration(
+            url: url, exchange: uniqueName("vmtest-ex"), topic: topic))
+        let frameBody = 131_072 - 8   // the frame_max the publisher asks for, less a frame's header and end
+        let bodies = [1_000, frameBody, frameBody + 1, 3 * frameBody + 17, 0].enumerated().map { index, count in
+            (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ index) }
+        }
+        try await publisher.publish(rawBodies: bodies)
+        try await publisher.publish(rawBodies: [Array("after".utf8)])
+        await publisher.close()
+        let deliveries = try await drain(url, queue: topic + ".sample")
+        #expect(deliveries.map(\.body) == bodies + [Array("after".utf8)])
+        #expect(deliveries.allSatisfy {
+            $0.properties == AMQPProperties(contentType: "application/json", contentEncoding: "utf-8",
+                                            deliveryMode: 2, priority: 0)
+        })
     }
 
     @Test("an idle connection survives several heartbeat intervals")
