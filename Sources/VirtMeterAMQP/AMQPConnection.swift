@@ -196,9 +196,9 @@ final class AMQPConnection {
         let status: Int32
         if url.tls {
             var properties = message.properties
+            let bytes = amqp_bytes_t(len: body.count, bytes: UnsafeMutableRawPointer(mutating: body.baseAddress))
             status = amqp_basic_publish(state, Self.channel, message.exchange.bytes, message.routingKey.bytes, 0, 0,
-                                        &properties, amqp_bytes_t(len: body.count,
-                                                                  bytes: UnsafeMutableRawPointer(mutating: body.baseAddress)))
+                                        &properties, bytes)
         } else {
             if frames == nil {
                 frames = message.frames(channel: Self.channel, frameMax: Int(amqp_get_frame_max(state)))

@@ -73,7 +73,8 @@ struct PublishFrames {
         }
         if frames > 0 { joints.append(UInt8(AMQP_FRAME_END)) }
         return joints.withUnsafeMutableBytes { joint in
-            var pieces: [iovec] = [iovec(iov_base: joint.baseAddress, iov_len: frames > 0 ? head.count + 7 : head.count)]
+            let first = frames > 0 ? head.count + 7 : head.count
+            var pieces: [iovec] = [iovec(iov_base: joint.baseAddress, iov_len: first)]
             pieces.reserveCapacity(2 * frames + 1)
             for frame in 0..<frames {
                 let start = frame * maxFramePayload
