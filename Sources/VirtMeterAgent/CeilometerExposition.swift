@@ -343,10 +343,10 @@ package final class CeilometerExposition: Sendable {
         for snapshot in read where domains[snapshot.uuid] != nil {
             let before = previous?[snapshot.uuid]
             for (index, meter) in meters.enumerated() {
-                for reading in meter.readings(snapshot, previous: before) {
+                meter.forEachReading(snapshot, previous: before) { reading in
                     // The encoder refuses what it cannot write (NaN, infinite): such a sample is never published.
                     let value = reading.volume.doubleValue
-                    guard value.isFinite else { continue }
+                    guard value.isFinite else { return }
                     if families[index].lines.isEmpty { order.append(index) }
                     families[index].lines += prefix(snapshot, meter: meter, reading: reading,
                                                     metric: families[index].metric,

@@ -58,7 +58,11 @@ package struct DeclaredMeter: Meter {
         }
     }
 
-    package func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
+    package func forEachReading(_ now: DomainSnapshot, previous: DomainSnapshot?, _ body: (Reading) -> Void) {
+        declaredReadings(now, previous: previous).forEach(body)
+    }
+
+    private func declaredReadings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
         let field = declaration.field
         let current = now.statsFields.filter { $0.pattern.text == field.text }
         guard !current.isEmpty else { return [] }

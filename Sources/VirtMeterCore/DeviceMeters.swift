@@ -48,11 +48,13 @@ package struct DiskMeter: Meter {
     package var isCeilometerMeter = true
     let counter: @Sendable (DiskStats) -> UInt64?
 
-    package func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
-        now.disks.compactMap { disk in
-            counter(disk).map {
-                let resource = disk.resource ?? .disk(disk.name, domainUUID: now.uuid)
-                return Reading(.counter($0), device: resource)
+    package func forEachReading(_ now: DomainSnapshot, previous: DomainSnapshot?, _ body: (Reading) -> Void) {
+        // Through a pointer: a disk is read in place, not copied (with its strings retained) for each meter.
+        now.disks.withUnsafeBufferPointer { disks in
+            for index in disks.indices {
+                guard let value = counter(disks[index]) else { continue }
+                body(Reading(.counter(value),
+                             device: disks[index].resource ?? .disk(disks[index].name, domainUUID: now.uuid)))
             }
         }
     }
@@ -62,33 +64,33 @@ package struct DiskMeter: Meter {
 package enum DiskMeters {
     package static let all: [any Meter] = [
         DiskMeter(name: "disk.device.read.bytes", type: .cumulative, unit: "B", summary: "bytes read from the disk",
-                  counter: \.readBytes),
+                  counter: { $0.readBytes }),
         DiskMeter(name: "disk.device.read.requests", type: .cumulative, unit: "request",
-                  summary: "read requests to the disk", counter: \.readRequests),
+                  summary: "read requests to the disk", counter: { $0.readRequests }),
         DiskMeter(name: "disk.device.write.bytes", type: .cumulative, unit: "B", summary: "bytes written to the disk",
-                  counter: \.writeBytes),
+                  counter: { $0.writeBytes }),
         DiskMeter(name: "disk.device.write.requests", type: .cumulative, unit: "request",
-                  summary: "write requests to the disk", counter: \.writeRequests),
+                  summary: "write requests to the disk", counter: { $0.writeRequests }),
         DiskMeter(name: "disk.device.read.latency", type: .cumulative, unit: "ns",
-                  summary: "total time spent on reads from the disk", counter: \.readTimeNs),
+                  summary: "total time spent on reads from the disk", counter: { $0.readTimeNs }),
         DiskMeter(name: "disk.device.write.latency", type: .cumulative, unit: "ns",
-                  summary: "total time spent on writes to the disk", counter: \.writeTimeNs),
+                  summary: "total time spent on writes to the disk", counter: { $0.writeTimeNs }),
         DiskMeter(name: "disk.device.capacity", type: .gauge, unit: "B",
                   summary: "capacity of the disk (the larger of capacity and physical size, as ceilometer)",
                   counter: { disk in disk.capacity.map { max($0, disk.physical ?? 0) } }),
         DiskMeter(name: "disk.device.allocation", type: .gauge, unit: "B",
-                  summary: "space allocated to the disk on the host", counter: \.allocation),
+                  summary: "space allocated to the disk on the host", counter: { $0.allocation }),
         DiskMeter(name: "disk.device.usage", type: .gauge, unit: "B", summary: "physical size of the disk on the host",
-                  counter: \.physical),
+                  counter: { $0.physical }),
         DiskMeter(name: "disk.device.flush.requests", type: .cumulative, unit: "request",
                   summary: "flush requests to the disk (block.N.fl.reqs)", isCeilometerMeter: false,
-                  counter: \.flushRequests),
+                  counter: { $0.flushRequests }),
         DiskMeter(name: "disk.device.flush.latency", type: .cumulative, unit: "ns",
                   summary: "total time spent on flushes of the disk (block.N.fl.times)", isCeilometerMeter: false,
-                  counter: \.flushTimeNs),
+                  counter: { $0.flushTimeNs }),
         DiskMeter(name: "disk.device.errors", type: .cumulative, unit: "error",
                   summary: "I/O errors of the disk, where the driver counts them (block.N.errors)",
-                  isCeilometerMeter: false, counter: \.errors),
+                  isCeilometerMeter: false, counter: { $0.errors }),
     ]
 }
 
@@ -103,15 +105,19 @@ package struct NetworkMeter: Meter {
     package let summary: String
     let counter: @Sendable (InterfaceStats) -> UInt64?
 
-    package func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
-        now.interfaces.compactMap { interface in
-            guard var value = counter(interface) else { return nil }
-            if type == .delta {
-                let before = previous?.interfaces.first(where: { $0.name == interface.name }).flatMap(counter)
-                if let before, value >= before { value -= before } else if before == nil { value = 0 }
+    package func forEachReading(_ now: DomainSnapshot, previous: DomainSnapshot?, _ body: (Reading) -> Void) {
+        // Through a pointer: an interface is read in place, not copied (with its strings retained) for each meter.
+        now.interfaces.withUnsafeBufferPointer { interfaces in
+            for index in interfaces.indices {
+                guard var value = counter(interfaces[index]) else { continue }
+                if type == .delta {
+                    let name = interfaces[index].name
+                    let before = previous?.interfaces.first(where: { $0.name == name }).flatMap(counter)
+                    if let before, value >= before { value -= before } else if before == nil { value = 0 }
+                }
+                body(Reading(.counter(value), device: interfaces[index].resource
+                             ?? .interface(interfaces[index], domainName: now.name, domainUUID: now.uuid)))
             }
-            let resource = interface.resource ?? .interface(interface, domainName: now.name, domainUUID: now.uuid)
-            return Reading(.counter(value), device: resource)
         }
     }
 }
@@ -120,24 +126,24 @@ package struct NetworkMeter: Meter {
 package enum NetworkMeters {
     package static let all: [any Meter] = [
         NetworkMeter(name: "network.incoming.bytes", type: .cumulative, unit: "B",
-                     summary: "bytes received by the interface", counter: \.rxBytes),
+                     summary: "bytes received by the interface", counter: { $0.rxBytes }),
         NetworkMeter(name: "network.outgoing.bytes", type: .cumulative, unit: "B",
-                     summary: "bytes sent by the interface", counter: \.txBytes),
+                     summary: "bytes sent by the interface", counter: { $0.txBytes }),
         NetworkMeter(name: "network.incoming.packets", type: .cumulative, unit: "packet",
-                     summary: "packets received by the interface", counter: \.rxPackets),
+                     summary: "packets received by the interface", counter: { $0.rxPackets }),
         NetworkMeter(name: "network.outgoing.packets", type: .cumulative, unit: "packet",
-                     summary: "packets sent by the interface", counter: \.txPackets),
+                     summary: "packets sent by the interface", counter: { $0.txPackets }),
         NetworkMeter(name: "network.incoming.packets.drop", type: .cumulative, unit: "packet",
-                     summary: "received packets dropped", counter: \.rxDrop),
+                     summary: "received packets dropped", counter: { $0.rxDrop }),
         NetworkMeter(name: "network.outgoing.packets.drop", type: .cumulative, unit: "packet",
-                     summary: "sent packets dropped", counter: \.txDrop),
+                     summary: "sent packets dropped", counter: { $0.txDrop }),
         NetworkMeter(name: "network.incoming.packets.error", type: .cumulative, unit: "packet",
-                     summary: "receive errors", counter: \.rxErrors),
+                     summary: "receive errors", counter: { $0.rxErrors }),
         NetworkMeter(name: "network.outgoing.packets.error", type: .cumulative, unit: "packet",
-                     summary: "send errors", counter: \.txErrors),
+                     summary: "send errors", counter: { $0.txErrors }),
         NetworkMeter(name: "network.incoming.bytes.delta", type: .delta, unit: "B",
-                     summary: "bytes received since the previous poll", counter: \.rxBytes),
+                     summary: "bytes received since the previous poll", counter: { $0.rxBytes }),
         NetworkMeter(name: "network.outgoing.bytes.delta", type: .delta, unit: "B",
-                     summary: "bytes sent since the previous poll", counter: \.txBytes),
+                     summary: "bytes sent since the previous poll", counter: { $0.txBytes }),
     ]
 }

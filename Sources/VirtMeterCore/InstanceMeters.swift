@@ -8,9 +8,9 @@ extension DomainValueMeter {
     package var devices: DeviceGroups { [] }
 
     /// The domain's value as one reading; none for a shut-off domain read for its metadata only.
-    package func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
-        guard !now.metadataOnly else { return [] }
-        return value(now, previous: previous).map { [Reading($0)] } ?? []
+    package func forEachReading(_ now: DomainSnapshot, previous: DomainSnapshot?, _ body: (Reading) -> Void) {
+        guard !now.metadataOnly, let value = value(now, previous: previous) else { return }
+        body(Reading(value))
     }
 }
 
@@ -32,9 +32,9 @@ package struct CPUMeter: Meter {
     package let devices: DeviceGroups = []
     package let summary = "CPU time used by the guest (sum of vCPU time and wait, else the domain's cpu.time)"
     package init() {}
-    package func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
-        guard !now.metadataOnly, let time = now.totalCPUTime else { return [] }
-        return [Reading(.counter(time), metadata: [("cpu_number", .int(Int64(now.vcpuCount)))])]
+    package func forEachReading(_ now: DomainSnapshot, previous: DomainSnapshot?, _ body: (Reading) -> Void) {
+        guard !now.metadataOnly, let time = now.totalCPUTime else { return }
+        body(Reading(.counter(time), metadata: [("cpu_number", .int(Int64(now.vcpuCount)))]))
     }
 }
 
@@ -185,9 +185,9 @@ package struct FlavorDiskMeter: Meter {
     package static let ephemeral = FlavorDiskMeter(name: "disk.ephemeral.size",
                                                   summary: "size of the flavor's ephemeral disk") { $0.ephemeralGiB ?? 0 }
 
-    package func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
-        guard let flavor = now.nova?.flavor else { return [] }
-        return [Reading(.int(Int64(value(flavor))))]
+    package func forEachReading(_ now: DomainSnapshot, previous: DomainSnapshot?, _ body: (Reading) -> Void) {
+        guard let flavor = now.nova?.flavor else { return }
+        body(Reading(.int(Int64(value(flavor)))))
     }
 }
 

@@ -6,8 +6,9 @@ package protocol Meter: Sendable {
     var unit: String { get }
     /// One line for `virtmeter meters`.
     var summary: String { get }
-    /// The readings for `now`; `previous` is the same domain's snapshot from the last cycle, if any.
-    func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading]
+    /// Calls `body` with each reading for `now`; `previous` is the same domain's snapshot from the last cycle, if any.
+    /// A reading is lent to `body`, not made into an array: the stamper runs this for every meter of every domain.
+    func forEachReading(_ now: DomainSnapshot, previous: DomainSnapshot?, _ body: (Reading) -> Void)
     /// Why this meter cannot measure `snapshot` and how to fix it, or nil; logged once per domain.
     func unavailableReason(_ snapshot: DomainSnapshot) -> String?
     /// Whether ceilometer's compute agent has this meter (false: virtmeter's own, such as `cpu_util`).
@@ -18,6 +19,13 @@ package protocol Meter: Sendable {
 }
 
 extension Meter {
+    /// The readings for `now` (see `forEachReading`), as an array.
+    package func readings(_ now: DomainSnapshot, previous: DomainSnapshot?) -> [Reading] {
+        var readings: [Reading] = []
+        forEachReading(now, previous: previous) { readings.append($0) }
+        return readings
+    }
+
     package func unavailableReason(_ snapshot: DomainSnapshot) -> String? { nil }
     package var isCeilometerMeter: Bool { true }
     package var devices: DeviceGroups { .all }

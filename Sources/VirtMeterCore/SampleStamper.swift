@@ -20,47 +20,62 @@ package struct SampleStamper: Sendable {
         /// What the metadata was built from: when a snapshot has another key, prepare it again.
         package let key: MetadataKey
         let metadata: RenderedMetadata
-        /// The metadata with a meter's extra keys merged in (`disk_name: vda`), per set of extra keys seen so far:
-        /// device meters repeat the same keys for every meter of a device, cycle after cycle.
+        /// The metadata with extra keys of the domain's own readings merged in (`cpu_number`), per set of keys seen.
         var merged: [(extra: [(String, JSONValue)], metadata: RenderedMetadata)] = []
         /// The fields of the domain's own resource, once a reading of it was written.
         var domainFields: RenderedFields?
-        /// The fields of each device seen so far (disks, interfaces), with the object it was seen by.
-        var devices: [(device: DeviceResource, fields: RenderedFields)] = []
+        /// Each device seen so far (disks, interfaces): the object it was seen by, its resource's fields and the
+        /// metadata with its keys (`disk_name: vda`) merged in.
+        var devices: [Rendered] = []
 
-        mutating func metadata(with extra: [(String, JSONValue)]) -> RenderedMetadata {
-            if extra.isEmpty { return metadata }
-            // A device's keys come in the one array its `DeviceResource` holds: found by its storage first (which
-            // `merged` keeps alive, so no other array can have it), else by content, and then that array is kept
-            // instead (the XML read again made new devices: found by storage again from the next sample on).
-            let storage = extra.withUnsafeBufferPointer { $0.baseAddress }
-            if let hit = merged.first(where: { $0.extra.withUnsafeBufferPointer { $0.baseAddress } == storage }) {
-                return hit.metadata
+        struct Rendered {
+            var device: DeviceResource
+            let fields: RenderedFields
+            let metadata: RenderedMetadata
+        }
+
+        /// What a reading's sample shares with the domain's other samples, kept by `self`: its resource's fields (nil
+        /// until `keep`) and its metadata. Devices are found by the object, which the built-in meters' readings share
+        /// cycle after cycle, else by content, and then that object is kept instead (the XML read again made new
+        /// devices; a declared meter makes its devices each cycle). Neither is retained: this runs for every sample.
+        mutating func shared(_ reading: borrowing Reading)
+            -> (fields: Unmanaged<RenderedFields>?, metadata: Unmanaged<RenderedMetadata>) {
+            guard let device = reading.device else {
+                return (domainFields.map { .passUnretained($0) }, .passUnretained(metadata(with: reading.metadata)))
             }
+            let key = ObjectIdentifier(device)
+            for index in devices.indices where ObjectIdentifier(devices[index].device) == key {
+                return (.passUnretained(devices[index].fields), .passUnretained(devices[index].metadata))
+            }
+            guard let index = devices.firstIndex(where: { $0.device == device }) else {
+                return (nil, .passUnretained(metadata))
+            }
+            devices[index].device = device
+            return (.passUnretained(devices[index].fields), .passUnretained(devices[index].metadata))
+        }
+
+        /// Keeps the fields of `reading`'s resource (its device's, else the domain's), rendered from its first reading,
+        /// and gives the reading's metadata.
+        mutating func keep(_ fields: RenderedFields, for reading: borrowing Reading) -> Unmanaged<RenderedMetadata> {
+            guard let device = reading.device else {
+                domainFields = fields
+                return .passUnretained(metadata(with: reading.metadata))
+            }
+            let rendered = Rendered(device: device, fields: fields, metadata: metadata.merged(with: device.metadata))
+            devices.append(rendered)
+            return .passUnretained(rendered.metadata)
+        }
+
+        private mutating func metadata(with extra: [(String, JSONValue)]) -> RenderedMetadata {
+            if extra.isEmpty { return metadata }
             if let index = merged.firstIndex(where: {
                 $0.extra.elementsEqual(extra, by: { $0.0 == $1.0 && $0.1 == $1.1 })
             }) {
-                merged[index].extra = extra
                 return merged[index].metadata
             }
             let new = metadata.merged(with: extra)
             merged.append((extra, new))
             return new
-        }
-
-        /// The fields of `device`'s resource (nil: the domain's): found by the object, which the built-in meters'
-        /// readings share cycle after cycle, else by its id, and then that object is kept instead (the XML read
-        /// again made new devices; a declared meter makes its devices each cycle).
-        mutating func resource(_ device: DeviceResource?) -> RenderedFields? {
-            guard let device else { return domainFields }
-            if let hit = devices.first(where: { $0.device === device }) { return hit.fields }
-            guard let index = devices.firstIndex(where: { $0.device.id == device.id }) else { return nil }
-            devices[index].device = device
-            return devices[index].fields
-        }
-
-        mutating func keep(_ fields: RenderedFields, for device: DeviceResource?) {
-            if let device { devices.append((device, fields)) } else { domainFields = fields }
         }
     }
 
@@ -103,13 +118,13 @@ package struct SampleStamper: Sendable {
         for (position, meter) in meters.enumerated() {
             var meterFields = encoder.knownMeterFields(meter.name, type: meter.type, unit: meter.unit,
                                                        position: position)
-            for reading in meter.readings(now, previous: previous) {
+            meter.forEachReading(now, previous: previous) { reading in
                 // The monotonic time is the snapshot's, as ceilometer's is the time the instance was inspected.
                 guard now.monotonicTime.isFinite else {
                     refused += 1
-                    continue
+                    return
                 }
-                var resourceFields = domain.resource(reading.device)
+                var (resourceFields, metadata) = domain.shared(reading)
                 if meterFields == nil || resourceFields == nil || cycle == nil {
                     // First sample of this meter, resource or cycle: render what it shares with later ones.
                     let template = Sample(
@@ -121,15 +136,15 @@ package struct SampleStamper: Sendable {
                     cycle = cycle ?? RenderedFields(template, scope: .cycle)
                     if resourceFields == nil {
                         let fields = RenderedFields(template, scope: .resource)
-                        domain.keep(fields, for: reading.device)
-                        resourceFields = fields
+                        metadata = domain.keep(fields, for: reading)
+                        resourceFields = .passUnretained(fields)
                     }
                 }
-                guard let meterFields, let resourceFields, let cycle else { continue }
+                guard let meterFields, let resourceFields, let cycle else { return }
                 // `Shared` does not keep these alive; they live until this call returns: the encoder keeps the meter
                 // fields, `domain` its resources' fields and merged metadata, and `cycle` is this call's.
-                let shared = SampleEncoder.Shared(meter: meterFields, resource: resourceFields, cycle: cycle,
-                                                  metadata: domain.metadata(with: reading.metadata))
+                let shared = SampleEncoder.Shared(meter: .passUnretained(meterFields), resource: resourceFields,
+                                                  cycle: .passUnretained(cycle), metadata: metadata)
                 let prepared = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: UUIDv1Generator.length) { id in
                     ids.write(wallNanoseconds: wallNanoseconds, to: id.baseAddress!)
                     return encoder.prepare(waiting ? 1 : 0, volume: reading.volume,
@@ -137,11 +152,11 @@ package struct SampleStamper: Sendable {
                 }
                 guard prepared else {
                     refused += 1
-                    continue
+                    return
                 }
                 guard waiting else {
                     waiting = true
-                    continue
+                    return
                 }
                 encoder.signPrepared(2)
                 records.append { encoder.writePrepared(0, to: &$0); return true }

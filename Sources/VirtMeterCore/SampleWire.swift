@@ -416,8 +416,8 @@ package struct SampleEncoder: Sendable {
                           resource: RenderedFields(sample, scope: .resource),
                           cycle: RenderedFields(sample, scope: .cycle), metadata: metadata)
         return withExtendedLifetime(renderings) {
-            let shared = Shared(meter: renderings.meter, resource: renderings.resource, cycle: renderings.cycle,
-                                metadata: renderings.metadata)
+            let shared = Shared(meter: .passUnretained(renderings.meter), resource: .passUnretained(renderings.resource),
+                                cycle: .passUnretained(renderings.cycle), metadata: .passUnretained(renderings.metadata))
             return Array(sample.messageID.utf8).withUnsafeBufferPointer {
                 write(volume: sample.volume, messageID: $0, shared: shared, to: &out)
             }
@@ -433,20 +433,21 @@ package struct SampleEncoder: Sendable {
     /// holding them would retain and release four objects each time): whoever makes it keeps them until the sample
     /// is written (`writePrepared`).
     package struct Shared {
-        unowned(unsafe) let meter: RenderedFields
-        unowned(unsafe) let resource: RenderedFields
-        unowned(unsafe) let cycle: RenderedFields
-        unowned(unsafe) let metadata: RenderedMetadata
+        let meter: Unmanaged<RenderedFields>
+        let resource: Unmanaged<RenderedFields>
+        let cycle: Unmanaged<RenderedFields>
+        let metadata: Unmanaged<RenderedMetadata>
         /// Bytes enough for a sample's JSON text or signature input, but for its own values.
         let bound: Int
 
-        package init(meter: RenderedFields, resource: RenderedFields, cycle: RenderedFields,
-                     metadata: RenderedMetadata) {
+        package init(meter: Unmanaged<RenderedFields>, resource: Unmanaged<RenderedFields>,
+                     cycle: Unmanaged<RenderedFields>, metadata: Unmanaged<RenderedMetadata>) {
             self.meter = meter
             self.resource = resource
             self.cycle = cycle
             self.metadata = metadata
-            bound = meter.byteCount + resource.byteCount + cycle.byteCount + metadata.byteCount
+            bound = meter._withUnsafeGuaranteedRef(\.byteCount) + resource._withUnsafeGuaranteedRef(\.byteCount)
+                + cycle._withUnsafeGuaranteedRef(\.byteCount) + metadata._withUnsafeGuaranteedRef(\.byteCount)
                 + SampleField.keyBytes + 2 * SampleField.allCases.count + 2
         }
     }
@@ -525,15 +526,17 @@ package struct SampleEncoder: Sendable {
     private static func add(_ stretch: SampleField.Stretch, json: Bool, _ shared: Shared, _ own: OwnValues.Pieces,
                             to out: inout ByteCursor) {
         switch stretch.scope {
-        case .meter: out.add(shared.meter.piece(stretch, json: json))
-        case .resource: out.add(shared.resource.piece(stretch, json: json))
-        case .cycle: out.add(shared.cycle.piece(stretch, json: json))
+        case .meter: out.add(shared.meter._withUnsafeGuaranteedRef { $0.piece(stretch, json: json) })
+        case .resource: out.add(shared.resource._withUnsafeGuaranteedRef { $0.piece(stretch, json: json) })
+        case .cycle: out.add(shared.cycle._withUnsafeGuaranteedRef { $0.piece(stretch, json: json) })
         case .metadata:
             if json {
                 out.add(UInt8(ascii: ","))
                 out.add(UInt8(ascii: " "))
             }
-            for piece in json ? shared.metadata.jsonPieces : shared.metadata.signingPieces { out.add(piece) }
+            shared.metadata._withUnsafeGuaranteedRef { metadata in
+                for piece in json ? metadata.jsonPieces : metadata.signingPieces { out.add(piece) }
+            }
         case .sample: out.add(own.piece(stretch, json: json))
         }
     }
