@@ -416,8 +416,10 @@ package struct SampleEncoder: Sendable {
                           resource: RenderedFields(sample, scope: .resource),
                           cycle: RenderedFields(sample, scope: .cycle), metadata: metadata)
         return withExtendedLifetime(renderings) {
-            let shared = Shared(meter: .passUnretained(renderings.meter), resource: .passUnretained(renderings.resource),
-                                cycle: .passUnretained(renderings.cycle), metadata: .passUnretained(renderings.metadata))
+            let shared = Shared(meter: .passUnretained(renderings.meter),
+                                resource: .passUnretained(renderings.resource),
+                                cycle: .passUnretained(renderings.cycle),
+                                metadata: .passUnretained(renderings.metadata))
             return Array(sample.messageID.utf8).withUnsafeBufferPointer {
                 write(volume: sample.volume, messageID: $0, shared: shared, to: &out)
             }

@@ -45,7 +45,8 @@ struct BenchmarkCommand: AsyncParsableCommand {
 
     @Flag(help: ArgumentHelp("Add a line 'stamper alone': turning 40 domains' snapshots into signed samples, "
                              + "in-process, the fastest of 3,000 passes. It leaves out everything else, and this "
-                             + "machine's noise barely moves it: for comparing two builds' stamping."))
+                             + "machine's noise barely moves it: for comparing two builds' stamping. With it, the "
+                             + "signing's cost measured the same way, signed minus unsigned."))
     var stamper = false
 
     @Option(help: .hidden)
@@ -97,9 +98,12 @@ struct BenchmarkCommand: AsyncParsableCommand {
                              (all.cpuMs - unsigned.cpuMs) * 1000 / Double(max(1, all.samples))))
                 if stamper {
                     let alone = try childRow("stamper", node: node)
+                    let bare = try childRow("stamper-unsigned", node: node)
+                    let perSample = { (row: Row) in row.cpuMs * 1000 / Double(max(1, row.samples)) }
+                    let signing = perSample(alone) - perSample(bare)
                     print(String(format: "%7d  stamper alone: %.3f us per sample (%d samples of 40 domains, the "
-                                 + "fastest of %d passes)", count, alone.cpuMs * 1000 / Double(max(1, alone.samples)),
-                                 alone.samples, Self.stamperPasses))
+                                 + "fastest of %d passes); unsigned %.3f, so signing %.3f", count, perSample(alone),
+                                 alone.samples, Self.stamperPasses, perSample(bare), signing))
                 }
                 for (label, row) in rows {
                     guard let ms = row.scrapeMs, let bytes = row.scrapeBytes else { continue }
@@ -169,7 +173,8 @@ struct BenchmarkCommand: AsyncParsableCommand {
         case "unsigned": row = try await pollRow(uri: uri, meters: MeterRegistry.builtIn.meters, secret: "")
         case "declared": row = try await pollRow(uri: uri, meters: InstanceMeters.all + Self.declaredMeters(declared))
         case "prom": row = try await pollRow(uri: uri, meters: MeterRegistry.builtIn.meters, prometheus: true)
-        case "stamper": row = try await stamperRow(uri: uri)
+        case "stamper": row = try await stamperRow(uri: uri, secret: "bench secret")
+        case "stamper-unsigned": row = try await stamperRow(uri: uri, secret: "")
         default: row = try await pollRow(uri: uri, meters: MeterRegistry.builtIn.meters)
         }
         FileHandle.standardOutput.write(try JSONEncoder().encode(row))
@@ -208,11 +213,12 @@ struct BenchmarkCommand: AsyncParsableCommand {
 
     static let stamperPasses = 3_000
 
-    /// The stamper alone over the first 40 domains' snapshots (every meter, signed, the second poll: with rates), the
-    /// fastest of `stamperPasses` passes: its wall time as `cpuMs` (one thread, nothing else running in it).
-    private func stamperRow(uri: String) async throws -> Row {
+    /// The stamper alone over the first 40 domains' snapshots (every meter, signed unless `secret` is empty, the
+    /// second poll: with rates), the fastest of `stamperPasses` passes: its wall time as `cpuMs` (one thread, nothing
+    /// else running in it).
+    private func stamperRow(uri: String, secret: String) async throws -> Row {
         let meters = MeterRegistry.builtIn.meters
-        let (hypervisor, stamper) = try Self.setUp(uri: uri, meters: meters, secret: "bench secret")
+        let (hypervisor, stamper) = try Self.setUp(uri: uri, meters: meters, secret: secret)
         let earlier = try await hypervisor.poll()
         let snapshots = Array(try await hypervisor.poll().prefix(40))
         let previous = snapshots.map { now in earlier.first { $0.uuid == now.uuid } }
