@@ -49,13 +49,9 @@ package struct DiskMeter: Meter {
     let counter: @Sendable (DiskStats) -> UInt64?
 
     package func forEachReading(_ now: DomainSnapshot, previous: DomainSnapshot?, _ body: (Reading) -> Void) {
-        // Through a pointer: a disk is read in place, not copied (with its strings retained) for each meter.
-        now.disks.withUnsafeBufferPointer { disks in
-            for index in disks.indices {
-                guard let value = counter(disks[index]) else { continue }
-                body(Reading(.counter(value),
-                             device: disks[index].resource ?? .disk(disks[index].name, domainUUID: now.uuid)))
-            }
+        for disk in now.disks {
+            guard let value = counter(disk) else { continue }
+            body(Reading(.counter(value), device: disk.resource ?? .disk(disk.name, domainUUID: now.uuid)))
         }
     }
 }
@@ -106,18 +102,14 @@ package struct NetworkMeter: Meter {
     let counter: @Sendable (InterfaceStats) -> UInt64?
 
     package func forEachReading(_ now: DomainSnapshot, previous: DomainSnapshot?, _ body: (Reading) -> Void) {
-        // Through a pointer: an interface is read in place, not copied (with its strings retained) for each meter.
-        now.interfaces.withUnsafeBufferPointer { interfaces in
-            for index in interfaces.indices {
-                guard var value = counter(interfaces[index]) else { continue }
-                if type == .delta {
-                    let name = interfaces[index].name
-                    let before = previous?.interfaces.first(where: { $0.name == name }).flatMap(counter)
-                    if let before, value >= before { value -= before } else if before == nil { value = 0 }
-                }
-                body(Reading(.counter(value), device: interfaces[index].resource
-                             ?? .interface(interfaces[index], domainName: now.name, domainUUID: now.uuid)))
+        for interface in now.interfaces {
+            guard var value = counter(interface) else { continue }
+            if type == .delta {
+                let before = previous?.interfaces.first(where: { $0.name == interface.name }).flatMap(counter)
+                if let before, value >= before { value -= before } else if before == nil { value = 0 }
             }
+            body(Reading(.counter(value), device: interface.resource
+                         ?? .interface(interface, domainName: now.name, domainUUID: now.uuid)))
         }
     }
 }

@@ -44,26 +44,23 @@ package struct SampleStamper: Sendable {
                 return (domainFields.map { .passUnretained($0) }, .passUnretained(metadata(with: reading.metadata)))
             }
             let key = ObjectIdentifier(device)
-            for index in devices.indices where ObjectIdentifier(devices[index].device) == key {
-                return (.passUnretained(devices[index].fields), .passUnretained(devices[index].metadata))
+            var found = devices.indices.first { ObjectIdentifier(devices[$0].device) == key }
+            if found == nil, let index = devices.indices.first(where: { devices[$0].device == device }) {
+                devices[index].device = device
+                found = index
             }
-            guard let index = devices.firstIndex(where: { $0.device == device }) else {
-                return (nil, .passUnretained(metadata))
-            }
-            devices[index].device = device
+            guard let index = found else { return (nil, .passUnretained(metadata)) }
             return (.passUnretained(devices[index].fields), .passUnretained(devices[index].metadata))
         }
 
-        /// Keeps the fields of `reading`'s resource (its device's, else the domain's), rendered from its first reading,
-        /// and gives the reading's metadata.
-        mutating func keep(_ fields: RenderedFields, for reading: borrowing Reading) -> Unmanaged<RenderedMetadata> {
-            guard let device = reading.device else {
+        /// Keeps the fields of `device`'s resource (nil: the domain's), rendered from its first reading; a device's
+        /// metadata is merged with its keys here, once.
+        mutating func keep(_ fields: RenderedFields, for device: DeviceResource?) {
+            guard let device else {
                 domainFields = fields
-                return .passUnretained(metadata(with: reading.metadata))
+                return
             }
-            let rendered = Rendered(device: device, fields: fields, metadata: metadata.merged(with: device.metadata))
-            devices.append(rendered)
-            return .passUnretained(rendered.metadata)
+            devices.append(Rendered(device: device, fields: fields, metadata: metadata.merged(with: device.metadata)))
         }
 
         private mutating func metadata(with extra: [(String, JSONValue)]) -> RenderedMetadata {
@@ -135,9 +132,8 @@ package struct SampleStamper: Sendable {
                     meterFields = meterFields ?? encoder.meterFields(template)
                     cycle = cycle ?? RenderedFields(template, scope: .cycle)
                     if resourceFields == nil {
-                        let fields = RenderedFields(template, scope: .resource)
-                        metadata = domain.keep(fields, for: reading)
-                        resourceFields = .passUnretained(fields)
+                        domain.keep(RenderedFields(template, scope: .resource), for: reading.device)
+                        (resourceFields, metadata) = domain.shared(reading)
                     }
                 }
                 guard let meterFields, let resourceFields, let cycle else { return }
