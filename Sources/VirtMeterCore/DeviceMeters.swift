@@ -46,12 +46,13 @@ package struct DiskMeter: Meter {
     package let unit: String
     package let summary: String
     package var isCeilometerMeter = true
-    let counter: @Sendable (DiskStats) -> UInt64?
+    let counter: @Sendable (UnsafePointer<DiskStats>) -> UInt64?
 
     package func forEachReading(_ now: DomainSnapshot, previous: DomainSnapshot?, _ body: (Reading) -> Void) {
-        for disk in now.disks {
-            guard let value = counter(disk) else { continue }
-            body(Reading(.counter(value), device: disk.resource ?? .disk(disk.name, domainUUID: now.uuid)))
+        now.disks.forEachInPlace { disk in
+            guard let value = counter(disk) else { return }
+            body(Reading(.counter(value), device: disk.pointee.resource
+                         ?? .disk(disk.pointee.name, domainUUID: now.uuid)))
         }
     }
 }
@@ -60,33 +61,33 @@ package struct DiskMeter: Meter {
 package enum DiskMeters {
     package static let all: [any Meter] = [
         DiskMeter(name: "disk.device.read.bytes", type: .cumulative, unit: "B", summary: "bytes read from the disk",
-                  counter: { $0.readBytes }),
+                  counter: { $0.pointee.readBytes }),
         DiskMeter(name: "disk.device.read.requests", type: .cumulative, unit: "request",
-                  summary: "read requests to the disk", counter: { $0.readRequests }),
+                  summary: "read requests to the disk", counter: { $0.pointee.readRequests }),
         DiskMeter(name: "disk.device.write.bytes", type: .cumulative, unit: "B", summary: "bytes written to the disk",
-                  counter: { $0.writeBytes }),
+                  counter: { $0.pointee.writeBytes }),
         DiskMeter(name: "disk.device.write.requests", type: .cumulative, unit: "request",
-                  summary: "write requests to the disk", counter: { $0.writeRequests }),
+                  summary: "write requests to the disk", counter: { $0.pointee.writeRequests }),
         DiskMeter(name: "disk.device.read.latency", type: .cumulative, unit: "ns",
-                  summary: "total time spent on reads from the disk", counter: { $0.readTimeNs }),
+                  summary: "total time spent on reads from the disk", counter: { $0.pointee.readTimeNs }),
         DiskMeter(name: "disk.device.write.latency", type: .cumulative, unit: "ns",
-                  summary: "total time spent on writes to the disk", counter: { $0.writeTimeNs }),
+                  summary: "total time spent on writes to the disk", counter: { $0.pointee.writeTimeNs }),
         DiskMeter(name: "disk.device.capacity", type: .gauge, unit: "B",
                   summary: "capacity of the disk (the larger of capacity and physical size, as ceilometer)",
-                  counter: { disk in disk.capacity.map { max($0, disk.physical ?? 0) } }),
+                  counter: { disk in disk.pointee.capacity.map { max($0, disk.pointee.physical ?? 0) } }),
         DiskMeter(name: "disk.device.allocation", type: .gauge, unit: "B",
-                  summary: "space allocated to the disk on the host", counter: { $0.allocation }),
+                  summary: "space allocated to the disk on the host", counter: { $0.pointee.allocation }),
         DiskMeter(name: "disk.device.usage", type: .gauge, unit: "B", summary: "physical size of the disk on the host",
-                  counter: { $0.physical }),
+                  counter: { $0.pointee.physical }),
         DiskMeter(name: "disk.device.flush.requests", type: .cumulative, unit: "request",
                   summary: "flush requests to the disk (block.N.fl.reqs)", isCeilometerMeter: false,
-                  counter: { $0.flushRequests }),
+                  counter: { $0.pointee.flushRequests }),
         DiskMeter(name: "disk.device.flush.latency", type: .cumulative, unit: "ns",
                   summary: "total time spent on flushes of the disk (block.N.fl.times)", isCeilometerMeter: false,
-                  counter: { $0.flushTimeNs }),
+                  counter: { $0.pointee.flushTimeNs }),
         DiskMeter(name: "disk.device.errors", type: .cumulative, unit: "error",
                   summary: "I/O errors of the disk, where the driver counts them (block.N.errors)",
-                  isCeilometerMeter: false, counter: { $0.errors }),
+                  isCeilometerMeter: false, counter: { $0.pointee.errors }),
     ]
 }
 
@@ -99,17 +100,23 @@ package struct NetworkMeter: Meter {
     package let type: SampleType
     package let unit: String
     package let summary: String
-    let counter: @Sendable (InterfaceStats) -> UInt64?
+    let counter: @Sendable (UnsafePointer<InterfaceStats>) -> UInt64?
 
     package func forEachReading(_ now: DomainSnapshot, previous: DomainSnapshot?, _ body: (Reading) -> Void) {
-        for interface in now.interfaces {
-            guard var value = counter(interface) else { continue }
+        now.interfaces.forEachInPlace { interface in
+            guard var value = counter(interface) else { return }
             if type == .delta {
-                let before = previous?.interfaces.first(where: { $0.name == interface.name }).flatMap(counter)
+                // The same vNIC's counter in the previous poll: nil when it was not there or had no such counter.
+                var before: UInt64?, found = false
+                previous?.interfaces.forEachInPlace { old in
+                    guard !found, old.pointee.name == interface.pointee.name else { return }
+                    found = true
+                    before = counter(old)
+                }
                 if let before, value >= before { value -= before } else if before == nil { value = 0 }
             }
-            body(Reading(.counter(value), device: interface.resource
-                         ?? .interface(interface, domainName: now.name, domainUUID: now.uuid)))
+            body(Reading(.counter(value), device: interface.pointee.resource
+                         ?? .interface(interface.pointee, domainName: now.name, domainUUID: now.uuid)))
         }
     }
 }
@@ -118,24 +125,36 @@ package struct NetworkMeter: Meter {
 package enum NetworkMeters {
     package static let all: [any Meter] = [
         NetworkMeter(name: "network.incoming.bytes", type: .cumulative, unit: "B",
-                     summary: "bytes received by the interface", counter: { $0.rxBytes }),
+                     summary: "bytes received by the interface", counter: { $0.pointee.rxBytes }),
         NetworkMeter(name: "network.outgoing.bytes", type: .cumulative, unit: "B",
-                     summary: "bytes sent by the interface", counter: { $0.txBytes }),
+                     summary: "bytes sent by the interface", counter: { $0.pointee.txBytes }),
         NetworkMeter(name: "network.incoming.packets", type: .cumulative, unit: "packet",
-                     summary: "packets received by the interface", counter: { $0.rxPackets }),
+                     summary: "packets received by the interface", counter: { $0.pointee.rxPackets }),
         NetworkMeter(name: "network.outgoing.packets", type: .cumulative, unit: "packet",
-                     summary: "packets sent by the interface", counter: { $0.txPackets }),
+                     summary: "packets sent by the interface", counter: { $0.pointee.txPackets }),
         NetworkMeter(name: "network.incoming.packets.drop", type: .cumulative, unit: "packet",
-                     summary: "received packets dropped", counter: { $0.rxDrop }),
+                     summary: "received packets dropped", counter: { $0.pointee.rxDrop }),
         NetworkMeter(name: "network.outgoing.packets.drop", type: .cumulative, unit: "packet",
-                     summary: "sent packets dropped", counter: { $0.txDrop }),
+                     summary: "sent packets dropped", counter: { $0.pointee.txDrop }),
         NetworkMeter(name: "network.incoming.packets.error", type: .cumulative, unit: "packet",
-                     summary: "receive errors", counter: { $0.rxErrors }),
+                     summary: "receive errors", counter: { $0.pointee.rxErrors }),
         NetworkMeter(name: "network.outgoing.packets.error", type: .cumulative, unit: "packet",
-                     summary: "send errors", counter: { $0.txErrors }),
+                     summary: "send errors", counter: { $0.pointee.txErrors }),
         NetworkMeter(name: "network.incoming.bytes.delta", type: .delta, unit: "B",
-                     summary: "bytes received since the previous poll", counter: { $0.rxBytes }),
+                     summary: "bytes received since the previous poll", counter: { $0.pointee.rxBytes }),
         NetworkMeter(name: "network.outgoing.bytes.delta", type: .delta, unit: "B",
-                     summary: "bytes sent since the previous poll", counter: { $0.txBytes }),
+                     summary: "bytes sent since the previous poll", counter: { $0.pointee.txBytes }),
     ]
+}
+
+extension Array {
+    /// Calls `body` with each element where it lies, in order. A device meter reads one counter of each device's
+    /// stats, for every meter and domain: copying the stats out of the array would retain and release each of their
+    /// strings every time.
+    func forEachInPlace(_ body: (UnsafePointer<Element>) -> Void) {
+        withUnsafeBufferPointer { elements in
+            guard let first = elements.baseAddress else { return }
+            for index in elements.indices { body(first + index) }
+        }
+    }
 }
