@@ -38,7 +38,8 @@ enum SHA224 {
 /// HMAC-SHA256 with a fixed key: the SHA-256 states after the key's inner and outer pad blocks, computed once, so a
 /// code compresses only its message and the inner digest, with no allocation.
 struct HMACSHA256: Sendable {
-    private let inner: [UInt32], outer: [UInt32]
+    /// The two states side by side (inner, then outer): a plain value, which a copy does not retain.
+    private let states: SIMD16<UInt32>
 
     init(key: [UInt8]) {
         var key = key.count > 64 ? SHA256.digest(key) : key
@@ -49,8 +50,14 @@ struct HMACSHA256: Sendable {
             virtmeter_sha256_blocks(&state, key.map { $0 ^ pad }, 1)
             return state
         }
-        inner = padded(0x36)
-        outer = padded(0x5C)
+        states = SIMD16(padded(0x36) + padded(0x5C))
+    }
+
+    /// Calls `body` with the inner and the outer state (8 words each).
+    private func withStates(_ body: (UnsafePointer<UInt32>, UnsafePointer<UInt32>) -> Void) {
+        withUnsafePointer(to: states) { states in
+            states.withMemoryRebound(to: UInt32.self, capacity: 16) { body($0, $0 + 8) }
+        }
     }
 
     /// The code (32 bytes) of `message`.
@@ -66,8 +73,10 @@ struct HMACSHA256: Sendable {
     func withCodes(of first: UnsafeBufferPointer<UInt8>, _ second: UnsafeBufferPointer<UInt8>,
                    _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void) {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { codes in
-            virtmeter_hmac_sha256_pair(inner, outer, first.baseAddress, first.count, second.baseAddress, second.count,
-                                       codes.baseAddress, codes.baseAddress! + 32)
+            withStates { inner, outer in
+                virtmeter_hmac_sha256_pair(inner, outer, first.baseAddress, first.count, second.baseAddress,
+                                           second.count, codes.baseAddress, codes.baseAddress! + 32)
+            }
             body(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: codes[..<32])),
                  UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: codes[32...])))
         }
@@ -76,7 +85,9 @@ struct HMACSHA256: Sendable {
     /// Calls `body` with the code of `message`, in a buffer of its own.
     func withCode(of message: UnsafeBufferPointer<UInt8>, _ body: (UnsafeRawBufferPointer) -> Void) {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { code in
-            virtmeter_hmac_sha256(inner, outer, message.baseAddress, message.count, code.baseAddress)
+            withStates { inner, outer in
+                virtmeter_hmac_sha256(inner, outer, message.baseAddress, message.count, code.baseAddress)
+            }
             body(UnsafeRawBufferPointer(code))
         }
     }

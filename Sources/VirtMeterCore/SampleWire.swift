@@ -658,9 +658,10 @@ private struct OwnValues {
         self.ends = ends
     }
 
-    /// Calls `body` with the pieces, which are valid during the call.
-    func withPieces<Result>(_ body: (Pieces) -> Result) -> Result {
-        bytes.withBytes { body(Pieces(bytes: $0, ends: ends)) }
+    /// Calls `body` with the pieces, which are valid during the call (mutating: see `ScratchBytes.withBytes`).
+    mutating func withPieces<Result>(_ body: (Pieces) -> Result) -> Result {
+        let ends = ends
+        return bytes.withBytes { body(Pieces(bytes: $0, ends: ends)) }
     }
 
     /// `, "message_signature": "`: the signature's JSON up to its value (written by the encoder, never signed).
@@ -707,8 +708,11 @@ struct ScratchBytes {
         }
     }
 
-    func withBytes<Result>(_ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result {
-        storage.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[..<count])) }
+    /// Calls `body` with the bytes. Mutating only so that the storage is lent, not retained and released around
+    /// the call (it runs several times for every sample).
+    mutating func withBytes<Result>(_ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result {
+        let count = count
+        return storage.withUnsafeMutableBufferPointer { body(UnsafeBufferPointer(rebasing: $0[..<count])) }
     }
 }
 
