@@ -190,27 +190,30 @@ final class AMQPConnection {
         }
     }
 
-    /// Sends one message (does not wait for anything). Returns librabbitmq's status; non-zero means the connection
-    /// is no longer usable. On plain TCP the frames are written here (`PublishFrames`), on TLS by librabbitmq.
-    func publish(_ body: UnsafeRawBufferPointer, as message: OutgoingMessage, timeoutSeconds: Double) -> Int32 {
-        let status: Int32
+    /// Sends messages with `bodies` (does not wait for anything). Returns librabbitmq's status; non-zero means the
+    /// connection is no longer usable (and any of the messages may have been cut short). On plain TCP the frames are
+    /// written here, all messages at once (`PublishFrames`), on TLS by librabbitmq, one message at a time.
+    func publish(_ bodies: [UnsafeRawBufferPointer], as message: OutgoingMessage, timeoutSeconds: Double) -> Int32 {
+        var status = AMQP_STATUS_OK.rawValue
         if url.tls {
             var properties = message.properties
-            let bytes = amqp_bytes_t(len: body.count, bytes: UnsafeMutableRawPointer(mutating: body.baseAddress))
-            status = amqp_basic_publish(state, Self.channel, message.exchange.bytes, message.routingKey.bytes, 0, 0,
-                                        &properties, bytes)
+            for body in bodies where status == AMQP_STATUS_OK.rawValue {
+                let bytes = amqp_bytes_t(len: body.count, bytes: UnsafeMutableRawPointer(mutating: body.baseAddress))
+                status = amqp_basic_publish(state, Self.channel, message.exchange.bytes, message.routingKey.bytes, 0,
+                                            0, &properties, bytes)
+            }
         } else {
             if frames == nil {
                 frames = message.frames(channel: Self.channel, frameMax: Int(amqp_get_frame_max(state)))
             }
             guard let frames else { return AMQP_STATUS_INVALID_PARAMETER.rawValue }
-            let failure = frames.send(body, to: amqp_get_sockfd(state),
+            let failure = frames.send(bodies, to: amqp_get_sockfd(state),
                                       timeoutMilliseconds: Int32(clamping: Int(timeoutSeconds * 1000)))
             status = failure == 0 ? AMQP_STATUS_OK.rawValue
                 : (failure == ETIMEDOUT ? AMQP_STATUS_TIMEOUT : AMQP_STATUS_SOCKET_ERROR).rawValue
         }
         if status == AMQP_STATUS_OK.rawValue {
-            lastDeliveryTag += 1
+            lastDeliveryTag += UInt64(bodies.count)
         } else {
             isOpen = false
         }

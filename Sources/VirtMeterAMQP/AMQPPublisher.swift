@@ -292,8 +292,11 @@ final class PublisherLink: @unchecked Sendable {
             run.window.failed.formUnion(firstIndex..<(firstIndex + bodies.count))
             return
         }
-        for (offset, body) in bodies.enumerated() {
-            let status = body.withUnsafeBytes {
+        var offset = 0
+        while offset < bodies.count {
+            // As many messages at once as the window has room for.
+            let count = min(bodies.count - offset, max(1, configuration.confirmWindow - run.window.outstandingCount))
+            let status = withBytes(of: bodies[offset..<offset + count]) {
                 connection.publish($0, as: message, timeoutSeconds: configuration.timeoutSeconds)
             }
             guard status == AMQP_STATUS_OK.rawValue else {
@@ -302,15 +305,24 @@ final class PublisherLink: @unchecked Sendable {
                 run.window.failed.formUnion((firstIndex + offset)..<(firstIndex + bodies.count))
                 return
             }
-            run.window.sent(tag: connection.lastDeliveryTag, index: firstIndex + offset)
+            let firstTag = connection.lastDeliveryTag - UInt64(count) + 1
+            for sent in 0..<count { run.window.sent(tag: firstTag + UInt64(sent), index: firstIndex + offset + sent) }
+            offset += count
             if run.window.outstandingCount >= configuration.confirmWindow {
                 wait(for: run, on: connection)
                 if run.failure != nil {
-                    run.window.failed.formUnion((firstIndex + offset + 1)..<(firstIndex + bodies.count))
+                    run.window.failed.formUnion((firstIndex + offset)..<(firstIndex + bodies.count))
                     return
                 }
             }
         }
+    }
+
+    /// Calls `body` with the bytes of every array in `arrays`, all valid at once.
+    private func withBytes<R>(of arrays: ArraySlice<[UInt8]>, _ collected: [UnsafeRawBufferPointer] = [],
+                              _ body: ([UnsafeRawBufferPointer]) -> R) -> R {
+        guard let first = arrays.first else { return body(collected) }
+        return first.withUnsafeBytes { withBytes(of: arrays.dropFirst(), collected + [$0], body) }
     }
 
     /// Ends a run: waits for its remaining confirms. Returns the indexes not confirmed and why, or nil.

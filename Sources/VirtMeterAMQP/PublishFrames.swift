@@ -8,9 +8,9 @@ import Glibc
 /// connection's socket itself.
 ///
 /// librabbitmq's `amqp_basic_publish` copies every body into a frame buffer of its own and makes a system call for
-/// each frame, and the bodies are nearly all the bytes the agent sends. Written here, a message is one `sendmsg` of
-/// the method and header frames, the body frames' headers and ends, and the body, which goes to the socket from the
-/// caller's buffer. librabbitmq still reads the socket (confirms, heartbeats) and writes to it only between messages,
+/// each frame, and the bodies are nearly all the bytes the agent sends. Written here, several messages are one
+/// `sendmsg` of their method and header frames, the body frames' headers and ends, and the bodies, which go to the
+/// socket from the caller's buffers. librabbitmq still reads the socket (confirms, heartbeats) and writes to it only between messages,
 /// on the same thread. A TLS connection publishes through librabbitmq.
 struct PublishFrames {
     /// The method frame (basic.publish: exchange, routing key, neither mandatory nor immediate) and the content header
@@ -52,36 +52,45 @@ struct PublishFrames {
         maxFramePayload = frameMax - 8
     }
 
-    /// Writes the message with `body` to `socket`, all of it (continuing after partial writes, waiting up to
-    /// `timeoutMilliseconds` each time the socket takes nothing). Returns 0, or the errno of the failure (ETIMEDOUT
-    /// for the wait): the connection is then unusable, as a message may be cut short on it.
-    func send(_ body: UnsafeRawBufferPointer, to socket: Int32, timeoutMilliseconds: Int32) -> Int32 {
-        let frames = (body.count + maxFramePayload - 1) / maxFramePayload
-        // The bytes around the body's pieces: the head and the first body frame's header, then for each further
-        // frame the previous one's end and its header, then the last frame's end.
-        var joints = head
-        joints.reserveCapacity(head.count + 8 * frames)
-        joints.withUnsafeMutableBytes {
-            $0.storeBytes(of: UInt64(body.count).bigEndian, toByteOffset: bodySizeOffset, as: UInt64.self)
-        }
-        for frame in 0..<frames {
-            if frame > 0 { joints.append(UInt8(AMQP_FRAME_END)) }
-            let size = min(maxFramePayload, body.count - frame * maxFramePayload)
-            joints.append(UInt8(AMQP_FRAME_BODY))
-            Self.add(channel, to: &joints)
-            Self.add(UInt32(size), to: &joints)
-        }
-        if frames > 0 { joints.append(UInt8(AMQP_FRAME_END)) }
-        return joints.withUnsafeMutableBytes { joint in
-            let first = frames > 0 ? head.count + 7 : head.count
-            var pieces: [iovec] = [iovec(iov_base: joint.baseAddress, iov_len: first)]
-            pieces.reserveCapacity(2 * frames + 1)
+    /// Writes the messages with `bodies` to `socket`, all of them, in as few `sendmsg` calls as the socket takes
+    /// (continuing after partial writes, waiting up to `timeoutMilliseconds` each time the socket takes nothing). A
+    /// call per message made TCP end each message with a short segment, twice the segments (and the broker's
+    /// wake-ups) for the same bytes. Returns 0, or the errno of the failure (ETIMEDOUT for the wait): the connection
+    /// is then unusable, as a message may be cut short on it.
+    func send(_ bodies: [UnsafeRawBufferPointer], to socket: Int32, timeoutMilliseconds: Int32) -> Int32 {
+        // The bytes around the bodies' pieces, back to back: each message's head and first body frame's header,
+        // then for each further frame the previous one's end and its header, then the last frame's end (which lies
+        // just before the next message's head, so the two go out as one piece).
+        var joints: [UInt8] = []
+        // Where each piece lies: in `joints` (`body` nil) or in a body.
+        var pieces: [(body: Int?, range: Range<Int>)] = []
+        var jointStart = 0
+        for (index, body) in bodies.enumerated() {
+            let frames = (body.count + maxFramePayload - 1) / maxFramePayload
+            let messageStart = joints.count
+            joints += head
+            joints.withUnsafeMutableBytes {
+                $0.storeBytes(of: UInt64(body.count).bigEndian, toByteOffset: messageStart + bodySizeOffset,
+                              as: UInt64.self)
+            }
             for frame in 0..<frames {
-                let start = frame * maxFramePayload
-                pieces.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: body.baseAddress! + start),
-                                    iov_len: min(maxFramePayload, body.count - start)))
-                let next = head.count + 7 + frame * 8
-                pieces.append(iovec(iov_base: joint.baseAddress! + next, iov_len: frame + 1 < frames ? 8 : 1))
+                if frame > 0 { joints.append(UInt8(AMQP_FRAME_END)) }
+                let start = frame * maxFramePayload, size = min(maxFramePayload, body.count - start)
+                joints.append(UInt8(AMQP_FRAME_BODY))
+                Self.add(channel, to: &joints)
+                Self.add(UInt32(size), to: &joints)
+                pieces.append((nil, jointStart..<joints.count))
+                pieces.append((index, start..<start + size))
+                jointStart = joints.count
+            }
+            if frames > 0 { joints.append(UInt8(AMQP_FRAME_END)) }
+        }
+        if jointStart < joints.count { pieces.append((nil, jointStart..<joints.count)) }
+        return joints.withUnsafeBytes { joint in
+            var pieces = pieces.map { piece in
+                let base = piece.body.map { bodies[$0].baseAddress! } ?? joint.baseAddress!
+                return iovec(iov_base: UnsafeMutableRawPointer(mutating: base + piece.range.lowerBound),
+                             iov_len: piece.range.count)
             }
             let sent = writeAll(&pieces) { pieces, count in
                 var message = msghdr()

@@ -22,12 +22,15 @@ struct PublishFramesTests {
         return (ends[0], ends[1])
     }
 
-    @Test("method, header and body frames around the body, whole through partial writes")
+    @Test("method, header and body frames around each body, messages in order, whole through partial writes")
     func layout() throws {
         let frames = try Self.frames()
         let (writer, reader) = try Self.socketPair()
         defer { close(reader) }
-        let body = (0..<50_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+        // Several messages in one call: a large one, an empty one, one of exactly one frame, one just over.
+        let bodies = [50_000, 0, 4_088, 4_089].enumerated().map { message, count in
+            (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3 &+ message) }
+        }
         // Read slowly on another thread, so that the writer finds the socket full again and again.
         let collected = ReadBack()
         let thread = Thread {
@@ -41,7 +44,14 @@ struct PublishFramesTests {
             collected.finish()
         }
         thread.start()
-        let status = body.withUnsafeBytes { frames.send($0, to: writer, timeoutMilliseconds: 5_000) }
+        let status = bodies[0].withUnsafeBytes { b0 in
+            bodies[1].withUnsafeBytes { b1 in
+                bodies[2].withUnsafeBytes { b2 in
+                    bodies[3].withUnsafeBytes { b3 in frames.send([b0, b1, b2, b3], to: writer,
+                                                                   timeoutMilliseconds: 5_000) }
+                }
+            }
+        }
         close(writer)
         #expect(status == 0)
         let bytes = collected.wait()
@@ -56,22 +66,27 @@ struct PublishFramesTests {
             return (bytes[position], Int(bytes[position + 1]) << 8 | Int(bytes[position + 2]),
                     Array(bytes[(position + 7)..<(position + 7 + size)]))
         }
-        let method = try frame()
-        #expect(method.type == 1 && method.channel == 1)
-        #expect(method.payload == [0, 60, 0, 40, 0, 0, 2] + Array("ex".utf8) + [12] + Array("topic.sample".utf8) + [0])
-        let header = try frame()
-        #expect(header.type == 2 && header.channel == 1)
-        #expect(header.payload == [0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0xC3, 0x50, 0xD8, 0x00, 16]
-                + Array("application/json".utf8) + [5] + Array("utf-8".utf8) + [2, 0])
-        var content: [UInt8] = [], bodyFrames = 0
-        while position < bytes.count {
-            let next = try frame()
-            #expect(next.type == 3 && next.channel == 1 && next.payload.count <= 4_096 - 8)
-            content += next.payload
-            bodyFrames += 1
+        for body in bodies {
+            let method = try frame()
+            #expect(method.type == 1 && method.channel == 1)
+            #expect(method.payload == [0, 60, 0, 40, 0, 0, 2] + Array("ex".utf8) + [12] + Array("topic.sample".utf8)
+                    + [0])
+            let header = try frame()
+            #expect(header.type == 2 && header.channel == 1)
+            let size = withUnsafeBytes(of: UInt64(body.count).bigEndian, Array.init)
+            #expect(header.payload == [0, 60, 0, 0] + size + [0xD8, 0x00, 16] + Array("application/json".utf8) + [5]
+                    + Array("utf-8".utf8) + [2, 0])
+            var content: [UInt8] = [], bodyFrames = 0
+            while content.count < body.count {
+                let next = try frame()
+                #expect(next.type == 3 && next.channel == 1 && next.payload.count <= 4_096 - 8)
+                content += next.payload
+                bodyFrames += 1
+            }
+            #expect(content == body)
+            #expect(bodyFrames == (body.count + 4_087) / 4_088)   // 50,000 bytes in 13 frames of 4,088
         }
-        #expect(content == body)
-        #expect(bodyFrames == 13)   // 50,000 bytes in frames of 4,088
+        #expect(position == bytes.count)
     }
 
     @Test("a socket that takes nothing for the timeout: ETIMEDOUT")
@@ -81,7 +96,7 @@ struct PublishFramesTests {
         defer { close(writer); close(reader) }
         let body = [UInt8](repeating: 65, count: 4 << 20)
         let started = Date()
-        let status = body.withUnsafeBytes { frames.send($0, to: writer, timeoutMilliseconds: 200) }
+        let status = body.withUnsafeBytes { frames.send([$0], to: writer, timeoutMilliseconds: 200) }
         #expect(status == ETIMEDOUT)
         #expect(Date().timeIntervalSince(started) < 5)
     }
