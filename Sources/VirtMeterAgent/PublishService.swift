@@ -56,7 +56,9 @@ package final class PublishService: Service {
 
     package func run() async throws {
         var outageStart: Duration?
-        delivery: while let batch = await spool.next(maxRecords: recordsPerDelivery) {
+        // Each batch is acknowledged when the next one is asked for: one trip to the spool's queue, not two.
+        var delivered: SpoolReceipt?
+        delivery: while let batch = await spool.next(maxRecords: recordsPerDelivery, acknowledging: delivered) {
             var pending = Array(publishers.indices)
             var attempt = 0
             while !pending.isEmpty {
@@ -104,7 +106,7 @@ package final class PublishService: Service {
                 ])
                 outageStart = nil
             }
-            await spool.acknowledge(batch)
+            delivered = batch.receipt
             stats.update { $0.samplesPublished += batch.records.sampleCount }
             vitals?.delivered(samples: batch.records.sampleCount)
         }

@@ -33,9 +33,14 @@ package struct SpoolConfiguration: Sendable, Equatable {
 /// Records read from the spool but not yet acknowledged.
 package struct SpoolBatch: Sendable {
     package let records: SampleRecords
-    /// Where the batch ends: acknowledging it removes everything before this position.
+    /// What acknowledging the batch takes, without holding its bytes.
+    package let receipt: SpoolReceipt
+}
+
+/// Where a batch ends (acknowledging it removes everything before this position), and the records and samples it took
+/// from each segment.
+package struct SpoolReceipt: Sendable {
     let end: SpoolPosition
-    /// Records and samples taken from each segment.
     let taken: [UInt64: Tally]
 }
 
@@ -230,18 +235,25 @@ package final class Spool: @unchecked Sendable {
 
     /// Up to `maxRecords` records after those already handed out, oldest first; waits until there is one.
     /// Returns nil when the task is cancelled, or once `finish()` was called and everything has been read.
-    /// One reader at a time.
-    package func next(maxRecords: Int) async -> SpoolBatch? {
+    /// `delivered`, if given, is acknowledged first, in the same trip to the spool's queue. One reader at a time.
+    package func next(maxRecords: Int, acknowledging delivered: SpoolReceipt? = nil) async -> SpoolBatch? {
         var bells = doorbell.makeAsyncIterator()
+        var delivered = delivered
         while !Task.isCancelled {
             let finishing = finished.load(ordering: .acquiring)
-            switch await queue.run({ self.readOnQueue(maxRecords: maxRecords) }) {
+            let acknowledged = delivered
+            delivered = nil
+            switch await queue.run({ () -> ReadResult in
+                if let acknowledged { self.acknowledgeOnQueue(acknowledged) }
+                return self.readOnQueue(maxRecords: maxRecords)
+            }) {
             case .batch(let batch): return batch
             case .skipped: continue
             case .empty: if finishing { return nil }
             }
             guard await bells.next() != nil else { return nil }
         }
+        if let delivered { await queue.run { self.acknowledgeOnQueue(delivered) } }
         return nil
     }
 
@@ -253,7 +265,8 @@ package final class Spool: @unchecked Sendable {
 
     /// Acknowledges `batch` (and everything before it): its records are gone for good.
     package func acknowledge(_ batch: SpoolBatch) async {
-        await queue.run { self.acknowledgeOnQueue(batch.end, taken: batch.taken) }
+        let receipt = batch.receipt
+        await queue.run { self.acknowledgeOnQueue(receipt) }
     }
 
     // MARK: - On the queue
@@ -490,13 +503,15 @@ package final class Spool: @unchecked Sendable {
         readPosition = end
         guard !spans.isEmpty else {
             // Only damaged bytes: acknowledge them, unless records before them are in flight.
-            if nothingInFlight { acknowledgeOnQueue(end, taken: [:]) }
+            if nothingInFlight { acknowledgeOnQueue(SpoolReceipt(end: end, taken: [:])) }
             return .skipped
         }
-        return .batch(SpoolBatch(records: SampleRecords(bytes: bytes, spans: spans), end: end, taken: [id: tally]))
+        return .batch(SpoolBatch(records: SampleRecords(bytes: bytes, spans: spans),
+                                 receipt: SpoolReceipt(end: end, taken: [id: tally])))
     }
 
-    private func acknowledgeOnQueue(_ position: SpoolPosition, taken: [UInt64: Tally]) {
+    private func acknowledgeOnQueue(_ receipt: SpoolReceipt) {
+        let position = receipt.end, taken = receipt.taken
         guard head < position else { return }
         head = position
         for index in segments.indices {
