@@ -69,16 +69,27 @@ struct HMACSHA256: Sendable {
         return code
     }
 
-    /// Calls `body` with the codes of two messages, computed together (`virtmeter_hmac_sha256_pair`).
-    func withCodes(of first: UnsafeBufferPointer<UInt8>, _ second: UnsafeBufferPointer<UInt8>,
-                   _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void) {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { codes in
-            withStates { inner, outer in
-                virtmeter_hmac_sha256_pair(inner, outer, first.baseAddress, first.count, second.baseAddress,
-                                           second.count, codes.baseAddress, codes.baseAddress! + 32)
+    /// The most messages `withCodes(of:)` takes at once.
+    static let batchSize = 16
+
+    /// Calls `body` with the codes of `messages` (at most `batchSize`), computed together
+    /// (`virtmeter_hmac_sha256_batch`): 32 bytes each, back to back, in order.
+    func withCodes(of messages: [UnsafeBufferPointer<UInt8>], _ body: (UnsafeRawBufferPointer) -> Void) {
+        let count = min(messages.count, Self.batchSize)
+        withUnsafeTemporaryAllocation(of: UnsafePointer<UInt8>?.self, capacity: count) { pointers in
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: count) { lengths in
+                withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32 * count) { codes in
+                    for index in 0..<count {
+                        pointers[index] = messages[index].baseAddress
+                        lengths[index] = messages[index].count
+                    }
+                    withStates { inner, outer in
+                        virtmeter_hmac_sha256_batch(inner, outer, pointers.baseAddress, lengths.baseAddress,
+                                                    Int32(count), codes.baseAddress)
+                    }
+                    body(UnsafeRawBufferPointer(codes))
+                }
             }
-            body(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: codes[..<32])),
-                 UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: codes[32...])))
         }
     }
 

@@ -109,9 +109,9 @@ package struct SampleStamper: Sendable {
         let timestamp = SampleClock.utcTimestamp(nanoseconds: wallNanoseconds)
         var cycle: RenderedFields?
         var written = 0, refused = 0
-        // Samples are signed two at a time (`SampleEncoder.signPrepared`): the first of a pair waits, prepared in the
-        // encoder's slot 0, for the second; the last one of the domain goes alone.
-        var waiting = false
+        // Samples are signed `SampleEncoder.batchSize` at a time (`SampleEncoder.signPrepared`): they wait, prepared
+        // in the encoder's slots, for the batch to fill; the domain's last ones go as a smaller batch.
+        var waiting = 0
         for (position, meter) in meters.enumerated() {
             var meterFields = encoder.knownMeterFields(meter.name, type: meter.type, unit: meter.unit,
                                                        position: position)
@@ -143,30 +143,30 @@ package struct SampleStamper: Sendable {
                                                   cycle: .passUnretained(cycle), metadata: metadata)
                 let prepared = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: UUIDv1Generator.length) { id in
                     ids.write(wallNanoseconds: wallNanoseconds, to: id.baseAddress!)
-                    return encoder.prepare(waiting ? 1 : 0, volume: reading.volume,
-                                           messageID: UnsafeBufferPointer(id), shared: shared)
+                    return encoder.prepare(waiting, volume: reading.volume, messageID: UnsafeBufferPointer(id),
+                                           shared: shared)
                 }
                 guard prepared else {
                     refused += 1
                     return
                 }
-                guard waiting else {
-                    waiting = true
-                    return
-                }
-                encoder.signPrepared(2)
-                records.append { encoder.writePrepared(0, to: &$0); return true }
-                records.append { encoder.writePrepared(1, to: &$0); return true }
-                written += 2
-                waiting = false
+                waiting += 1
+                if waiting == SampleEncoder.batchSize { written += Self.flush(&waiting, &encoder, to: &records) }
             }
         }
-        if waiting {
-            encoder.signPrepared(1)
-            records.append { encoder.writePrepared(0, to: &$0); return true }
-            written += 1
-        }
+        written += Self.flush(&waiting, &encoder, to: &records)
         return (written, refused)
+    }
+
+    /// Signs the `waiting` samples prepared in `encoder` and writes them to `records`; returns how many.
+    private static func flush(_ waiting: inout Int, _ encoder: inout SampleEncoder, to records: inout RecordWriter)
+        -> Int {
+        let count = waiting
+        guard count > 0 else { return 0 }
+        encoder.signPrepared(count)
+        for slot in 0..<count { records.append { encoder.writePrepared(slot, to: &$0); return true } }
+        waiting = 0
+        return count
     }
 
     /// The domain's resource_metadata as ceilometer's libvirt discovery builds it, in ceilometer's key order. With nova

@@ -38,21 +38,18 @@ package struct SampleSigner: Sendable {
     /// The length of a signature in hex.
     static let hexLength = 64
 
-    /// Writes the signature of `input` in hex at `out`; returns its length (0 when this signer does not sign).
-    func writeSignature(of input: UnsafeBufferPointer<UInt8>, to out: UnsafeMutablePointer<UInt8>) -> Int {
-        guard let secret else { return 0 }
-        secret.withCode(of: input) { Hex.write($0, to: out) }
-        return Self.hexLength
-    }
+    /// The most inputs `writeSignatures` takes at once.
+    static let batchSize = HMACSHA256.batchSize
 
-    /// Writes the signatures of two inputs, computed together (two SHA-256 streams side by side), in hex at `out`,
-    /// one after the other; returns the length of each (0 when this signer does not sign).
-    func writeSignatures(of first: UnsafeBufferPointer<UInt8>, _ second: UnsafeBufferPointer<UInt8>,
-                         to out: UnsafeMutablePointer<UInt8>) -> Int {
+    /// Writes the signatures of `inputs` (at most `batchSize`), computed together (`HMACSHA256.withCodes`), in hex
+    /// at `out`, one after the other; returns the length of each (0 when this signer does not sign).
+    func writeSignatures(of inputs: [UnsafeBufferPointer<UInt8>], to out: UnsafeMutablePointer<UInt8>) -> Int {
         guard let secret else { return 0 }
-        secret.withCodes(of: first, second) { firstCode, secondCode in
-            Hex.write(firstCode, to: out)
-            Hex.write(secondCode, to: out + Self.hexLength)
+        secret.withCodes(of: inputs) { codes in
+            for index in 0..<min(inputs.count, Self.batchSize) {
+                Hex.write(UnsafeRawBufferPointer(rebasing: codes[32 * index..<32 * (index + 1)]),
+                          to: out + index * Self.hexLength)
+            }
         }
         return Self.hexLength
     }
