@@ -8,50 +8,15 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "sha256_common.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
 
-static const uint32_t K[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-};
-
 // What unused lanes, and lanes whose message has ended, read: any readable 64 bytes would do.
 static const uint8_t zero_block[64] __attribute__((aligned(64)));
-
-// A message as SHA-256 compresses it (as in sha256.c): its whole blocks in place, then its last bytes, the padding and
-// the length in bits (of `prefix` bytes hashed before plus the message) in one or two blocks of `tail`.
-typedef struct {
-    const uint8_t *data;
-    size_t whole;
-    size_t blocks;
-    uint8_t tail[128];
-} lane_message;
-
-static void pad(lane_message *message, const uint8_t *data, size_t length, uint64_t prefix) {
-    message->data = data;
-    message->whole = length / 64;
-    size_t rest = length - 64 * message->whole;
-    memset(message->tail, 0, sizeof message->tail);
-    if (rest) memcpy(message->tail, data + 64 * message->whole, rest);
-    message->tail[rest] = 0x80;
-    size_t tail_length = rest < 56 ? 64 : 128;
-    uint64_t bits = (prefix + length) * 8;
-    for (int i = 0; i < 8; i++) message->tail[tail_length - 1 - i] = (uint8_t)(bits >> (8 * i));
-    message->blocks = message->whole + tail_length / 64;
-}
-
-static const uint8_t *block_at(const lane_message *message, size_t index) {
-    return index < message->whole ? message->data + 64 * index : message->tail + 64 * (index - message->whole);
-}
 
 // Lane i of w[j] = big-endian word j of rows[i]: each row byte-swapped, then a 16x16 dword transpose (64 in-lane and
 // 128-bit-lane shuffles; cheaper than 16 gathers of 16 scattered words).
@@ -59,7 +24,7 @@ TARGET static inline void load_block16(__m512i w[16], const uint8_t *const rows[
     const __m512i byteswap = _mm512_broadcast_i32x4(_mm_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3));
     __m512i r[16], t[16];
     for (int i = 0; i < 16; i++) r[i] = _mm512_shuffle_epi8(_mm512_loadu_si512((const void *)rows[i]), byteswap);
-    // Within each 128-bit lane k, after these two steps u[4g + m] holds word 4k + m of rows 4g..4g+3.
+    // Within each 128-bit lane k, after these two steps r[4g + m] holds word 4k + m of rows 4g..4g+3.
     for (int g = 0; g < 4; g++) {
         __m512i *q = &r[4 * g];
         t[4 * g + 0] = _mm512_unpacklo_epi32(q[0], q[1]);
@@ -147,7 +112,7 @@ TARGET static void compress_rows(__m512i state[8], const uint8_t *const rows[16]
 // The codes of `count` (1 to 16) messages, all lanes in step: it costs what 16 messages as long as the longest do.
 TARGET static void hmac_x16(const uint32_t inner[8], const uint32_t outer[8], const uint8_t *const messages[],
                             const size_t lengths[], int count, uint8_t *macs) {
-    lane_message lane[16];
+    padded_message lane[16];
     const uint8_t *rows[16];
     size_t common = SIZE_MAX, most = 0;
     for (int i = 0; i < 16; i++) rows[i] = zero_block;  // unused lanes read zeros and are masked off
@@ -196,7 +161,6 @@ TARGET static void hmac_x16(const uint32_t inner[8], const uint32_t outer[8], co
         }
     }
 }
-
 
 static int x16_available(void) {
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
