@@ -10,8 +10,8 @@ import Glibc
 /// librabbitmq's `amqp_basic_publish` copies every body into a frame buffer of its own and makes a system call for
 /// each frame, and the bodies are nearly all the bytes the agent sends. Written here, several messages are one
 /// `sendmsg` of their method and header frames, the body frames' headers and ends, and the bodies, which go to the
-/// socket from the caller's buffers. librabbitmq still reads the socket (confirms, heartbeats) and writes to it only between messages,
-/// on the same thread. A TLS connection publishes through librabbitmq.
+/// socket from the caller's buffers. librabbitmq still reads the socket (confirms, heartbeats) and writes to it only
+/// between sends, on the same thread. A TLS connection publishes through librabbitmq.
 struct PublishFrames {
     /// The method frame (basic.publish: exchange, routing key, neither mandatory nor immediate) and the content header
     /// frame (class basic, the properties), with the header's body size still to fill in at `bodySizeOffset`.
