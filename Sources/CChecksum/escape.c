@@ -105,7 +105,7 @@ __attribute__((target("ssse3"))) static size_t escape_ssse3(const uint8_t *json,
     return position + escape_portable(json + index, length - index, out + position);
 }
 
-#define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx512vbmi2,bmi2,popcnt")))
+#define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi2,bmi2,popcnt")))
 
 // Escapes the 32 bytes of `bytes` (at the end fewer: those whose slots are in `present`, the rest zero) into the first
 // `*count` bytes of the result. Each input byte i has two output slots: 2i its prefix, taken when the byte is special,

@@ -8,7 +8,6 @@
 
 #include "sha256_common.h"
 
-
 void virtmeter_sha256_init(uint32_t state[8], int sha224) {
     static const uint32_t iv256[8] = {
         0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,

@@ -28,9 +28,9 @@ void virtmeter_hmac_sha256_pair(const uint32_t inner[8], const uint32_t outer[8]
                                 size_t first_length, const uint8_t *second, size_t second_length,
                                 uint8_t first_mac[32], uint8_t second_mac[32]);
 
-/// The HMAC-SHA256 codes of `count` messages (at most 16), 32 bytes each back to back at `macs`, as `count` calls of
-/// `virtmeter_hmac_sha256` give them: 11 or more at once with AVX-512, 16 lanes side by side, where the CPU has it,
-/// else two at a time.
+/// The HMAC-SHA256 codes of `count` messages, 32 bytes each back to back at `macs`, as `count` calls of
+/// `virtmeter_hmac_sha256` give them: 11 to 16 of them at once with AVX-512, 16 lanes side by side, where the CPU has
+/// it, else two at a time.
 void virtmeter_hmac_sha256_batch(const uint32_t inner[8], const uint32_t outer[8], const uint8_t *const messages[],
                                  const size_t lengths[], int count, uint8_t *macs);
 
